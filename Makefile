@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= postgres,mysql,dev
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma := ,
+export FLASK_APP := modelport
+
+.PHONY: run test lint format bench install migrate requirements translations clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml requirements.txt
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/flask db upgrade
+
+run: migrate
+	$(BIN)/modelport serve --bind 127.0.0.1:5000 --workers 2
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/db_stages.py
+
+# Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
+requirements: $(BIN)/python
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --extra postgres --extra mysql --extra dev \
+		--output-file requirements.txt pyproject.toml
+
+# Re-extract translatable text and compile the catalogues after editing templates or code.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o modelport/translations/messages.pot .
+	$(BIN)/pybabel update -i modelport/translations/messages.pot -d modelport/translations --no-fuzzy-matching
+	$(BIN)/pybabel compile -d modelport/translations
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""Modelport: machine-learning models served to people and programs with Flask."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from modelport.config import flask_config, read_settings
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE_ROOT.parent / "migrations"
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app from ``MODELPORT_*`` settings; ``overrides`` replace settings (tests)."""
+    load_dotenv(override=False)
+    settings = read_settings()
+    if overrides:
+        settings = read_settings({**os.environ, **{f"MODELPORT_{k}": str(v) for k, v in overrides.items()}})
+    instance = Path(settings["INSTANCE_PATH"] or Path.cwd() / "instance").resolve()
+    app = Flask(__name__, instance_path=str(instance), instance_relative_config=False)
+    app.config.from_mapping(flask_config(settings, instance))
+    instance.mkdir(parents=True, exist_ok=True)
+
+    register_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_security(app)
+    register_cli(app)
+
+    if settings["PROXY_HOPS"] > 0:
+        hops = settings["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    from modelport.ops.logging import configure_logging
+
+    configure_logging(app)
+
+
+def register_extensions(app: Flask) -> None:
+    from modelport import models  # noqa: F401  (registers the tables)
+    from modelport.api import api
+    from modelport.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from modelport.i18n import select_locale, template_context
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    api.init_app(app)
+    app.context_processor(template_context)
+
+
+def register_blueprints(app: Flask) -> None:
+    from modelport.auth import admin, routes
+    from modelport.ops import health
+    from modelport.pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(routes.auth_bp)
+    app.register_blueprint(routes.account_bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(health.bp)
+
+
+def register_errors(app: Flask) -> None:
+    from modelport.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_security(app: Flask) -> None:
+    from modelport.auth.identity import register_identity
+    from modelport.ops.headers import register_headers
+
+    register_identity(app)
+    register_headers(app)
+
+
+def register_cli(app: Flask) -> None:
+    from modelport.cli import register_commands
+
+    register_commands(app)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL for concurrent readers, and foreign keys on (account deletion cascades)."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,51 @@
+"""JSON API v1 (OpenAPI documented at /api/openapi.json, browsable at /api/docs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import swagger_ui_bundle
+from flask import Blueprint, render_template, send_from_directory
+from flask_smorest import Api as SmorestApi
+from werkzeug.wrappers import Response
+
+from modelport.api.schemas import ErrorSchema
+
+
+class Api(SmorestApi):
+    """flask-smorest, with errors answered by ``modelport.errors`` in the house format."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        # modelport.errors handles every HTTPException, API and pages alike.
+        pass
+
+    def init_app(self, app, *, spec_kwargs=None):  # noqa: ANN001, ANN201
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        from modelport.api import v1  # noqa: F401  (routes register on import)
+
+        self.register_blueprint(v1.blp)
+        self.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+        self.spec.components.security_scheme("basic", {"type": "http", "scheme": "basic"})
+        self.spec.components.security_scheme(
+            "session", {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"]}
+        )
+        app.register_blueprint(docs_bp)
+
+
+api = Api()
+
+SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+docs_bp = Blueprint("api_docs", __name__, url_prefix="/api/docs")
+
+
+@docs_bp.get("")
+def docs() -> str:
+    """Swagger UI from the installed swagger-ui-bundle package: no CDN."""
+    return render_template("api/docs.html")
+
+
+@docs_bp.get("/assets/<path:filename>")
+def assets(filename: str) -> Response:
+    return send_from_directory(SWAGGER_DIR, filename, max_age=86400)

@@ -1,0 +1,140 @@
+"""Who is calling: a session cookie, a Bearer token, or HTTP Basic (scripts, tokens API).
+
+Flask-Login's ``current_user`` is filled from here for every request. ``g.auth_method`` says
+how (``session``, ``token``, ``basic``) and ``g.api_token`` holds the token, so that scope
+checks and CSRF know what they are dealing with.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Flask, abort, g, request
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from modelport.auth import accounts, sessions, throttle
+from modelport.auth.tokens import authenticate_token
+from modelport.extensions import csrf, login_manager
+from modelport.models import User
+from modelport.models.tokens import Scope
+from modelport.ops.logging import security_event
+
+# Query-string names under which clients commonly put tokens; refusing them keeps tokens out
+# of server logs, browser history and Referer headers.
+TOKEN_QUERY_PARAMS = ("token", "access_token", "auth_token", "api_key", "apikey", "api_token")
+
+# Paths where HTTP Basic (email:password) is accepted: creating a token from a script.
+BASIC_AUTH_PATHS = ("/api/v1/tokens", "/api/v1/me")
+
+
+class AuthError(HTTPException):
+    """401 with a reason, rendered by the API error handler."""
+
+    code = 401
+
+    def __init__(self, message: str, error_code: str = "unauthorized") -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+def _bearer(header: str) -> User | None:
+    token = authenticate_token(header[7:].strip())
+    if token is None:
+        security_event("token_rejected")
+        raise AuthError("The API token is invalid, expired or revoked.", "invalid_token")
+    g.auth_method = "token"
+    g.api_token = token
+    return token.user
+
+
+def _basic(header: str) -> User | None:
+    if not request.path.startswith(BASIC_AUTH_PATHS):
+        raise AuthError("HTTP Basic is only accepted on /api/v1/tokens and /api/v1/me; use a token.")
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        email, password = decoded.split(":", 1)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthError("Malformed Basic credentials.") from None
+    try:
+        user = accounts.authenticate(email, password)
+    except throttle.Throttled as exc:
+        security_event("login_throttled")
+        error = AuthError("Too many failed sign-ins. Try again later.", "rate_limited")
+        error.code = 429
+        error.retry_after = exc.retry_after
+        raise error from None
+    except (accounts.LoginFailed, accounts.NotConfirmed):
+        raise AuthError("Wrong e-mail or password.", "invalid_credentials") from None
+    g.auth_method = "basic"
+    return user
+
+
+@login_manager.request_loader
+def load_user_from_request(_request: Any) -> User | None:
+    """Resolve the caller once per request (Flask-Login calls this lazily)."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return _bearer(header)
+    if header[:6].lower() == "basic ":
+        return _basic(header)
+    if header:
+        raise AuthError("Unsupported Authorization scheme; use Bearer.")
+    user = sessions.user_from_cookies()
+    if user is not None:
+        g.auth_method = "session"
+    return user
+
+
+def refuse_tokens_in_url() -> None:
+    """Tokens belong in the Authorization header, never in the URL."""
+    if any(name in request.args for name in TOKEN_QUERY_PARAMS):
+        abort(400, description="Credentials in the URL are refused; send Authorization: Bearer <token>.")
+
+
+def protect_cookie_requests() -> None:
+    """CSRF on every state-changing request that a cookie could authenticate.
+
+    Requests carrying an Authorization header cannot be forged by another site (a browser
+    never adds that header by itself), and /v2 is the inference protocol for programs.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return
+    if request.headers.get("Authorization") or request.path.startswith("/v2/") or request.path == "/v2":
+        return
+    csrf.protect()
+
+
+def scope_required(scope: str) -> Callable:
+    """A view for signed-in callers whose token (if any) carries ``scope``."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                raise AuthError("Sign in or send Authorization: Bearer <token>.")
+            token = g.get("api_token")
+            if token is not None and not token.allows(scope):
+                security_event("scope_denied", user_id=current_user.id, scope=scope)
+                abort(403, description=f"This token lacks the '{scope}' scope.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+full_scope_required = scope_required(Scope.FULL.value)
+
+
+def register_identity(app: Flask) -> None:
+    """Wire the checks above into every request."""
+    login_manager.session_protection = None  # sessions are checked on the server instead
+    login_manager.login_view = "auth.login"
+    app.before_request(refuse_tokens_in_url)
+    app.before_request(protect_cookie_requests)
+    app.after_request(sessions.apply_remember_cookie)

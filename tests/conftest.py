@@ -1,0 +1,238 @@
+"""Fixtures shared by the whole suite.
+
+Tests that touch the database are marked ``db`` and run once per backend: SQLite always,
+PostgreSQL and MariaDB when ``MODELPORT_TEST_POSTGRES_URL`` / ``MODELPORT_TEST_MYSQL_URL``
+are set. Without them a laptop skips those runs with a reason; CI sets
+``MODELPORT_TEST_REQUIRE_SERVICES=1`` and a missing service is then a failure.
+Every pytest-xdist worker gets databases of its own, migrated once with ``flask db upgrade``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from modelport import create_app
+from modelport.extensions import db, limiter
+
+BACKENDS = ("sqlite", "postgres", "mysql")
+URL_ENV = {"postgres": "MODELPORT_TEST_POSTGRES_URL", "mysql": "MODELPORT_TEST_MYSQL_URL"}
+REQUIRE_SERVICES = os.environ.get("MODELPORT_TEST_REQUIRE_SERVICES") == "1"
+PASSWORD = "correct horse battery staple"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = BACKENDS if metafunc.definition.get_closest_marker("db") else ("sqlite",)
+        metafunc.parametrize("backend", backends, scope="function")
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def service_url(name: str) -> str:
+    """The server URL of a test service from its variable, or skip/fail with the reason."""
+    env = {"postgres": URL_ENV["postgres"], "mysql": URL_ENV["mysql"], "redis": "MODELPORT_TEST_REDIS_URL"}[name]
+    url = os.environ.get(env)
+    if not url:
+        reason = f"{env} is not set: {name} tests need a running {name} server"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+def _server_database(base_url: str, name: str) -> str:
+    """Create (anew) database ``name`` on the server of ``base_url``; return its URL."""
+    url = sa.make_url(base_url)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    quoted = f'"{name}"' if url.get_backend_name() == "postgresql" else f"`{name}`"
+    with admin.connect() as connection:
+        if url.get_backend_name() == "postgresql":
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            connection.execute(sa.text(f"CREATE DATABASE {quoted}"))
+        else:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}"))
+            connection.execute(sa.text(f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    admin.dispose()
+    made = url.set(database=name)
+    if url.get_backend_name() != "postgresql":
+        made = made.update_query_dict({"charset": "utf8mb4"})
+    return made.render_as_string(hide_password=False)
+
+
+def empty_database_url(backend: str, tmp_path: Path, label: str) -> str:
+    """A URL of a brand-new empty database of ``backend``, private to this worker."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'{label}.db'}"
+    base = service_url(backend)
+    return _server_database(base, f"mp_{label}_{_worker()}")
+
+
+@pytest.fixture(scope="session")
+def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Per backend, a database migrated once (lazily) with ``flask db upgrade``."""
+    return {}
+
+
+def _migrated_url(backend: str, cache: dict[str, str], tmp_path: Path) -> str:
+    if backend not in cache:
+        url = empty_database_url(backend, tmp_path, "suite")
+        app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")})
+        from flask_migrate import upgrade
+
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+        cache[backend] = url
+    return cache[backend]
+
+
+def _truncate_all() -> None:
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@dataclass
+class Mailbox:
+    """Messages received by the local SMTP server a test started."""
+
+    messages: list[Message] = field(default_factory=list)
+    port: int = 0
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if address.lower() in m["To"].lower()]
+
+    def links(self, address: str) -> list[str]:
+        found = []
+        for message in self.to(address):
+            body = message.get_payload(decode=True).decode()
+            found += re.findall(r"https?://\S+", body)
+        return found
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on a free loopback port."""
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    lock = threading.Lock()
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            with lock:
+                box.messages.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+    controller.start()
+    box.port = controller.server.sockets[0].getsockname()[1]
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def app_factory(
+    request: pytest.FixtureRequest, backend: str, migrated_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """Build apps on this test's backend with extra settings; tables are emptied after."""
+    base_tmp = tmp_path_factory.getbasetemp()
+    url = _migrated_url(backend, migrated_urls, base_tmp)
+    made: list[Flask] = []
+    mail: dict[str, Any] = {}
+    if "mailbox" in request.fixturenames:
+        box: Mailbox = request.getfixturevalue("mailbox")
+        mail = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": box.port}
+
+    def make(**overrides: Any) -> Flask:
+        settings = {
+            "ENV": "testing",
+            "DATABASE_URL": url,
+            "INSTANCE_PATH": str(base_tmp / "instance"),
+            "LOG_FORMAT": "json",
+            **mail,
+            **overrides,
+        }
+        app = create_app(settings)
+        app.config["SERVER_NAME"] = None
+        made.append(app)
+        with app.app_context():
+            limiter.reset()
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            _truncate_all()
+            try:
+                limiter.reset()
+            except Exception:  # noqa: BLE001, S110 - a Redis test may have stopped its server
+                pass
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory: Any) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:
+    """A CSRF token valid for this client's current session."""
+    return csrf_from(client.get(path).get_data(as_text=True))
+
+
+def make_user(
+    app: Flask, email: str = "ann@example.com", password: str = PASSWORD, *, name: str = "Ann", role: str = "user"
+) -> int:
+    """Create a confirmed account directly through the service; return its id."""
+    from modelport.auth import accounts
+    from modelport.models import Role
+
+    with app.app_context():
+        return accounts.create_user(email, name, password, role=Role(role)).id
+
+
+def login(client: FlaskClient, email: str = "ann@example.com", password: str = PASSWORD, *, remember: bool = False) -> Any:
+    data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
+    if remember:
+        data["remember"] = "y"
+    return client.post("/auth/login", data=data)
+
+
+def table_counts(app: Flask) -> dict[str, int]:
+    """Rows per table: compare before and after a bad request to show nothing changed."""
+    with app.app_context():
+        with db.engine.connect() as connection:
+            return {
+                t.name: connection.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in db.metadata.sorted_tables
+            }
