@@ -23,7 +23,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     load_dotenv(override=False)
     settings = read_settings()
     if overrides:
-        settings = read_settings({**os.environ, **{f"MODELPORT_{k}": str(v) for k, v in overrides.items()}})
+        settings = read_settings(
+            {**os.environ, **{f"MODELPORT_{k}": str(v) for k, v in overrides.items()}}
+        )
     instance = Path(settings["INSTANCE_PATH"] or Path.cwd() / "instance").resolve()
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=False)
     app.config.from_mapping(flask_config(settings, instance))
@@ -55,7 +57,9 @@ def register_extensions(app: Flask) -> None:
     from modelport.i18n import select_locale, template_context
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True)
+    migrate.init_app(
+        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
+    )
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -55,7 +55,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_MAX_OVERFLOW", "10", "Extra connections opened under load, then closed.", int),
     Setting("DB_POOL_RECYCLE", "1800", "Seconds after which a pooled connection is replaced.", int),
     Setting("DB_POOL_TIMEOUT", "10", "Seconds to wait for a free pooled connection.", int),
-    Setting("DB_POOL_PRE_PING", "true", "Test each connection at checkout (survives DB restarts).", bool),
+    Setting(
+        "DB_POOL_PRE_PING", "true", "Test each connection at checkout (survives DB restarts).", bool
+    ),
     Setting("SQLITE_BUSY_TIMEOUT_MS", "5000", "How long SQLite waits on a locked database.", int),
     Setting(
         "REDIS_URL",
@@ -64,12 +66,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ARTIFACTS_DIR", "", "Where model artifacts are stored. Empty: instance/artifacts."),
     Setting("MLFLOW_TRACKING_URI", "", "MLflow tracking server or store (optional)."),
-    Setting("INSTANCE_PATH", "", "Instance folder (SQLite file, dev secret key). Empty: ./instance."),
-    Setting("MAX_CONTENT_LENGTH", "2097152", "Largest request body in bytes; larger gets 413.", int),
+    Setting(
+        "INSTANCE_PATH", "", "Instance folder (SQLite file, dev secret key). Empty: ./instance."
+    ),
+    Setting(
+        "MAX_CONTENT_LENGTH", "2097152", "Largest request body in bytes; larger gets 413.", int
+    ),
     Setting("PASSWORD_MIN_LENGTH", "15", "Shortest password accepted (NIST SP 800-63B).", int),
     Setting("PASSWORD_MAX_LENGTH", "256", "Longest password accepted.", int),
     Setting("SESSION_IDLE_MINUTES", "30", "A session unused this long ends.", int),
-    Setting("SESSION_ABSOLUTE_HOURS", "12", "A session ends this long after sign-in, used or not.", int),
+    Setting(
+        "SESSION_ABSOLUTE_HOURS", "12", "A session ends this long after sign-in, used or not.", int
+    ),
     Setting("REMEMBER_DAYS", "14", "Lifetime of a remember-me sign-in (idle and absolute).", int),
     Setting(
         "REQUIRE_EMAIL_CONFIRMATION",
@@ -87,7 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOGIN_LIMIT_IP", "50 per 15 minutes", "Failed sign-ins allowed per client address."),
     Setting("SIGNUP_LIMIT", "10 per hour", "Sign-ups and reset requests per client address."),
     Setting("RATELIMIT_DEFAULT", "", "Default limit for every route (empty: none)."),
-    Setting("PROXY_HOPS", "0", "Reverse proxies in front; X-Forwarded-* trusted from this many.", int),
+    Setting(
+        "PROXY_HOPS", "0", "Reverse proxies in front; X-Forwarded-* trusted from this many.", int
+    ),
     Setting("MAIL_SERVER", "", "SMTP host. Empty: e-mails are written to the log (development)."),
     Setting("MAIL_PORT", "25", "SMTP port.", int),
     Setting("MAIL_USERNAME", "", "SMTP user (optional)."),
@@ -116,7 +126,9 @@ def _cast(setting: Setting, raw: str) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"MODELPORT_{setting.name} must be a whole number, not {raw!r}") from None
+            raise ConfigError(
+                f"MODELPORT_{setting.name} must be a whole number, not {raw!r}"
+            ) from None
     return raw
 
 
@@ -162,7 +174,11 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
     if production:
         check_secret_key(secret)
     elif not secret:
-        secret = "testing-" + secrets.token_hex(16) if env == "testing" else _development_secret(instance_path)
+        secret = (
+            "testing-" + secrets.token_hex(16)
+            if env == "testing"
+            else _development_secret(instance_path)
+        )
 
     db_url = settings["DATABASE_URL"] or f"sqlite:///{instance_path / 'modelport.db'}"
     engine_options: dict[str, Any] = {"pool_pre_ping": settings["DB_POOL_PRE_PING"]}

@@ -68,16 +68,35 @@ def _details_from_webargs(error: HTTPException) -> list[dict[str, Any]] | None:
                 walk(value, [*path, str(key)])
         elif isinstance(node, list) and all(isinstance(m, str) for m in node):
             for message in node:
-                details.append({"row": None, "field": ".".join(path) or None, "code": "invalid", "message": message})
+                details.append(
+                    {
+                        "row": None,
+                        "field": ".".join(path) or None,
+                        "code": "invalid",
+                        "message": message,
+                    }
+                )
         elif isinstance(node, list):
             for index, item in enumerate(node):
                 walk(item, [*path, str(index)])
         else:
-            details.append({"row": None, "field": ".".join(path) or None, "code": "invalid", "message": str(node)})
+            details.append(
+                {
+                    "row": None,
+                    "field": ".".join(path) or None,
+                    "code": "invalid",
+                    "message": str(node),
+                }
+            )
 
     for location, fields in messages.items():
         # webargs nests by location (json, query, form, headers); the location is not a field.
-        walk(fields, [] if location in {"json", "query", "form", "headers", "files", "view_args"} else [location])
+        walk(
+            fields,
+            []
+            if location in {"json", "query", "form", "headers", "files", "view_args"}
+            else [location],
+        )
     return details
 
 
@@ -85,7 +104,9 @@ def _message(error: HTTPException) -> str:
     if isinstance(error, RateLimitExceeded):
         return _("Too many requests: %(limit)s. Try again later.", limit=error.description)
     if isinstance(error, CSRFError):
-        return _("The form expired or came from another site (CSRF check failed). Reload the page and try again.")
+        return _(
+            "The form expired or came from another site (CSRF check failed). Reload the page and try again."
+        )
     if error.code == 413:
         return _("The request body is too large.")
     if error.code == 500:
@@ -102,7 +123,11 @@ def _code(error: HTTPException) -> str:
 def error_response(error: HTTPException) -> Response | tuple[Any, int]:
     """Render ``error`` in the caller's format with the right status and headers."""
     status = error.code or 500
-    if getattr(error, "error_code", None) in {"invalid_token", "unauthorized", "invalid_credentials"}:
+    if getattr(error, "error_code", None) in {
+        "invalid_token",
+        "unauthorized",
+        "invalid_credentials",
+    }:
         # Identity failed while resolving the caller: show the error page as anonymous.
         g._login_user = login_manager.anonymous_user()
     headers: dict[str, str] = {}
@@ -119,9 +144,13 @@ def error_response(error: HTTPException) -> Response | tuple[Any, int]:
         details = getattr(error, "details", None)
         if details is None:
             details = _details_from_webargs(error)
-        response = jsonify({"error": {"code": _code(error), "message": message, "details": details}})
+        response = jsonify(
+            {"error": {"code": _code(error), "message": message, "details": details}}
+        )
     else:
-        response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
+        response = Response(
+            render_template("error.html", status=status, message=message), mimetype="text/html"
+        )
     response.status_code = status
     response.headers.update(headers)
     return response

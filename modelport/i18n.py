@@ -13,7 +13,9 @@ def select_locale() -> str:
     chosen = session.get("lang")
     if chosen in offered:
         return chosen
-    return request.accept_languages.best_match(offered) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    return (
+        request.accept_languages.best_match(offered) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
 
 
 def template_context() -> dict[str, object]:

@@ -20,7 +20,10 @@ def send_mail(to: str, subject: str, body: str) -> None:
     message["Subject"] = subject
     message.set_content(body)
     if not settings["MAIL_SERVER"]:
-        log.info("mail (no MODELPORT_MAIL_SERVER set, logged instead)", extra={"fields": {"to": to, "subject": subject, "body": body}})
+        log.info(
+            "mail (no MODELPORT_MAIL_SERVER set, logged instead)",
+            extra={"fields": {"to": to, "subject": subject, "body": body}},
+        )
         return
     try:
         with smtplib.SMTP(settings["MAIL_SERVER"], settings["MAIL_PORT"], timeout=10) as smtp:

@@ -9,6 +9,7 @@ Every pytest-xdist worker gets databases of its own, migrated once with ``flask 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -45,7 +46,11 @@ def _worker() -> str:
 
 def service_url(name: str) -> str:
     """The server URL of a test service from its variable, or skip/fail with the reason."""
-    env = {"postgres": URL_ENV["postgres"], "mysql": URL_ENV["mysql"], "redis": "MODELPORT_TEST_REDIS_URL"}[name]
+    env = {
+        "postgres": URL_ENV["postgres"],
+        "mysql": URL_ENV["mysql"],
+        "redis": "MODELPORT_TEST_REDIS_URL",
+    }[name]
     url = os.environ.get(env)
     if not url:
         reason = f"{env} is not set: {name} tests need a running {name} server"
@@ -66,7 +71,9 @@ def _server_database(base_url: str, name: str) -> str:
             connection.execute(sa.text(f"CREATE DATABASE {quoted}"))
         else:
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}"))
-            connection.execute(sa.text(f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+            connection.execute(
+                sa.text(f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            )
     admin.dispose()
     made = url.set(database=name)
     if url.get_backend_name() != "postgresql":
@@ -79,7 +86,28 @@ def empty_database_url(backend: str, tmp_path: Path, label: str) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / f'{label}.db'}"
     base = service_url(backend)
-    return _server_database(base, f"mp_{label}_{_worker()}")
+    # The pid keeps concurrent pytest runs on one server out of each other's databases.
+    name = f"mp_{label}_{_worker()}_{os.getpid()}"
+    _CREATED.append((base, name))
+    return _server_database(base, name)
+
+
+_CREATED: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the server databases this process created."""
+    for base, name in _CREATED:
+        url = sa.make_url(base)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        quoted = f'"{name}"' if url.get_backend_name() == "postgresql" else f"`{name}`"
+        force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+        except sa.exc.SQLAlchemyError:
+            pass
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +119,9 @@ def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _migrated_url(backend: str, cache: dict[str, str], tmp_path: Path) -> str:
     if backend not in cache:
         url = empty_database_url(backend, tmp_path, "suite")
-        app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")})
+        app = create_app(
+            {"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")}
+        )
         from flask_migrate import upgrade
 
         with app.app_context():
@@ -148,7 +178,10 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture
 def app_factory(
-    request: pytest.FixtureRequest, backend: str, migrated_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    backend: str,
+    migrated_urls: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """Build apps on this test's backend with extra settings; tables are emptied after."""
     base_tmp = tmp_path_factory.getbasetemp()
@@ -180,10 +213,9 @@ def app_factory(
         with app.app_context():
             db.session.remove()
             _truncate_all()
-            try:
+            # A Redis test may have stopped its server.
+            with contextlib.suppress(Exception):
                 limiter.reset()
-            except Exception:  # noqa: BLE001, S110 - a Redis test may have stopped its server
-                pass
             db.engine.dispose()
 
 
@@ -211,7 +243,12 @@ def csrf_token(client: FlaskClient, path: str = "/auth/login") -> str:
 
 
 def make_user(
-    app: Flask, email: str = "ann@example.com", password: str = PASSWORD, *, name: str = "Ann", role: str = "user"
+    app: Flask,
+    email: str = "ann@example.com",
+    password: str = PASSWORD,
+    *,
+    name: str = "Ann",
+    role: str = "user",
 ) -> int:
     """Create a confirmed account directly through the service; return its id."""
     from modelport.auth import accounts
@@ -221,7 +258,13 @@ def make_user(
         return accounts.create_user(email, name, password, role=Role(role)).id
 
 
-def login(client: FlaskClient, email: str = "ann@example.com", password: str = PASSWORD, *, remember: bool = False) -> Any:
+def login(
+    client: FlaskClient,
+    email: str = "ann@example.com",
+    password: str = PASSWORD,
+    *,
+    remember: bool = False,
+) -> Any:
     data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
     if remember:
         data["remember"] = "y"
@@ -230,9 +273,8 @@ def login(client: FlaskClient, email: str = "ann@example.com", password: str = P
 
 def table_counts(app: Flask) -> dict[str, int]:
     """Rows per table: compare before and after a bad request to show nothing changed."""
-    with app.app_context():
-        with db.engine.connect() as connection:
-            return {
-                t.name: connection.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                for t in db.metadata.sorted_tables
-            }
+    with app.app_context(), db.engine.connect() as connection:
+        return {
+            t.name: connection.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in db.metadata.sorted_tables
+        }

@@ -15,7 +15,10 @@ class ErrorDetailSchema(Schema):
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"example": "invalid_input"})
     message = fields.String(required=True)
-    details = fields.Raw(allow_none=True, metadata={"description": "list of {row, field, code, message} for input errors"})
+    details = fields.Raw(
+        allow_none=True,
+        metadata={"description": "list of {row, field, code, message} for input errors"},
+    )
 
 
 class ErrorSchema(Schema):
@@ -45,7 +48,9 @@ class TokenCreateSchema(StrictSchema):
         validate=validate.Length(max=2),
         load_default=None,
     )
-    expires_at = fields.AwareDateTime(load_default=None, allow_none=True, metadata={"example": "2027-01-01T00:00:00Z"})
+    expires_at = fields.AwareDateTime(
+        load_default=None, allow_none=True, metadata={"example": "2027-01-01T00:00:00Z"}
+    )
 
 
 class TokenSchema(Schema):
@@ -59,7 +64,9 @@ class TokenSchema(Schema):
 
 
 class TokenCreatedSchema(TokenSchema):
-    token = fields.String(required=True, attribute="plaintext", metadata={"description": "shown once; store it now"})
+    token = fields.String(
+        required=True, attribute="plaintext", metadata={"description": "shown once; store it now"}
+    )
 
 
 class PageQuerySchema(StrictSchema):

@@ -60,11 +60,21 @@ def list_tokens(query: dict[str, int]) -> dict[str, Any]:
 def create(body: dict[str, Any]) -> Any:
     """Create a token. Its value is in this response only."""
     if g.get("auth_method") == "session" and not sessions.is_fresh():
-        raise AuthError("Confirm your password first (this session was restored by remember-me).", "reauthentication_required")
+        raise AuthError(
+            "Confirm your password first (this session was restored by remember-me).",
+            "reauthentication_required",
+        )
     try:
-        token, plaintext = create_token(current_user, body["name"], scopes=body["scopes"], expires_at=body["expires_at"])
+        token, plaintext = create_token(
+            current_user, body["name"], scopes=body["scopes"], expires_at=body["expires_at"]
+        )
     except TokenError as exc:
-        raise ApiError(422, "invalid_input", str(exc), [{"row": None, "field": exc.field, "code": exc.code, "message": str(exc)}]) from None
+        raise ApiError(
+            422,
+            "invalid_input",
+            str(exc),
+            [{"row": None, "field": exc.field, "code": exc.code, "message": str(exc)}],
+        ) from None
     token.plaintext = plaintext  # carried to the response only; never stored
     return token
 

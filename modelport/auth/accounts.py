@@ -68,7 +68,9 @@ def _check_password(password: str, email: str, name: str, field: str = "password
         raise FieldErrors({field: problems})
 
 
-def create_user(email: str, name: str, password: str, *, role: Role = Role.USER, confirmed: bool = True) -> User:
+def create_user(
+    email: str, name: str, password: str, *, role: Role = Role.USER, confirmed: bool = True
+) -> User:
     """Create an account directly (CLI and admin). Raises on a taken e-mail."""
     email = normalise_email(email)
     name = name.strip()
@@ -89,7 +91,9 @@ def create_user(email: str, name: str, password: str, *, role: Role = Role.USER,
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise AccountError(_("An account with this e-mail address already exists."), "email") from None
+        raise AccountError(
+            _("An account with this e-mail address already exists."), "email"
+        ) from None
     return user
 
 
@@ -167,7 +171,10 @@ def authenticate(email: str, password: str) -> User:
         throttle.record_login_failure(email)
         security_event("login_failed", user_id=user.id if user else None)
         raise LoginFailed
-    if user.email_confirmed_at is None and current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]:
+    if (
+        user.email_confirmed_at is None
+        and current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]
+    ):
         raise NotConfirmed
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
@@ -194,7 +201,9 @@ def reauthenticate(user: User, password: str) -> None:
     try:
         throttle.check_login_allowed(user.email)
     except throttle.Throttled:
-        raise AccountError(_("Too many attempts. Try again later."), "password", "throttled") from None
+        raise AccountError(
+            _("Too many attempts. Try again later."), "password", "throttled"
+        ) from None
     if not passwords.verify_password(user.password_hash, password):
         throttle.record_login_failure(user.email)
         security_event("reauth_failed", user_id=user.id)
@@ -271,7 +280,9 @@ def request_email_change(user: User, password: str, new_email: str) -> None:
     security_event("email_change_requested", user_id=user.id)
     if find_user_by_email(new_email) is not None:
         return  # same answer as success, so taken addresses are not revealed
-    link = _external_url("auth.confirm_email_change", token=make_link_token(user, "email", e=new_email))
+    link = _external_url(
+        "auth.confirm_email_change", token=make_link_token(user, "email", e=new_email)
+    )
     send_mail(
         new_email,
         _("Confirm your new Modelport e-mail address"),
@@ -324,16 +335,23 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 50) -> tuple
     stmt = select(User)
     if query:
         pattern = f"%{query.strip().lower()}%"
-        stmt = stmt.where(or_(func.lower(User.email).like(pattern), func.lower(User.name).like(pattern)))
+        stmt = stmt.where(
+            or_(func.lower(User.email).like(pattern), func.lower(User.name).like(pattern))
+        )
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
     users = db.session.scalars(stmt.order_by(User.id).limit(per_page).offset((page - 1) * per_page))
     return list(users), total or 0
 
 
 def _active_admins() -> int:
-    return db.session.scalar(
-        select(func.count()).select_from(User).where(User.role == Role.ADMIN.value, User.active.is_(True))
-    ) or 0
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.ADMIN.value, User.active.is_(True))
+        )
+        or 0
+    )
 
 
 def set_role(actor: User, user: User, role: str) -> None:
@@ -358,4 +376,6 @@ def set_active(actor: User, user: User, active: bool) -> None:
     if not active:
         sessions.end_all_sessions(user)
     db.session.commit()
-    security_event("account_enabled" if active else "account_disabled", user_id=user.id, actor_id=actor.id)
+    security_event(
+        "account_enabled" if active else "account_disabled", user_id=user.id, actor_id=actor.id
+    )

@@ -103,6 +103,10 @@ def _set_active(user_id: int, active: bool) -> Response:
     except accounts.AccountError as exc:
         flash(exc.message, "error")
     else:
-        message = _("%(email)s can sign in again.") if active else _("%(email)s is disabled and signed out.")
+        message = (
+            _("%(email)s can sign in again.")
+            if active
+            else _("%(email)s is disabled and signed out.")
+        )
         flash(message % {"email": user.email}, "success")
     return _back()

@@ -13,7 +13,10 @@ _PASSWORD_MAX = Length(max=1024)
 
 
 class SignupForm(FlaskForm):
-    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    email = EmailField(
+        _l("E-mail"),
+        validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+    )
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), _PASSWORD_MAX])
     password2 = PasswordField(
@@ -41,16 +44,24 @@ class ResetForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField(_l("Current password"), validators=[DataRequired(), _PASSWORD_MAX])
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(), _PASSWORD_MAX]
+    )
     new_password = PasswordField(_l("New password"), validators=[DataRequired(), _PASSWORD_MAX])
     new_password2 = PasswordField(
         _l("Repeat new password"),
-        validators=[DataRequired(), EqualTo("new_password", message=_l("The passwords do not match."))],
+        validators=[
+            DataRequired(),
+            EqualTo("new_password", message=_l("The passwords do not match.")),
+        ],
     )
 
 
 class ChangeEmailForm(FlaskForm):
-    email = EmailField(_l("New e-mail"), validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    email = EmailField(
+        _l("New e-mail"),
+        validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
+    )
     password = PasswordField(_l("Current password"), validators=[DataRequired(), _PASSWORD_MAX])
 
 
@@ -66,7 +77,10 @@ class TokenForm(FlaskForm):
     name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)])
     scope = SelectField(
         _l("Scope"),
-        choices=[("predict", _l("predict — predictions only")), ("full", _l("full — everything you can do"))],
+        choices=[
+            ("predict", _l("predict — predictions only")),
+            ("full", _l("full — everything you can do")),
+        ],
         default="predict",
     )
     expires_on = DateField(_l("Expires on (optional)"), validators=[Optional()])

@@ -54,7 +54,9 @@ def _bearer(header: str) -> User | None:
 
 def _basic(header: str) -> User | None:
     if not request.path.startswith(BASIC_AUTH_PATHS):
-        raise AuthError("HTTP Basic is only accepted on /api/v1/tokens and /api/v1/me; use a token.")
+        raise AuthError(
+            "HTTP Basic is only accepted on /api/v1/tokens and /api/v1/me; use a token."
+        )
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         email, password = decoded.split(":", 1)
@@ -93,7 +95,10 @@ def load_user_from_request(_request: Any) -> User | None:
 def refuse_tokens_in_url() -> None:
     """Tokens belong in the Authorization header, never in the URL."""
     if any(name in request.args for name in TOKEN_QUERY_PARAMS):
-        abort(400, description="Credentials in the URL are refused; send Authorization: Bearer <token>.")
+        abort(
+            400,
+            description="Credentials in the URL are refused; send Authorization: Bearer <token>.",
+        )
 
 
 def protect_cookie_requests() -> None:
@@ -104,7 +109,11 @@ def protect_cookie_requests() -> None:
     """
     if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
         return
-    if request.headers.get("Authorization") or request.path.startswith("/v2/") or request.path == "/v2":
+    if (
+        request.headers.get("Authorization")
+        or request.path.startswith("/v2/")
+        or request.path == "/v2"
+    ):
         return
     csrf.protect()
 

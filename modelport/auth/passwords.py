@@ -15,6 +15,7 @@ from zxcvbn import zxcvbn
 _MIN_ZXCVBN_SCORE = 2
 _ZXCVBN_MAX_INPUT = 72  # zxcvbn refuses longer input; past that length the prefix is judged
 
+
 @functools.cache
 def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
     return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
@@ -80,5 +81,7 @@ def password_problems(password: str, *, email: str = "", name: str = "") -> list
     elif len(password) > maximum:
         problems.append(str(_l("Use at most %(n)d characters.", n=maximum)))
     elif _is_guessable(password, [email, email.split("@")[0], name]):
-        problems.append(str(_l("This password is too common or too easy to guess; choose another.")))
+        problems.append(
+            str(_l("This password is too common or too easy to guess; choose another."))
+        )
     return problems

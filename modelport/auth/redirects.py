@@ -13,7 +13,9 @@ def safe_next(target: str | None, default: str = "/") -> str:
     """
     if not target or len(target) > 2000:
         return default
-    if any(ch in target for ch in "\\\t\r\n") or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+    if any(ch in target for ch in "\\\t\r\n") or any(
+        ord(ch) < 32 or ord(ch) == 127 for ch in target
+    ):
         return default
     if not target.startswith("/") or target.startswith("//"):
         return default

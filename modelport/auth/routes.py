@@ -85,9 +85,15 @@ def signup() -> str | Response:
             from flask import current_app
 
             if current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]:
-                flash(_("Check your e-mail: we sent a link to confirm your address. Then sign in."), "success")
+                flash(
+                    _("Check your e-mail: we sent a link to confirm your address. Then sign in."),
+                    "success",
+                )
             else:
-                flash(_("Your account is ready if the address was free. Sign in to continue."), "success")
+                flash(
+                    _("Your account is ready if the address was free. Sign in to continue."),
+                    "success",
+                )
             return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form), 200 if not form.errors else 400
 
@@ -119,7 +125,10 @@ def login() -> str | Response | tuple[str, int]:
                     "auth/login.html",
                     form=form,
                     next=next_url,
-                    error=_("Too many failed sign-ins. Try again in %(minutes)d minutes, or reset your password.", minutes=max(1, exc.retry_after // 60)),
+                    error=_(
+                        "Too many failed sign-ins. Try again in %(minutes)d minutes, or reset your password.",
+                        minutes=max(1, exc.retry_after // 60),
+                    ),
                 ),
                 429,
                 {"Retry-After": str(exc.retry_after)},
@@ -151,7 +160,9 @@ def reauthenticate() -> str | Response | tuple[str, int]:
         else:
             sessions.mark_fresh()
             return redirect(next_url)
-    return render_template("auth/reauth.html", form=form, next=next_url), 400 if form.errors else 200
+    return render_template(
+        "auth/reauth.html", form=form, next=next_url
+    ), 400 if form.errors else 200
 
 
 @auth_bp.post("/logout")
@@ -168,7 +179,9 @@ def reset_request() -> str | Response | tuple[str, int]:
     form = ResetRequestForm()
     if form.validate_on_submit():
         accounts.request_password_reset(form.email.data)
-        flash(_("If an account uses that address, we sent it a link to reset the password."), "info")
+        flash(
+            _("If an account uses that address, we sent it a link to reset the password."), "info"
+        )
         return redirect(url_for("auth.login"))
     return render_template("auth/reset_request.html", form=form), 400 if form.errors else 200
 
@@ -184,7 +197,12 @@ def reset_password(token: str) -> str | Response | tuple[str, int]:
         except accounts.FieldErrors as exc:
             _add_errors(form, exc.errors)
         else:
-            flash(_("Your password was changed and every session was signed out. Sign in with the new password."), "success")
+            flash(
+                _(
+                    "Your password was changed and every session was signed out. Sign in with the new password."
+                ),
+                "success",
+            )
             return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form), 400 if form.errors else 200
 
@@ -218,13 +236,18 @@ def change_password() -> Response | tuple[str, int]:
     form = ChangePasswordForm()
     if form.validate_on_submit():
         try:
-            accounts.change_password(current_user, form.current_password.data, form.new_password.data)
+            accounts.change_password(
+                current_user, form.current_password.data, form.new_password.data
+            )
         except accounts.AccountError as exc:
             _field_error(form, exc)
         except accounts.FieldErrors as exc:
             _add_errors(form, exc.errors)
         else:
-            flash(_("Your password was changed. Other sessions and all API tokens were signed out."), "success")
+            flash(
+                _("Your password was changed. Other sessions and all API tokens were signed out."),
+                "success",
+            )
             return redirect(url_for("account.overview"))
     return _overview_with(password_form=form)
 
@@ -239,7 +262,12 @@ def change_email() -> Response | tuple[str, int]:
         except accounts.AccountError as exc:
             _field_error(form, exc)
         else:
-            flash(_("We sent a confirmation link to the new address. The change applies when you open it."), "info")
+            flash(
+                _(
+                    "We sent a confirmation link to the new address. The change applies when you open it."
+                ),
+                "info",
+            )
             return redirect(url_for("account.overview"))
     return _overview_with(email_form=form)
 
@@ -281,7 +309,9 @@ def tokens() -> str | tuple[str, int]:
         if form.expires_on.data:
             expires_at = datetime.combine(form.expires_on.data, time.max, tzinfo=UTC)
         try:
-            token, plaintext = create_token(current_user, form.name.data, scopes=[form.scope.data], expires_at=expires_at)
+            token, plaintext = create_token(
+                current_user, form.name.data, scopes=[form.scope.data], expires_at=expires_at
+            )
         except TokenError as exc:
             _add_errors(form, {exc.field or "name": [str(exc)]})
             status = 400
@@ -291,7 +321,13 @@ def tokens() -> str | tuple[str, int]:
     elif request.method == "POST":
         status = 400
     return (
-        render_template("account/tokens.html", form=form, tokens=user_tokens(current_user), created=created, revoke_form=EmptyForm()),
+        render_template(
+            "account/tokens.html",
+            form=form,
+            tokens=user_tokens(current_user),
+            created=created,
+            revoke_form=EmptyForm(),
+        ),
         status,
     )
 

@@ -46,7 +46,9 @@ def _limits(remember: bool) -> tuple[timedelta, timedelta]:
     if remember:
         days = timedelta(days=s["REMEMBER_DAYS"])
         return days, days
-    return timedelta(minutes=s["SESSION_IDLE_MINUTES"]), timedelta(hours=s["SESSION_ABSOLUTE_HOURS"])
+    return timedelta(minutes=s["SESSION_IDLE_MINUTES"]), timedelta(
+        hours=s["SESSION_ABSOLUTE_HOURS"]
+    )
 
 
 def _expired(row: UserSession, now: datetime) -> bool:
@@ -81,7 +83,9 @@ def end_session() -> None:
     """Sign this client out: delete its server row, the session data and the remember cookie."""
     for secret in (session.get(SESSION_KEY), _remember_secret()):
         if secret:
-            db.session.execute(delete(UserSession).where(UserSession.secret_hash == _digest(secret)))
+            db.session.execute(
+                delete(UserSession).where(UserSession.secret_hash == _digest(secret))
+            )
     session.clear()
     g.remember_cookie = _RememberCookie(None)
 

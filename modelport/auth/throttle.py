@@ -22,6 +22,7 @@ class Throttled(Exception):
         super().__init__("too many attempts")
         self.retry_after = retry_after
 
+
 def _keys(email: str) -> list[tuple[str, str]]:
     settings = current_app.config["MODELPORT"]
     # The account key is hashed so the storage holds no e-mail address.
@@ -30,6 +31,7 @@ def _keys(email: str) -> list[tuple[str, str]]:
         (settings["LOGIN_LIMIT_ACCOUNT"], f"login-account/{account}"),
         (settings["LOGIN_LIMIT_IP"], f"login-ip/{client_address()}"),
     ]
+
 
 def check_login_allowed(email: str) -> None:
     """Raise ``Throttled`` when this account or this address has failed too often."""
@@ -41,11 +43,13 @@ def check_login_allowed(email: str) -> None:
 
             raise Throttled(max(1, int(reset_at - time.time())))
 
+
 def record_login_failure(email: str) -> None:
     """Count one failed sign-in against the account and the address."""
     strategy = limiter.limiter
     for spec, key in _keys(email):
         strategy.hit(parse(spec), key)
+
 
 def clear_account_failures(email: str) -> None:
     """Forget the account's failures after a successful sign-in or password reset."""

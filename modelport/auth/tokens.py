@@ -14,7 +14,7 @@ from modelport.models.tokens import Scope
 from modelport.models.types import utcnow
 from modelport.ops.logging import security_event
 
-TOKEN_PREFIX = "mp_"
+TOKEN_PREFIX = "mp_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every call would add a write to every prediction.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
 MAX_TOKENS_PER_USER = 100
@@ -54,10 +54,14 @@ def create_token(
     scope_text = parse_scopes(scopes)
     if expires_at is not None:
         if expires_at.tzinfo is None:
-            raise TokenError("invalid_expiry", "expires_at needs a time zone (e.g. Z).", "expires_at")
+            raise TokenError(
+                "invalid_expiry", "expires_at needs a time zone (e.g. Z).", "expires_at"
+            )
         if expires_at <= utcnow():
             raise TokenError("invalid_expiry", "expires_at must be in the future.", "expires_at")
-    count = db.session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id))
+    count = db.session.scalar(
+        select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)
+    )
     if count >= MAX_TOKENS_PER_USER:
         raise TokenError("too_many_tokens", f"At most {MAX_TOKENS_PER_USER} tokens per account.")
     # 256 bits from the OS CSPRNG; the prefix lets a user recognise a token in a list.

@@ -16,10 +16,12 @@ timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
 # The heartbeat file on tmpfs: on a full disk, fchmod would block the worker.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 limit_request_line = 8190
 limit_request_field_size = 8190
-accesslog = "-" if os.environ.get("MODELPORT_ACCESS_LOG", "true").lower() in {"1", "true", "yes"} else None
+accesslog = (
+    "-" if os.environ.get("MODELPORT_ACCESS_LOG", "true").lower() in {"1", "true", "yes"} else None
+)
 errorlog = "-"
 
 

@@ -37,7 +37,9 @@ def readyz() -> tuple[dict, int]:
             connection.execute(text("SELECT 1"))
             current = set(MigrationContext.configure(connection).get_current_heads())
         checks["database"] = "ok"
-        checks["migrations"] = "ok" if current == _migration_heads() else "pending: run `flask db upgrade`"
+        checks["migrations"] = (
+            "ok" if current == _migration_heads() else "pending: run `flask db upgrade`"
+        )
     except SQLAlchemyError:
         checks["database"] = "unavailable"
         checks["migrations"] = "unknown"

@@ -16,7 +16,15 @@ SECURITY_LOGGER = "modelport.security"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Field names whose values are never written, whatever a caller passes.
-_SECRET_FIELDS = {"password", "password2", "token", "secret", "cookie", "authorization", "csrf_token"}
+_SECRET_FIELDS = {
+    "password",
+    "password2",
+    "token",
+    "secret",
+    "cookie",
+    "authorization",
+    "csrf_token",
+}
 
 
 class JsonFormatter(logging.Formatter):
