@@ -42,7 +42,7 @@ bench: install
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --strip-extras --extra postgres --extra mysql --extra dev \
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --extra postgres --extra mysql --extra dev \
 		--output-file requirements.txt pyproject.toml
 
 # Re-extract translatable text and compile the catalogues after editing templates or code.
