@@ -55,10 +55,12 @@ def register_extensions(app: Flask) -> None:
     from modelport.api import api
     from modelport.extensions import babel, csrf, db, limiter, login_manager, migrate
     from modelport.i18n import select_locale, template_context
+    from modelport.models.types import compare_type
 
     db.init_app(app)
+    # SQLite needs batch mode to alter tables; compare_type also checks column types.
     migrate.init_app(
-        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
+        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=compare_type
     )
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -89,7 +91,9 @@ def register_errors(app: Flask) -> None:
 def register_security(app: Flask) -> None:
     from modelport.auth.identity import register_identity
     from modelport.ops.headers import register_headers
+    from modelport.ops.inputs import register_inputs
 
+    register_inputs(app)
     register_identity(app)
     register_headers(app)
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from modelport.auth import accounts
 from modelport.models import Role
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -25,10 +27,15 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
     """Create an administrator account (there are no default accounts)."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-    else:
+    elif sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        # A script piping text into a hidden prompt is a mistake waiting to happen: say how.
+        _fail("No terminal to ask for the password: pipe it in with --password-stdin.")
     try:
         user = accounts.create_user(email, name, password, role=Role.ADMIN)
+    except (OperationalError, ProgrammingError):
+        _fail("The database is not reachable or not migrated: run `modelport db upgrade`.")
     except accounts.AccountError as exc:
         _fail(exc.message)
     except accounts.FieldErrors as exc:

@@ -7,8 +7,11 @@ default secret key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -104,7 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAIL_PASSWORD", "", "SMTP password (optional)."),
     Setting("MAIL_USE_TLS", "false", "STARTTLS on the SMTP connection.", bool),
     Setting("MAIL_SENDER", "Modelport <noreply@localhost>", "From: address of e-mails."),
-    Setting("BASE_URL", "", "Public URL used in e-mail links. Empty: taken from the request."),
+    Setting(
+        "BASE_URL",
+        "",
+        "Public https:// URL used in e-mail links; required in production. Empty (development): "
+        "taken from the request.",
+    ),
     Setting("LOG_LEVEL", "INFO", "Logging level."),
     Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
     Setting("LANGUAGES", "en,ko", "Languages offered in the switch."),
@@ -112,6 +120,35 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+# Settings whose value must be one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "ENV": ENVIRONMENTS,
+    "LOG_FORMAT": ("json", "text"),
+    "LOG_LEVEL": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "TOKEN_DEFAULT_SCOPE": ("predict", "full"),
+}
+
+# Smallest sensible value of whole-number settings (-1 disables pool recycling).
+MINIMUMS: dict[str, int] = {
+    "DB_POOL_SIZE": 1,
+    "DB_MAX_OVERFLOW": 0,
+    "DB_POOL_RECYCLE": -1,
+    "DB_POOL_TIMEOUT": 1,
+    "SQLITE_BUSY_TIMEOUT_MS": 0,
+    "MAX_CONTENT_LENGTH": 1024,
+    "PASSWORD_MIN_LENGTH": 8,  # the ASVS floor; 15 (the default) without MFA per NIST
+    "PASSWORD_MAX_LENGTH": 64,  # ASVS 6.2.9: passphrases of 64 characters must fit
+    "SESSION_IDLE_MINUTES": 1,
+    "SESSION_ABSOLUTE_HOURS": 1,
+    "REMEMBER_DAYS": 1,
+    "RESET_TOKEN_MINUTES": 1,
+    "PROXY_HOPS": 0,
+    "MAIL_PORT": 1,
+}
+
+# Rate-limit settings, in Flask-Limiter's notation ("10 per 15 minutes").
+RATE_LIMITS = ("LOGIN_LIMIT_ACCOUNT", "LOGIN_LIMIT_IP", "SIGNUP_LIMIT", "RATELIMIT_DEFAULT")
 
 
 def _cast(setting: Setting, raw: str) -> Any:
@@ -121,48 +158,112 @@ def _cast(setting: Setting, raw: str) -> Any:
             return True
         if value in _BOOL_FALSE:
             return False
-        raise ConfigError(f"MODELPORT_{setting.name} must be true or false, not {raw!r}")
+        raise ConfigError(f"MODELPORT_{setting.name} must be true or false, not {raw!r}.")
     if setting.cast is int:
         try:
             return int(raw)
         except ValueError:
             raise ConfigError(
-                f"MODELPORT_{setting.name} must be a whole number, not {raw!r}"
+                f"MODELPORT_{setting.name} must be a whole number, not {raw!r}."
             ) from None
     return raw
 
 
-def read_settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Return every setting, typed, from the environment (defaults where unset)."""
+def _check(values: dict[str, Any]) -> None:
+    """Refuse values that parse but make no sense, naming the variable and what is allowed."""
+    for name, allowed in CHOICES.items():
+        value = values[name]
+        if name == "LOG_LEVEL":
+            value = values[name] = value.strip().upper()
+        if value not in allowed:
+            raise ConfigError(
+                f"MODELPORT_{name} must be one of {', '.join(allowed)}, not {values[name]!r}."
+            )
+    for name, minimum in MINIMUMS.items():
+        if values[name] < minimum:
+            raise ConfigError(f"MODELPORT_{name} must be at least {minimum}, not {values[name]}.")
+    if values["MAIL_PORT"] > 65535:
+        raise ConfigError(f"MODELPORT_MAIL_PORT must be a TCP port, not {values['MAIL_PORT']}.")
+    if values["PASSWORD_MAX_LENGTH"] < values["PASSWORD_MIN_LENGTH"]:
+        raise ConfigError(
+            "MODELPORT_PASSWORD_MAX_LENGTH must not be below MODELPORT_PASSWORD_MIN_LENGTH."
+        )
+    from limits import parse_many
+
+    for name in RATE_LIMITS:
+        if not values[name].strip():
+            continue
+        try:
+            parse_many(values[name])
+        except ValueError:
+            raise ConfigError(
+                f'MODELPORT_{name} must be a rate such as "10 per 15 minutes", '
+                f"not {values[name]!r}."
+            ) from None
+
+
+def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return every setting, typed and checked, from the environment (defaults where unset)."""
     environ = os.environ if environ is None else environ
     values = {}
     for setting in SETTINGS:
         raw = environ.get(f"MODELPORT_{setting.name}", setting.default)
         values[setting.name] = _cast(setting, raw)
-    if values["ENV"] not in ENVIRONMENTS:
-        raise ConfigError(f"MODELPORT_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    _check(values)
     return values
 
 
 def _development_secret(instance_path: Path) -> str:
-    """Create once, then reuse, a random key so dev sessions survive restarts."""
+    """Create once, then reuse, a random key so dev sessions survive restarts.
+
+    The file is readable by its owner only, and is made complete before it appears under
+    its name, so two processes starting at once end up with the same key.
+    """
     path = instance_path / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.write_text(key)
-    path.chmod(0o600)
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process was first: use theirs
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # a copied or hand-made file: tighten it
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"{path} holds a key shorter than {MIN_SECRET_KEY_LENGTH} characters; delete the "
+            "file and a new random key is created at the next start."
+        )
     return key
 
 
 def check_secret_key(key: str) -> None:
     """Refuse a missing, default or short secret key (production only)."""
+    if not key.strip():
+        raise ConfigError(
+            "MODELPORT_SECRET_KEY is not set; production needs a random value of at least "
+            f"{MIN_SECRET_KEY_LENGTH} characters "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))").'
+        )
     if key.strip().lower() in WEAK_SECRET_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(
             "MODELPORT_SECRET_KEY must be set to a random value of at least "
-            f"{MIN_SECRET_KEY_LENGTH} characters in production "
+            f"{MIN_SECRET_KEY_LENGTH} characters in production, not a default or short one "
             '(python -c "import secrets; print(secrets.token_urlsafe(48))").'
+        )
+
+
+def check_base_url(url: str) -> None:
+    """Production e-mail links come from ``MODELPORT_BASE_URL``, never from the Host header,
+    which a client chooses (reset-link poisoning)."""
+    if not url.startswith("https://") or len(url) <= len("https://"):
+        raise ConfigError(
+            "MODELPORT_BASE_URL must be set to the site's public https:// address in production "
+            "(e-mail links are built from it, never from the request's Host header)."
         )
 
 
@@ -173,6 +274,7 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
     secret = settings["SECRET_KEY"]
     if production:
         check_secret_key(secret)
+        check_base_url(settings["BASE_URL"])
     elif not secret:
         secret = (
             "testing-" + secrets.token_hex(16)

@@ -13,11 +13,21 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from modelport.extensions import db, login_manager
 
 log = logging.getLogger("modelport.errors")
+
+# error_code values of exceptions raised while resolving who the caller is.
+IDENTITY_ERROR_CODES = {
+    "invalid_token",
+    "unauthorized",
+    "invalid_credentials",
+    "basic_not_allowed",
+    "rate_limited",
+}
 
 CODES = {
     400: "bad_request",
@@ -54,6 +64,29 @@ def _wants_v2(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
 
+# marshmallow's stock messages, mapped to stable machine-readable detail codes.
+_DETAIL_CODES = {
+    "Missing data for required field.": "required",
+    "Unknown field.": "unknown_field",
+    "Field may not be null.": "null",
+    "Invalid input type.": "invalid_type",
+}
+
+# webargs nests messages by location (json, query, ...); the location is not a field name.
+_LOCATIONS = {"json", "query", "querystring", "form", "headers", "files", "view_args", "path"}
+
+
+def _detail(path: list[str], message: str) -> dict[str, Any]:
+    # "_schema" is marshmallow's name for "the object as a whole".
+    names = [p for p in path if p != "_schema"]
+    return {
+        "row": None,
+        "field": ".".join(names) or None,
+        "code": _DETAIL_CODES.get(message, "invalid"),
+        "message": message,
+    }
+
+
 def _details_from_webargs(error: HTTPException) -> list[dict[str, Any]] | None:
     """webargs/marshmallow messages ({location: {field: [msg]}}) as a flat list."""
     data = getattr(error, "data", None) or {}
@@ -67,51 +100,72 @@ def _details_from_webargs(error: HTTPException) -> list[dict[str, Any]] | None:
             for key, value in node.items():
                 walk(value, [*path, str(key)])
         elif isinstance(node, list) and all(isinstance(m, str) for m in node):
-            for message in node:
-                details.append(
-                    {
-                        "row": None,
-                        "field": ".".join(path) or None,
-                        "code": "invalid",
-                        "message": message,
-                    }
-                )
+            details.extend(_detail(path, message) for message in node)
         elif isinstance(node, list):
             for index, item in enumerate(node):
                 walk(item, [*path, str(index)])
         else:
-            details.append(
-                {
-                    "row": None,
-                    "field": ".".join(path) or None,
-                    "code": "invalid",
-                    "message": str(node),
-                }
-            )
+            details.append(_detail(path, str(node)))
 
     for location, fields in messages.items():
-        # webargs nests by location (json, query, form, headers); the location is not a field.
-        walk(
-            fields,
-            []
-            if location in {"json", "query", "form", "headers", "files", "view_args"}
-            else [location],
-        )
+        walk(fields, [] if location in _LOCATIONS else [location])
     return details
 
 
+def _default_message(status: int) -> str | None:
+    """Our wording for errors raised without a message of their own."""
+    api = _wants_api(request.path) or _wants_v2(request.path)
+    if status == 400:
+        return _("The request is not valid.")
+    if status == 401:
+        if api:
+            return _("Sign in or send Authorization: Bearer <token>.")
+        return _("Sign in to see this page.")
+    if status == 403:
+        return _("You are not allowed to do this.")
+    if status == 404:
+        if api:
+            return _("Nothing is at %(path)s.", path=request.path)
+        return _("There is no page at this address.")
+    if status == 413:
+        return _("The request body is too large.")
+    if status == 415:
+        return _("This type of request body is not accepted here.")
+    if status == 422:
+        return _("The input is not valid; see details.")
+    if status == 500:
+        return _("Something went wrong on our side. The error was logged.")
+    return None
+
+
 def _message(error: HTTPException) -> str:
+    status = error.code or 500
     if isinstance(error, RateLimitExceeded):
         return _("Too many requests: %(limit)s. Try again later.", limit=error.description)
     if isinstance(error, CSRFError):
         return _(
             "The form expired or came from another site (CSRF check failed). Reload the page and try again."
         )
-    if error.code == 413:
-        return _("The request body is too large.")
-    if error.code == 500:
-        return _("Something went wrong on our side. The error was logged.")
-    return str(error.description or error.name)
+    if status == 405:
+        allowed = [
+            m for m in getattr(error, "valid_methods", None) or [] if m not in ("HEAD", "OPTIONS")
+        ]
+        return _(
+            "%(method)s is not allowed here; use %(allowed)s.",
+            method=request.method,
+            allowed=", ".join(allowed) or "-",
+        )
+    if status in (413, 500):
+        # Never echo what went wrong inside: the message is fixed.
+        return _default_message(status) or ""
+    # Werkzeug's stock descriptions ("The browser (or proxy) sent a request that this server
+    # could not understand.") say nothing useful; ours do.
+    if error.description and error.description != type(error).description:
+        return str(error.description)
+    webargs_messages = (getattr(error, "data", None) or {}).get("messages")
+    if status == 400 and isinstance(webargs_messages, dict) and "json" in webargs_messages:
+        return _("The body is not valid JSON.")
+    return _default_message(status) or str(error.description or error.name)
 
 
 def _code(error: HTTPException) -> str:
@@ -123,12 +177,9 @@ def _code(error: HTTPException) -> str:
 def error_response(error: HTTPException) -> Response | tuple[Any, int]:
     """Render ``error`` in the caller's format with the right status and headers."""
     status = error.code or 500
-    if getattr(error, "error_code", None) in {
-        "invalid_token",
-        "unauthorized",
-        "invalid_credentials",
-    }:
-        # Identity failed while resolving the caller: show the error page as anonymous.
+    if getattr(error, "error_code", None) in IDENTITY_ERROR_CODES:
+        # Identity failed while resolving the caller: answer as anonymous, without a second
+        # try (that would check a Basic password, and count a failure, twice).
         g._login_user = login_manager.anonymous_user()
     headers: dict[str, str] = {}
     if status == 401 and (_wants_api(request.path) or request.headers.get("Authorization")):
@@ -148,12 +199,31 @@ def error_response(error: HTTPException) -> Response | tuple[Any, int]:
             {"error": {"code": _code(error), "message": message, "details": details}}
         )
     else:
-        response = Response(
-            render_template("error.html", status=status, message=message), mimetype="text/html"
-        )
+        response = Response(_error_page(status, message), mimetype="text/html")
     response.status_code = status
     response.headers.update(headers)
     return response
+
+
+def _error_page(status: int, message: str) -> str:
+    """The error page; a bare one if the layout itself cannot be rendered (database down)."""
+    try:
+        if "_login_user" not in g:
+            # The layout shows who is signed in; resolve that now, or treat the caller as
+            # anonymous if the identity itself is what failed.
+            try:
+                login_manager._load_user()
+            except Exception:
+                db.session.rollback()
+                g._login_user = login_manager.anonymous_user()
+        return render_template("error.html", status=status, message=message)
+    except Exception:
+        db.session.rollback()
+        log.exception("error page failed", extra={"fields": {"request_id": g.get("request_id")}})
+        return (
+            f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Error {status}'
+            f"</title><h1>Error {status}</h1><p>{escape(message)}</p></html>"
+        )
 
 
 def handle_http_exception(error: HTTPException) -> Response | tuple[Any, int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app, request, session
+from flask import current_app, has_request_context, request, session
 
 LANGUAGE_NAMES = {"en": "English", "ko": "한국어"}
 
 
 def select_locale() -> str:
     """Babel's locale selector."""
+    if not has_request_context():  # CLI and background work: messages in the default language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     offered = current_app.config["LANGUAGES"]
     chosen = session.get("lang")
     if chosen in offered:

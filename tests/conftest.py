@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -137,12 +137,28 @@ def _truncate_all() -> None:
             connection.execute(table.delete())
 
 
-@dataclass
 class Mailbox:
-    """Messages received by the local SMTP server a test started."""
+    """Messages received by the local SMTP server a test started.
 
-    messages: list[Message] = field(default_factory=list)
-    port: int = 0
+    The app hands mail to a background thread; reading waits until it has been delivered.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._received: list[Message] = []
+        self._lock = threading.Lock()
+
+    def receive(self, message: Message) -> None:
+        with self._lock:
+            self._received.append(message)
+
+    @property
+    def messages(self) -> list[Message]:
+        from modelport.mail import wait_for_delivery
+
+        wait_for_delivery()
+        with self._lock:
+            return list(self._received)
 
     def to(self, address: str) -> list[Message]:
         return [m for m in self.messages if address.lower() in m["To"].lower()]
@@ -161,17 +177,19 @@ def mailbox() -> Iterator[Mailbox]:
     from aiosmtpd.controller import Controller
 
     box = Mailbox()
-    lock = threading.Lock()
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            with lock:
-                box.messages.append(message_from_bytes(envelope.content))
+            box.receive(message_from_bytes(envelope.content))
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+    # aiosmtpd checks that its server is up by connecting to the configured port, so the
+    # port is chosen before it starts (port=0 would make that check fail).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        box.port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
     controller.start()
-    box.port = controller.server.sockets[0].getsockname()[1]
     yield box
     controller.stop()
 

@@ -9,6 +9,7 @@ from flask import Blueprint, render_template, send_from_directory
 from flask_smorest import Api as SmorestApi
 from werkzeug.wrappers import Response
 
+from modelport.api.parser import StrictJSONProvider
 from modelport.api.schemas import ErrorSchema
 
 
@@ -23,6 +24,8 @@ class Api(SmorestApi):
 
     def init_app(self, app, *, spec_kwargs=None):  # noqa: ANN001, ANN201
         super().init_app(app, spec_kwargs=spec_kwargs)
+        # request.get_json() anywhere in the app reads JSON as strictly as the API's parser.
+        app.json = StrictJSONProvider(app)
         from modelport.api import v1  # noqa: F401  (routes register on import)
 
         self.register_blueprint(v1.blp)

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+import unicodedata
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+
+def plain_text(value: str) -> None:
+    """Refuse control characters and lone surrogates: PostgreSQL cannot store NUL, no driver
+    can encode a lone surrogate, and neither belongs in a name."""
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValidationError("Control characters are not allowed.")
 
 
 class ErrorDetailSchema(Schema):
-    row = fields.Integer(allow_none=True)
-    field = fields.String(allow_none=True)
-    code = fields.String()
-    message = fields.String()
+    row = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "input row, when rows apply"}
+    )
+    field = fields.String(
+        required=True, allow_none=True, metadata={"description": "field name, dotted if nested"}
+    )
+    code = fields.String(required=True, metadata={"example": "required"})
+    message = fields.String(required=True)
 
 
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"example": "invalid_input"})
-    message = fields.String(required=True)
-    details = fields.Raw(
+    message = fields.String(required=True, metadata={"description": "readable by a person"})
+    details = fields.List(
+        fields.Nested(ErrorDetailSchema),
+        required=True,
         allow_none=True,
-        metadata={"description": "list of {row, field, code, message} for input errors"},
+        metadata={"description": "one entry per problem for input errors, else null"},
     )
 
 
@@ -42,7 +57,7 @@ class UserSchema(Schema):
 
 
 class TokenCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=100), plain_text])
     scopes = fields.List(
         fields.String(validate=validate.OneOf(["predict", "full"])),
         validate=validate.Length(max=2),

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import abort, g
 from flask_login import current_user
-from flask_smorest import Blueprint
 
+from modelport.api.blueprint import Blueprint
 from modelport.api.schemas import (
     PageQuerySchema,
     TokenCreatedSchema,
@@ -21,25 +21,33 @@ from modelport.auth.tokens import TokenError, create_token, revoke_token, user_t
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
 
+# Authentication is the outermost check (below the route), so that an anonymous caller
+# learns nothing about the body it would have had to send.
 blp = Blueprint("api_v1", __name__, url_prefix="/api/v1", description="Accounts and tokens")
 
-SECURITY = [{"bearer": []}, {"session": []}]
+# Ids are 32-bit on every database; a larger one in a path is simply not found.
+MAX_ID = 2**31 - 1
+
+# HTTP Basic (e-mail:password) is accepted on these endpoints only, for scripts.
+SECURITY = [{"bearer": []}, {"basic": []}, {"session": []}]
 
 
 @blp.get("/me")
-@blp.response(200, UserSchema)
-@blp.doc(security=[{"bearer": []}, {"basic": []}, {"session": []}])
 @scope_required(Scope.PREDICT.value)
+@blp.response(200, UserSchema)
+@blp.errors()
+@blp.doc(security=SECURITY)
 def me() -> Any:
     """The signed-in user."""
     return current_user
 
 
 @blp.get("/tokens")
+@full_scope_required
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, TokenPageSchema)
-@blp.doc(security=[{"bearer": []}, {"basic": []}, {"session": []}])
-@full_scope_required
+@blp.errors(422)
+@blp.doc(security=SECURITY)
 def list_tokens(query: dict[str, int]) -> dict[str, Any]:
     """The caller's tokens (the secret itself is never shown again)."""
     items = user_tokens(current_user)
@@ -53,10 +61,11 @@ def list_tokens(query: dict[str, int]) -> dict[str, Any]:
 
 
 @blp.post("/tokens")
+@full_scope_required
 @blp.arguments(TokenCreateSchema)
 @blp.response(201, TokenCreatedSchema)
-@blp.doc(security=[{"bearer": []}, {"basic": []}, {"session": []}])
-@full_scope_required
+@blp.errors(413, 422)
+@blp.doc(security=SECURITY)
 def create(body: dict[str, Any]) -> Any:
     """Create a token. Its value is in this response only."""
     if g.get("auth_method") == "session" and not sessions.is_fresh():
@@ -79,10 +88,11 @@ def create(body: dict[str, Any]) -> Any:
     return token
 
 
-@blp.delete("/tokens/<int:token_id>")
-@blp.response(204)
-@blp.doc(security=[{"bearer": []}, {"basic": []}, {"session": []}])
+@blp.delete(f"/tokens/<int(max={MAX_ID}):token_id>")
 @full_scope_required
+@blp.response(204)
+@blp.errors(404)
+@blp.doc(security=SECURITY)
 def delete(token_id: int) -> None:
     """Revoke one of the caller's tokens."""
     if not revoke_token(current_user, token_id):

@@ -164,7 +164,12 @@ class NotConfirmed(Exception):
 def authenticate(email: str, password: str) -> User:
     """The user with this e-mail and password. Always exactly one hash check; throttled per
     account and per address. Raises ``Throttled``, ``LoginFailed`` or ``NotConfirmed``."""
-    throttle.check_login_allowed(email)
+    try:
+        throttle.check_login_allowed(email)
+    except throttle.Throttled:
+        known = find_user_by_email(email)
+        security_event("login_throttled", user_id=known.id if known else None)
+        raise
     user = find_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.is_active:
@@ -196,18 +201,28 @@ def logout(user: User | None) -> None:
     security_event("logout", user_id=user.id if user else None)
 
 
-def reauthenticate(user: User, password: str) -> None:
-    """Check the current password before a sensitive action (throttled like sign-in)."""
+def reauthenticate(user: User, password: str, *, field: str = "password") -> None:
+    """Check the current password before a sensitive action (throttled like sign-in).
+
+    ``field`` names the form field the error belongs to, so that it is shown beside it.
+    """
     try:
         throttle.check_login_allowed(user.email)
     except throttle.Throttled:
-        raise AccountError(
-            _("Too many attempts. Try again later."), "password", "throttled"
-        ) from None
+        security_event("login_throttled", user_id=user.id)
+        raise AccountError(_("Too many attempts. Try again later."), field, "throttled") from None
     if not passwords.verify_password(user.password_hash, password):
         throttle.record_login_failure(user.email)
         security_event("reauth_failed", user_id=user.id)
-        raise AccountError(_("The password is not correct."), "password", "wrong_password")
+        raise AccountError(_("The password is not correct."), field, "wrong_password")
+
+
+def confirm_password(user: User, password: str) -> None:
+    """Re-authentication for a remember-me session: check the password, then renew it."""
+    reauthenticate(user, password)
+    sessions.renew_session(user)
+    db.session.commit()
+    security_event("reauthenticated", user_id=user.id)
 
 
 def _set_password(user: User, new_password: str) -> None:
@@ -220,7 +235,7 @@ def _set_password(user: User, new_password: str) -> None:
 
 def change_password(user: User, current: str, new: str, *, keep_session: bool = True) -> None:
     """Change the password; needs the current one. Ends all other sessions and tokens."""
-    reauthenticate(user, current)
+    reauthenticate(user, current, field="current_password")
     _check_password(new, user.email, user.name, field="new_password")
     _set_password(user, new)
     if keep_session:
@@ -281,7 +296,7 @@ def request_email_change(user: User, password: str, new_email: str) -> None:
     if find_user_by_email(new_email) is not None:
         return  # same answer as success, so taken addresses are not revealed
     link = _external_url(
-        "auth.confirm_email_change", token=make_link_token(user, "email", e=new_email)
+        "account.confirm_email_change", token=make_link_token(user, "email", e=new_email)
     )
     send_mail(
         new_email,
@@ -334,9 +349,13 @@ def search_users(query: str = "", *, page: int = 1, per_page: int = 50) -> tuple
     """Users whose e-mail or name contains ``query``, and the total count (admin)."""
     stmt = select(User)
     if query:
-        pattern = f"%{query.strip().lower()}%"
+        # autoescape: the typed text is matched literally, % and _ are not wildcards.
+        text = query.strip().lower()
         stmt = stmt.where(
-            or_(func.lower(User.email).like(pattern), func.lower(User.name).like(pattern))
+            or_(
+                func.lower(User.email).contains(text, autoescape=True),
+                func.lower(User.name).contains(text, autoescape=True),
+            )
         )
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
     users = db.session.scalars(stmt.order_by(User.id).limit(per_page).offset((page - 1) * per_page))
@@ -374,7 +393,9 @@ def set_active(actor: User, user: User, active: bool) -> None:
         raise AccountError(_("The last administrator cannot be disabled."), "active")
     user.active = active
     if not active:
+        # Disabling terminates access: re-enabling must not bring old sessions or tokens back.
         sessions.end_all_sessions(user)
+        revoke_all_tokens(user)
     db.session.commit()
     security_event(
         "account_enabled" if active else "account_disabled", user_id=user.id, actor_id=actor.id

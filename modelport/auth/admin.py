@@ -46,6 +46,10 @@ def _user_or_404(user_id: int) -> User:
 @bp.get("/users")
 @admin_required
 def users() -> str:
+    return _users_page()
+
+
+def _users_page() -> str:
     query = request.args.get("q", "")[:254]
     page = request.args.get("page", 1, type=int) or 1
     page = max(1, min(page, 10_000))
@@ -62,13 +66,20 @@ def users() -> str:
     )
 
 
+def _refused(error: accounts.AccountError) -> tuple[str, int]:
+    """The list again with the reason, as a 4xx: nothing was changed."""
+    flash(error.message, "error")
+    return _users_page(), 409
+
+
 def _back() -> Response:
     return redirect(url_for("admin.users", q=request.args.get("q") or None))
 
 
-@bp.post("/users/<int:user_id>/role")
+# User ids in URLs are bounded to the INTEGER column: larger ones are a 404, not a DB error.
+@bp.post("/users/<int(max=2147483647):user_id>/role")
 @admin_required
-def change_role(user_id: int) -> Response:
+def change_role(user_id: int) -> Response | tuple[str, int]:
     user = _user_or_404(user_id)
     form = RoleForm()
     if not form.validate_on_submit():
@@ -76,32 +87,32 @@ def change_role(user_id: int) -> Response:
     try:
         accounts.set_role(current_user, user, form.role.data)
     except accounts.AccountError as exc:
-        flash(exc.message, "error")
+        return _refused(exc)
     else:
-        flash(_("%(email)s is now %(role)s.", email=user.email, role=form.role.data), "success")
+        flash(_("%(email)s is now %(role)s.", email=user.email, role=_(form.role.data)), "success")
     return _back()
 
 
-@bp.post("/users/<int:user_id>/disable")
+@bp.post("/users/<int(max=2147483647):user_id>/disable")
 @admin_required
-def disable(user_id: int) -> Response:
+def disable(user_id: int) -> Response | tuple[str, int]:
     return _set_active(user_id, False)
 
 
-@bp.post("/users/<int:user_id>/enable")
+@bp.post("/users/<int(max=2147483647):user_id>/enable")
 @admin_required
-def enable(user_id: int) -> Response:
+def enable(user_id: int) -> Response | tuple[str, int]:
     return _set_active(user_id, True)
 
 
-def _set_active(user_id: int, active: bool) -> Response:
+def _set_active(user_id: int, active: bool) -> Response | tuple[str, int]:
     user = _user_or_404(user_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
         accounts.set_active(current_user, user, active)
     except accounts.AccountError as exc:
-        flash(exc.message, "error")
+        return _refused(exc)
     else:
         message = (
             _("%(email)s can sign in again.")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, PasswordField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 # Length on passwords is checked by the password policy (with its own messages); the upper
@@ -78,8 +86,8 @@ class TokenForm(FlaskForm):
     scope = SelectField(
         _l("Scope"),
         choices=[
-            ("predict", _l("predict — predictions only")),
-            ("full", _l("full — everything you can do")),
+            SelectChoice("predict", _l("predict — predictions only")),
+            SelectChoice("full", _l("full — everything you can do")),
         ],
         default="predict",
     )
@@ -91,4 +99,6 @@ class EmptyForm(FlaskForm):
 
 
 class RoleForm(FlaskForm):
-    role = SelectField(_l("Role"), choices=[("user", _l("user")), ("admin", _l("admin"))])
+    role = SelectField(
+        _l("Role"), choices=[SelectChoice("user", _l("user")), SelectChoice("admin", _l("admin"))]
+    )

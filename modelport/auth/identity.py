@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from modelport.auth import accounts, sessions, throttle
 from modelport.auth.tokens import authenticate_token
+from modelport.errors import ApiError
 from modelport.extensions import csrf, login_manager
 from modelport.models import User
 from modelport.models.tokens import Scope
@@ -28,8 +29,15 @@ from modelport.ops.logging import security_event
 # of server logs, browser history and Referer headers.
 TOKEN_QUERY_PARAMS = ("token", "access_token", "auth_token", "api_key", "apikey", "api_token")
 
-# Paths where HTTP Basic (email:password) is accepted: creating a token from a script.
+# Paths where HTTP Basic (email:password) is accepted: managing tokens from a script.
 BASIC_AUTH_PATHS = ("/api/v1/tokens", "/api/v1/me")
+BASIC_AUTH_PREFIXES = ("/api/v1/tokens/",)
+
+
+def basic_auth_allowed(path: str) -> bool:
+    """Whether HTTP Basic may authenticate a request to ``path`` (exact paths, not prefixes:
+    ``/api/v1/me`` must not open ``/api/v1/metrics``)."""
+    return path in BASIC_AUTH_PATHS or path.startswith(BASIC_AUTH_PREFIXES)
 
 
 class AuthError(HTTPException):
@@ -53,9 +61,11 @@ def _bearer(header: str) -> User | None:
 
 
 def _basic(header: str) -> User | None:
-    if not request.path.startswith(BASIC_AUTH_PATHS):
+    if not basic_auth_allowed(request.path):
         raise AuthError(
-            "HTTP Basic is only accepted on /api/v1/tokens and /api/v1/me; use a token."
+            "HTTP Basic (e-mail and password) is only accepted on /api/v1/tokens and "
+            "/api/v1/me; send Authorization: Bearer <token>.",
+            "basic_not_allowed",
         )
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
@@ -64,8 +74,7 @@ def _basic(header: str) -> User | None:
         raise AuthError("Malformed Basic credentials.") from None
     try:
         user = accounts.authenticate(email, password)
-    except throttle.Throttled as exc:
-        security_event("login_throttled")
+    except throttle.Throttled as exc:  # accounts.authenticate has logged the event
         error = AuthError("Too many failed sign-ins. Try again later.", "rate_limited")
         error.code = 429
         error.retry_after = exc.retry_after
@@ -95,9 +104,10 @@ def load_user_from_request(_request: Any) -> User | None:
 def refuse_tokens_in_url() -> None:
     """Tokens belong in the Authorization header, never in the URL."""
     if any(name in request.args for name in TOKEN_QUERY_PARAMS):
-        abort(
+        raise ApiError(
             400,
-            description="Credentials in the URL are refused; send Authorization: Bearer <token>.",
+            "credentials_in_url",
+            "Credentials in the URL are refused; send Authorization: Bearer <token>.",
         )
 
 
@@ -107,7 +117,7 @@ def protect_cookie_requests() -> None:
     Requests carrying an Authorization header cannot be forged by another site (a browser
     never adds that header by itself), and /v2 is the inference protocol for programs.
     """
-    if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+    if request.method in sessions.SAFE_METHODS:
         return
     if (
         request.headers.get("Authorization")
@@ -144,6 +154,7 @@ def register_identity(app: Flask) -> None:
     """Wire the checks above into every request."""
     login_manager.session_protection = None  # sessions are checked on the server instead
     login_manager.login_view = "auth.login"
+    app.session_interface = sessions.SiteSessionInterface()
     app.before_request(refuse_tokens_in_url)
     app.before_request(protect_cookie_requests)
     app.after_request(sessions.apply_remember_cookie)

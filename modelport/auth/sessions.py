@@ -2,8 +2,8 @@
 
 The Flask session cookie carries a random secret whose SHA-256 is a row of
 ``user_sessions``. Deleting the row (logout, password change, deletion, disabling) makes a
-copied cookie anonymous on its very next use. The remember cookie carries a second secret
-of the same row; it restores a *non-fresh* session after the browser session ends.
+copied cookie anonymous on its very next use. The remember cookie carries the secret of
+the same row; it restores a *non-fresh* session after the browser session ends.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Response, current_app, g, request, session
+from flask import Flask, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from sqlalchemy import delete, select
 
 from modelport.extensions import db
@@ -21,6 +22,7 @@ from modelport.models import User, UserSession
 from modelport.models.types import utcnow
 
 SESSION_KEY = "sid"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 FRESH_KEY = "_fresh"
 # Writing last_seen on every request would turn every page view into a write.
 _LAST_SEEN_RESOLUTION = timedelta(seconds=60)
@@ -51,15 +53,17 @@ def _limits(remember: bool) -> tuple[timedelta, timedelta]:
     )
 
 
-def _expired(row: UserSession, now: datetime) -> bool:
-    idle, absolute = _limits(row.remember)
+def _expired(row: UserSession, now: datetime, *, remember: bool | None = None) -> bool:
+    idle, absolute = _limits(row.remember if remember is None else remember)
     return now - row.last_seen_at > idle or now - row.created_at > absolute
 
 
 def start_session(user: User, *, remember: bool = False) -> UserSession:
     """Sign ``user`` in on this client: a new session id (no fixation) and, if asked, a
     remember cookie. The caller commits."""
-    session.clear()  # drops any pre-login state, so the cookie value changes
+    # The session this client had (another account's, or this one's before re-entering the
+    # password) must not stay valid for whoever copied its cookie.
+    end_session()
     secret = secrets.token_urlsafe(32)
     row = UserSession(
         user=user,
@@ -86,7 +90,10 @@ def end_session() -> None:
             db.session.execute(
                 delete(UserSession).where(UserSession.secret_hash == _digest(secret))
             )
+    language = session.get("lang")  # a display preference, not part of the sign-in
     session.clear()
+    if language:
+        session["lang"] = language
     g.remember_cookie = _RememberCookie(None)
 
 
@@ -112,6 +119,10 @@ def user_from_cookies() -> User | None:
     if secret:
         row = _find(secret)
         if row is not None and not _expired(row, now) and row.user.is_active:
+            if row.remember and _expired(row, now, remember=False):
+                # Past the plain session's limits only remember-me keeps the user signed in,
+                # and a remember-me sign-in is not fresh.
+                session[FRESH_KEY] = False
             _touch(row, now)
             return row.user
         session.clear()
@@ -133,6 +144,13 @@ def _touch(row: UserSession, now: datetime) -> None:
     if now - row.last_seen_at >= _LAST_SEEN_RESOLUTION:
         row.last_seen_at = now
         db.session.commit()
+
+
+def renew_session(user: User) -> UserSession:
+    """A new session id after the password was re-entered (ASVS 7.2.4); keeps remember-me."""
+    secret = session.get(SESSION_KEY)
+    current = _find(secret) if secret else None
+    return start_session(user, remember=bool(current and current.remember))
 
 
 def is_fresh() -> bool:
@@ -167,3 +185,18 @@ def apply_remember_cookie(response: Response) -> Response:
         samesite="Lax",
     )
     return response
+
+
+class SiteSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except that it never *starts* a session on an unsafe
+    request that arrived without one.
+
+    Such a request came from another site (SameSite=Lax kept our cookie off it) or from a
+    script. Answering it with a fresh cookie — any page that renders a CSRF token writes one —
+    would replace the browser's own session cookie and sign the member out.
+    """
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if request.method not in SAFE_METHODS and self.get_cookie_name(app) not in request.cookies:
+            return
+        super().save_session(app, session, response)

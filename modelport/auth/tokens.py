@@ -6,6 +6,8 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
+from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 
 from modelport.extensions import db
@@ -34,13 +36,15 @@ def _digest(secret: str) -> str:
 
 
 def parse_scopes(scopes: list[str] | None) -> str:
-    """Validate requested scopes; the default is ``predict``."""
+    """Validate requested scopes; without any, ``MODELPORT_TOKEN_DEFAULT_SCOPE`` (predict)."""
     if not scopes:
-        return Scope.PREDICT.value
+        return current_app.config["MODELPORT"]["TOKEN_DEFAULT_SCOPE"]
     allowed = {s.value for s in Scope}
     unknown = sorted(set(scopes) - allowed)
     if unknown:
-        raise TokenError("invalid_scope", f"Unknown scope(s): {', '.join(unknown)}.", "scopes")
+        raise TokenError(
+            "invalid_scope", _("Unknown scope(s): %(scopes)s.", scopes=", ".join(unknown)), "scopes"
+        )
     return " ".join(sorted(set(scopes)))
 
 
@@ -50,20 +54,22 @@ def create_token(
     """Create a token for ``user``; return the row and the plaintext, which is never stored."""
     name = name.strip()
     if not name or len(name) > 100:
-        raise TokenError("invalid_name", "Give the token a name of 1 to 100 characters.", "name")
+        raise TokenError("invalid_name", _("Give the token a name of 1 to 100 characters."), "name")
     scope_text = parse_scopes(scopes)
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise TokenError(
-                "invalid_expiry", "expires_at needs a time zone (e.g. Z).", "expires_at"
+                "invalid_expiry", _("The expiry needs a time zone (e.g. Z)."), "expires_at"
             )
         if expires_at <= utcnow():
-            raise TokenError("invalid_expiry", "expires_at must be in the future.", "expires_at")
+            raise TokenError("invalid_expiry", _("The expiry must be in the future."), "expires_at")
     count = db.session.scalar(
         select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)
     )
     if count >= MAX_TOKENS_PER_USER:
-        raise TokenError("too_many_tokens", f"At most {MAX_TOKENS_PER_USER} tokens per account.")
+        raise TokenError(
+            "too_many_tokens", _("At most %(n)d tokens per account.", n=MAX_TOKENS_PER_USER)
+        )
     # 256 bits from the OS CSPRNG; the prefix lets a user recognise a token in a list.
     prefix = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"

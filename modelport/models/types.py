@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import DateTime
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import Column
 
 
 def utcnow() -> datetime:
@@ -17,11 +24,18 @@ class UTCDateTime(TypeDecorator):
     """A timestamp stored as naive UTC and always read back as aware UTC.
 
     SQLite and MariaDB keep no time zone; storing naive UTC everywhere and attaching UTC on
-    the way out gives the same values on all three databases.
+    the way out gives the same values on all three databases. MariaDB/MySQL ``DATETIME``
+    drops (MariaDB) or rounds (MySQL) fractions of a second unless asked for six digits, so
+    a stored time would not read back equal, and a rounded one could lie in the future.
     """
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect):  # noqa: ANN001
         if value is None:
@@ -34,3 +48,22 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def compare_type(
+    context: MigrationContext,
+    inspected_column: Column,
+    metadata_column: Column,
+    inspected_type: TypeEngine,
+    metadata_type: TypeEngine,
+) -> bool | None:
+    """Alembic hook: also compare MariaDB/MySQL fractional-second digits, which it ignores.
+
+    ``None`` leaves every other column to Alembic's own ``compare_type``.
+    """
+    if context.dialect.name in {"mysql", "mariadb"} and isinstance(metadata_type, UTCDateTime):
+        wanted = getattr(metadata_type.load_dialect_impl(context.dialect), "fsp", None) or 0
+        found = getattr(inspected_type, "fsp", None) or 0
+        if wanted != found:
+            return True
+    return None

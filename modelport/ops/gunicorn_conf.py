@@ -23,16 +23,19 @@ accesslog = (
     "-" if os.environ.get("MODELPORT_ACCESS_LOG", "true").lower() in {"1", "true", "yes"} else None
 )
 errorlog = "-"
+# gunicorn 27's control socket sits at one fixed path, so a second server on the machine (a
+# test, a benchmark, `make run`) would take it over; nothing here uses it. Older versions
+# ignore the name.
+control_socket_disable = True
 
 
 def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
-    """A pool created before fork must not share its connections with the children."""
-    try:
-        from modelport.extensions import db
+    """A pool created in the master (``--preload``) must not share connections with workers."""
+    if not server.cfg.preload_app:
+        return  # each worker builds its own app, and its own engine, after the fork
+    from modelport.extensions import db
 
-        app = worker.app.wsgi() if hasattr(worker.app, "wsgi") else None
-        if app is not None:
-            with app.app_context():
-                db.engine.dispose(close=False)
-    except Exception:  # noqa: BLE001, S110 - without --preload there is no engine yet
-        pass
+    app = worker.app.wsgi()
+    with app.app_context():
+        # close=False: the parent's sockets stay open for the parent; the child forgets them.
+        db.engine.dispose(close=False)

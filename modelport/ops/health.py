@@ -27,6 +27,10 @@ def _migration_heads() -> set[str]:
     return set(ScriptDirectory.from_config(config).get_heads())
 
 
+def _describe(revisions: set[str]) -> str:
+    return ", ".join(sorted(revisions)) or "none"
+
+
 @bp.get("/readyz")
 @limiter.exempt
 def readyz() -> tuple[dict, int]:
@@ -36,12 +40,19 @@ def readyz() -> tuple[dict, int]:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
             current = set(MigrationContext.configure(connection).get_current_heads())
-        checks["database"] = "ok"
-        checks["migrations"] = (
-            "ok" if current == _migration_heads() else "pending: run `flask db upgrade`"
-        )
-    except SQLAlchemyError:
-        checks["database"] = "unavailable"
+    except SQLAlchemyError as exc:
+        # The class name only: driver messages can carry host names and user names.
+        current_app.logger.warning("readiness: database unavailable (%s)", type(exc).__name__)
+        checks["database"] = "unavailable: the database does not answer"
         checks["migrations"] = "unknown"
+    else:
+        checks["database"] = "ok"
+        expected = _migration_heads()
+        checks["migrations"] = (
+            "ok"
+            if current == expected
+            else f"not at this code's migration: the database is at {_describe(current)}, "
+            f"the code needs {_describe(expected)}; run `flask db upgrade`"
+        )
     ready = all(value == "ok" for value in checks.values())
     return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503

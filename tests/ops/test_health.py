@@ -1,0 +1,105 @@
+"""/healthz says the process lives; /readyz says the database answers and is migrated."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from modelport import create_app
+from modelport.extensions import db
+from tests.conftest import empty_database_url
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_on(tmp_path: Path) -> Iterator[Callable[[str], Flask]]:
+    """Apps on a given database URL; their pools are closed afterwards."""
+    made: list[Flask] = []
+
+    def make(url: str) -> Flask:
+        app = create_app(
+            {"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")}
+        )
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.db
+def test_ready_when_the_database_is_migrated(app: Flask) -> None:
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok"},
+    }
+
+
+@pytest.mark.db
+def test_not_ready_on_an_empty_database(
+    backend: str, tmp_path: Path, app_on: Callable[[str], Flask]
+) -> None:
+    app = app_on(empty_database_url(backend, tmp_path, "unmigrated"))
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json["status"] == "not ready"
+    assert response.json["checks"]["database"] == "ok"
+    message = response.json["checks"]["migrations"]
+    assert "the database is at none" in message
+    assert "flask db upgrade" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(
+            lambda tmp: f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/x", id="pg"
+        ),
+        pytest.param(lambda tmp: f"mysql+pymysql://root@127.0.0.1:{_closed_port()}/x", id="mysql"),
+        pytest.param(lambda tmp: f"sqlite:///{tmp / 'no-such-dir' / 'x.db'}", id="sqlite"),
+    ],
+)
+def test_not_ready_when_the_database_is_unreachable(
+    url: Callable[[Path], str], tmp_path: Path, app_on: Callable[[str], Flask]
+) -> None:
+    app = app_on(url(tmp_path))
+    client = app.test_client()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "not ready",
+        "checks": {
+            "database": "unavailable: the database does not answer",
+            "migrations": "unknown",
+        },
+    }
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+    # Liveness does not depend on the database: a restart would not bring it back.
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_healthz_answers(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}

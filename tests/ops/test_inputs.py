@@ -1,0 +1,51 @@
+"""NUL characters are refused before any view runs (PostgreSQL cannot even compare them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/auth/signup", {"email": "nul@example.com", "name": "a\x00b"}),
+        ("/auth/login", {"email": "ann\x00@example.com"}),
+        ("/auth/reset", {"email": "ann\x00@example.com"}),
+    ],
+)
+def test_nul_in_a_form_field_is_a_400_and_changes_nothing(app, client, path, fields):
+    make_user(app)
+    before = table_counts(app)
+    data = {"password": PASSWORD, "password2": PASSWORD, "csrf_token": csrf_token(client, path)}
+    response = client.post(path, data={**data, **fields})
+    assert response.status_code == 400
+    assert "NUL" in response.get_data(as_text=True)
+    assert table_counts(app) == before
+
+
+@pytest.mark.db
+def test_nul_in_the_query_string_is_a_400(app, client):
+    make_user(app, role="admin")
+    login(client)
+    response = client.get("/admin/users?q=ann%00")
+    assert response.status_code == 400
+    assert "NUL" in response.get_data(as_text=True)
+    assert client.get("/admin/users?q=ann").status_code == 200
+
+
+@pytest.mark.db
+def test_nul_in_a_json_token_name_is_a_4xx_json_error(app, client):
+    make_user(app)
+    login(client)
+    before = table_counts(app)
+    response = client.post(
+        "/api/v1/tokens",
+        json={"name": "a\x00b"},
+        headers={"X-CSRFToken": csrf_token(client, "/account")},
+    )
+    assert 400 <= response.status_code < 500
+    assert response.json["error"]["message"]
+    assert table_counts(app) == before

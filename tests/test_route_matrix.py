@@ -1,0 +1,140 @@
+"""Function-level authorisation fails closed (checklist 27).
+
+Every rule of ``app.url_map`` is in MATRIX with the status each kind of caller gets for
+each of its methods. A route added without a row here fails ``test_every_route_is_in_the_
+matrix``: deciding who may call it is part of adding it. POSTs carry a valid CSRF token and
+an empty or harmless body, so a status shows the authorisation decision (401/403/redirect to
+sign-in) or, past it, the validation of the empty input (400/404/422) — never a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+
+from tests.conftest import csrf_token, login, make_user
+
+ROLES = ("anonymous", "user", "admin")
+LOGIN = "login"  # a redirect to the sign-in page
+NO_ID = 999_999  # an id that exists nowhere
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    expect: dict[str, tuple[int | str, int | str, int | str]]  # method -> (anon, user, admin)
+    ends_session: bool = False
+
+
+MATRIX: dict[str, Row] = {
+    # public pages
+    "pages.home": Row("/", {"GET": (200, 200, 200)}),
+    "pages.set_language": Row("/language", {"POST": (400, 400, 400)}),
+    "static": Row("/static/css/modelport.css", {"GET": (200, 200, 200)}),
+    "health.healthz": Row("/healthz", {"GET": (200, 200, 200)}),
+    "health.readyz": Row("/readyz", {"GET": (200, 200, 200)}),
+    # signing in and out; signed-in callers are sent on from the forms for strangers
+    "auth.signup": Row("/auth/signup", {"GET": (200, 302, 302), "POST": (400, 302, 302)}),
+    "auth.login": Row("/auth/login", {"GET": (200, 302, 302), "POST": (400, 400, 400)}),
+    "auth.logout": Row("/auth/logout", {"POST": (302, 302, 302)}, ends_session=True),
+    "auth.reauthenticate": Row(
+        "/auth/reauth", {"GET": (LOGIN, 200, 200), "POST": (LOGIN, 400, 400)}
+    ),
+    "auth.reset_request": Row("/auth/reset", {"GET": (200, 200, 200), "POST": (400, 400, 400)}),
+    "auth.reset_password": Row(
+        "/auth/reset/not-a-token", {"GET": (400, 400, 400), "POST": (400, 400, 400)}
+    ),
+    "auth.confirm_email": Row("/auth/confirm/not-a-token", {"GET": (400, 400, 400)}),
+    # the member's own account
+    "account.overview": Row("/account", {"GET": (LOGIN, 200, 200)}),
+    "account.change_password": Row("/account/password", {"POST": (LOGIN, 400, 400)}),
+    "account.change_email": Row("/account/email", {"POST": (LOGIN, 400, 400)}),
+    "account.confirm_email_change": Row("/account/email/not-a-token", {"GET": (400, 400, 400)}),
+    "account.delete": Row("/account/delete", {"POST": (LOGIN, 400, 400)}),
+    "account.tokens": Row("/account/tokens", {"GET": (LOGIN, 200, 200), "POST": (LOGIN, 400, 400)}),
+    "account.revoke": Row(f"/account/tokens/{NO_ID}/revoke", {"POST": (LOGIN, 404, 404)}),
+    # administration: admins only, the role read from the database on every request
+    "admin.users": Row("/admin/users", {"GET": (LOGIN, 403, 200)}),
+    "admin.change_role": Row(f"/admin/users/{NO_ID}/role", {"POST": (LOGIN, 403, 404)}),
+    "admin.disable": Row(f"/admin/users/{NO_ID}/disable", {"POST": (LOGIN, 403, 404)}),
+    "admin.enable": Row(f"/admin/users/{NO_ID}/enable", {"POST": (LOGIN, 403, 404)}),
+    # the JSON API: 401, never a redirect
+    "api-docs.openapi_json": Row("/api/openapi.json", {"GET": (200, 200, 200)}),
+    "api_docs.docs": Row("/api/docs", {"GET": (200, 200, 200)}),
+    "api_docs.assets": Row("/api/docs/assets/swagger-ui.css", {"GET": (200, 200, 200)}),
+    "api_v1.me": Row("/api/v1/me", {"GET": (401, 200, 200)}),
+    "api_v1.list_tokens": Row("/api/v1/tokens", {"GET": (401, 200, 200)}),
+    "api_v1.create": Row("/api/v1/tokens", {"POST": (401, 422, 422)}),
+    "api_v1.delete": Row(f"/api/v1/tokens/{NO_ID}", {"DELETE": (401, 404, 404)}),
+}
+
+
+def _methods(rule: Rule) -> set[str]:
+    return set(rule.methods) - {"HEAD", "OPTIONS"}
+
+
+def test_every_route_is_in_the_matrix(app):
+    rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
+    missing = sorted(set(rules) - set(MATRIX))
+    assert not missing, f"routes without an authorisation row in MATRIX: {missing}"
+    stale = sorted(set(MATRIX) - set(rules))
+    assert not stale, f"MATRIX rows for routes that no longer exist: {stale}"
+    for endpoint, rule in rules.items():
+        assert _methods(rule) == set(MATRIX[endpoint].expect), endpoint
+        # The sample path really reaches this endpoint.
+        adapter = app.url_map.bind("localhost")
+        for method in MATRIX[endpoint].expect:
+            matched, _ = adapter.match(MATRIX[endpoint].path, method=method)
+            assert matched == endpoint, (endpoint, MATRIX[endpoint].path)
+
+
+def _signed_in(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    return client
+
+
+@pytest.mark.db
+def test_each_caller_gets_the_expected_status(app_factory):
+    # Many empty sign-up and reset POSTs from one address: not what this test is about.
+    app = app_factory(SIGNUP_LIMIT="1000 per hour")
+    make_user(app, "user@example.com", name="User")
+    make_user(app, "admin@example.com", name="Admin", role="admin")
+    emails = {"user": "user@example.com", "admin": "admin@example.com"}
+    clients = {
+        "anonymous": app.test_client(),
+        "user": _signed_in(app, emails["user"]),
+        "admin": _signed_in(app, emails["admin"]),
+    }
+    # One CSRF token per signed-in (or anonymous) session, valid until the session changes.
+    tokens = {
+        role: csrf_token(client, "/auth/login" if role == "anonymous" else "/account")
+        for role, client in clients.items()
+    }
+    failures = []
+    for endpoint, row in MATRIX.items():
+        for method, statuses in row.expect.items():
+            for role, expected in zip(ROLES, statuses, strict=True):
+                client = clients[role]
+                headers = {} if method == "GET" else {"X-CSRFToken": tokens[role]}
+                kwargs = {"json": {}} if row.path.startswith("/api/") and method == "POST" else {}
+                response = client.open(row.path, method=method, headers=headers, **kwargs)
+                status = response.status_code
+                if expected == LOGIN:
+                    ok = status == 302 and response.location.startswith("/auth/login")
+                else:
+                    ok = status == expected
+                if not ok:
+                    failures.append(
+                        f"{role:9} {method:6} {row.path} ({endpoint}): {status}, want {expected}"
+                    )
+                if row.ends_session:  # the session, and its CSRF token, are gone
+                    if role != "anonymous":
+                        clients[role] = _signed_in(app, emails[role])
+                    page = "/auth/login" if role == "anonymous" else "/account"
+                    tokens[role] = csrf_token(clients[role], page)
+    assert not failures, "\n".join(failures)
