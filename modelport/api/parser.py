@@ -87,14 +87,16 @@ class ApiParser(FlaskParser):
 
     def _raw_load_json(self, req: Request) -> Any:
         data = req.get_data(cache=True)
-        if not data:
-            return core.missing
-        if not is_json_request(req):
+        # A form body may already have been parsed (the CSRF check reads form fields), which
+        # empties the raw data: it is still a body in the wrong format, not a missing one.
+        if not is_json_request(req) and (data or req.form or req.files):
             raise _body_error(
                 400,
                 "invalid_content_type",
                 _("Send the body as JSON with Content-Type: application/json."),
             )
+        if not data:
+            return core.missing
         try:
             return parse_json_body(data)
         except JsonBodyError as exc:
