@@ -22,6 +22,9 @@ limit_request_field_size = 8190
 accesslog = (
     "-" if os.environ.get("MODELPORT_ACCESS_LOG", "true").lower() in {"1", "true", "yes"} else None
 )
+# The path without its query string (%(U)s, not the request line %(r)s): a client that puts a
+# token in the URL is refused, and the token must not reach the log either.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s" %({x-request-id}o)s'
 errorlog = "-"
 # gunicorn 27's control socket sits at one fixed path, so a second server on the machine (a
 # test, a benchmark, `make run`) would take it over; nothing here uses it. Older versions
