@@ -3,8 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= postgres,mysql,dev
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
 .PHONY: run test lint format bench install migrate requirements translations clean
@@ -37,7 +37,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python bench/db_stages.py
+	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
 
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python
@@ -48,7 +48,7 @@ requirements: $(BIN)/python
 # Re-extract translatable text and compile the catalogues after editing templates or code.
 translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o modelport/translations/messages.pot .
-	$(BIN)/pybabel update -i modelport/translations/messages.pot -d modelport/translations --no-fuzzy-matching
+	$(BIN)/pybabel update -i modelport/translations/messages.pot -d modelport/translations --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel compile -d modelport/translations
 
 clean:
