@@ -6,6 +6,7 @@ inference protocol's ``{"error": "message"}``; pages render ``error.html`` with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -14,6 +15,9 @@ from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from modelport.extensions import db, login_manager
@@ -233,11 +237,51 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Any, int]:
 
 def handle_unexpected(error: Exception) -> Response | tuple[Any, int]:
     """The last resort: log with the request id, answer a generic 500, commit nothing."""
-    db.session.rollback()
+    with contextlib.suppress(SQLAlchemyError):
+        db.session.rollback()
     log.exception("unhandled error", extra={"fields": {"request_id": g.get("request_id")}})
     return error_response(InternalServerError())
 
 
+class DatabaseUnavailable(HTTPException):
+    code = 503
+    error_code = "database_unavailable"
+    retry_after = 5
+
+
+def _database_answers() -> bool:
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True
+
+
+def handle_database_error(error: DBAPIError | SATimeoutError) -> Response | tuple[Any, int]:
+    """The database went away (restart, failover, full pool): 503 and retry, not a 500.
+
+    Drivers report a refused connection and a typo in SQL with the same exception classes,
+    so the database is asked once more: if it answers, the error was ours (500). Pre-ping
+    replaces stale pooled connections at checkout, but a request already talking to the
+    database when it dropped fails; its transaction is rolled back, nothing half-written.
+    """
+    with contextlib.suppress(SQLAlchemyError):
+        db.session.rollback()
+    locked = "database is locked" in str(getattr(error, "orig", ""))
+    if isinstance(error, DBAPIError) and not locked and _database_answers():
+        return handle_unexpected(error)
+    log.warning(
+        "database unavailable",
+        extra={"fields": {"error": type(error).__name__, "request_id": g.get("request_id")}},
+    )
+    return error_response(
+        DatabaseUnavailable(_("The database is unavailable at the moment. Try again shortly."))
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(SATimeoutError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

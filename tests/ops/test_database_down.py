@@ -1,0 +1,67 @@
+"""A database that does not answer gives 503 with Retry-After, never a 500 (reliability 1)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from flask import Flask
+
+from modelport import create_app
+from tests.conftest import csrf_from
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the probe closes
+
+
+@pytest.fixture(
+    params=[
+        "postgresql+psycopg://postgres@127.0.0.1:{port}/test",
+        "mysql+pymysql://root@127.0.0.1:{port}/test",
+    ]
+)
+def unreachable_app(request: pytest.FixtureRequest, tmp_path) -> Flask:
+    url = request.param.format(port=_closed_port())
+    return create_app(
+        {
+            "ENV": "testing",
+            "DATABASE_URL": url,
+            "INSTANCE_PATH": str(tmp_path),
+            "DB_POOL_TIMEOUT": 1,
+        }
+    )
+
+
+def test_api_answers_503_json_when_the_database_is_down(unreachable_app, caplog):
+    response = unreachable_app.test_client().get(
+        "/api/v1/me", headers={"Authorization": "Bearer mp_0000_notarealtoken"}
+    )
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert "Try again" in response.json["error"]["message"]
+    assert response.headers["Retry-After"] == "5"
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+    assert any(r.getMessage() == "database unavailable" for r in caplog.records)
+
+
+def test_sign_in_page_answers_503_when_the_database_is_down(unreachable_app):
+    client = unreachable_app.test_client()
+    page = client.get("/auth/login")  # an anonymous page needs no database
+    assert page.status_code == 200
+    response = client.post(
+        "/auth/login",
+        data={"email": "ann@example.com", "password": "x" * 20, "csrf_token": csrf_from(page.text)},
+    )
+    assert response.status_code == 503
+    assert "Try again" in response.get_data(as_text=True)
+    assert response.mimetype == "text/html"
+
+
+def test_readiness_says_not_ready(unreachable_app):
+    response = unreachable_app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert unreachable_app.test_client().get("/healthz").status_code == 200
