@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -131,6 +132,18 @@ def _migrated_url(backend: str, cache: dict[str, str], tmp_path: Path) -> str:
     return cache[backend]
 
 
+def migrated_sqlite(tmp_path: Path, name: str = "served") -> str:
+    """A SQLite file of the test's own, migrated as `flask db upgrade` leaves it; its URL."""
+    from flask_migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
 def _truncate_all() -> None:
     with db.engine.begin() as connection:
         for table in reversed(db.metadata.sorted_tables):
@@ -192,6 +205,20 @@ def mailbox() -> Iterator[Mailbox]:
     controller.start()
     yield box
     controller.stop()
+
+
+@pytest.fixture
+def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of argon2's PasswordHasher.verify (a spy on the library, not our code)."""
+    calls: list[str] = []
+    real = PasswordHasher.verify
+
+    def counting(self, hash, password):  # noqa: A002, ANN001, ANN202
+        calls.append(hash)
+        return real(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return calls
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask_migrate import upgrade
 
-from modelport import create_app
 from modelport.extensions import db
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, migrated_sqlite
 
 pytestmark = pytest.mark.slow  # every test starts a Python process
 
@@ -48,12 +46,7 @@ def run(
 @pytest.fixture
 def database(tmp_path: Path) -> str:
     """A migrated SQLite file of this test's own."""
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path, "cli")
 
 
 def users(database: str) -> list[tuple[str, str, str, str]]:

@@ -16,20 +16,24 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from limits import parse
 
-from modelport import create_app
 from modelport.config import SETTINGS
-from modelport.extensions import db
 from modelport.ops.logging import SECURITY_LOGGER, JsonFormatter
 from tests.api.conftest import assert_api_error, basic, bearer, issue_token
 from tests.auth.conftest import NEW_PASSWORD, is_signed_in, rows, text, user_row
 from tests.auth.test_redirects import HOSTILE, assert_same_origin
-from tests.conftest import PASSWORD, csrf_from, csrf_token, login, make_user, table_counts
+from tests.conftest import (
+    PASSWORD,
+    csrf_from,
+    csrf_token,
+    login,
+    make_user,
+    migrated_sqlite,
+    table_counts,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATTER = JsonFormatter()
@@ -50,20 +54,6 @@ def _security_events(caplog: pytest.LogCaptureFixture) -> list[dict]:
         for record in caplog.records
         if record.name == SECURITY_LOGGER
     ]
-
-
-@pytest.fixture
-def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every call of argon2's PasswordHasher.verify (a spy on the library, not our code)."""
-    calls: list[str] = []
-    real = PasswordHasher.verify
-
-    def counting(self, hash, password):  # noqa: A002, ANN001, ANN202
-        calls.append(hash)
-        return real(self, hash, password)
-
-    monkeypatch.setattr(PasswordHasher, "verify", counting)
-    return calls
 
 
 # --- 8: HTTP Basic on the API does not reveal accounts either ------------------------------
@@ -432,12 +422,7 @@ def test_no_secret_key_or_database_password_in_the_source():
 
 @pytest.fixture
 def served_database(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'limits.db'}"
-    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path, "limits")
 
 
 def _raw_status(port: int, path: str, headers: dict[str, str] | None = None) -> int:

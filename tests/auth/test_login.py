@@ -25,20 +25,6 @@ from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
 
 
 @pytest.fixture
-def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every call of argon2's PasswordHasher.verify (a spy on the library, not our code)."""
-    calls: list[str] = []
-    real = PasswordHasher.verify
-
-    def counting(self, hash, password):  # noqa: A002, ANN001, ANN202
-        calls.append(hash)
-        return real(self, hash, password)
-
-    monkeypatch.setattr(PasswordHasher, "verify", counting)
-    return calls
-
-
-@pytest.fixture
 def hash_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = PasswordHasher.hash

@@ -26,13 +26,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 import redis
 import requests
-from flask_migrate import upgrade
 
 from modelport import create_app
 from modelport.auth import accounts
 from modelport.config import SETTINGS
 from modelport.extensions import db
-from tests.conftest import PASSWORD, csrf_from, service_url
+from tests.conftest import PASSWORD, csrf_from, migrated_sqlite, service_url
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +71,9 @@ class Server:
 @pytest.fixture
 def database(tmp_path: Path) -> str:
     """A migrated SQLite file with one member, as `flask db upgrade` leaves it."""
-    url = f"sqlite:///{tmp_path / 'served.db'}"
+    url = migrated_sqlite(tmp_path)
     app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
     with app.app_context():
-        upgrade()
         accounts.create_user(EMAIL, "Victim", PASSWORD)
         db.session.remove()
         db.engine.dispose()
