@@ -1,0 +1,356 @@
+"""gunicorn's process model under stress: fork safety and killed workers (reliability 2 and 3).
+
+Workers are found through /proc (the master's children, and which of them holds a given
+client connection), so that a test kills exactly the worker it means to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import text
+
+from modelport import create_app
+from modelport.auth import accounts, tokens
+from modelport.config import SETTINGS
+from modelport.extensions import db
+from tests.conftest import PASSWORD, csrf_from, empty_database_url, migrated_sqlite
+from tests.ops.test_gunicorn import (
+    ACCESS_FORMAT,
+    EMAIL,
+    HeldLogin,
+    Server,
+    _free_port,
+    _wait_until_up,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOAD_EMAIL = "load@example.com"
+THREADS = 16
+REQUESTS_PER_THREAD = 25
+# Bounded waits: far longer than any of these steps takes, far shorter than a hung test.
+WAIT_SECONDS = 20
+# gunicorn_conf's graceful_timeout is 30 s; the master must be gone a little after it at most.
+GRACEFUL_SECONDS = 35
+# What a connection shared by two processes shows up as in the log (psycopg / libpq wording).
+BAD_LOG_LINE = re.compile(r"error|traceback|protocol|out of sync|lost synchronization", re.I)
+
+
+def preloaded_app() -> Flask:
+    """The app as ``create_app`` builds it, having used its database before gunicorn forks.
+
+    Loading code that touches the database (a model registry, a warm-up query) leaves a
+    connection in the master's pool; without ``post_fork`` every worker would inherit that
+    one socket, and concurrent requests would interleave on it.
+    """
+    app = create_app()
+    with app.app_context():
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        assert db.engine.pool.checkedin() == 1, "the master's pool should hold a connection"
+    return app
+
+
+@dataclass
+class Master:
+    process: subprocess.Popen
+    server: Server
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def workers(self) -> set[int]:
+        return _children(self.pid)
+
+    def booted(self) -> list[int]:
+        """Pids from every "Booting worker" line so far, in order."""
+        return [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", self.server.text())]
+
+    def served_pids(self, path: str) -> list[str]:
+        """The worker pid of every answered request for ``path`` (access log, ``%(p)s``)."""
+        pattern = rf"^<(\d+)> \w+ {re.escape(path)} \d+$"
+        return re.findall(pattern, self.server.text(), re.MULTILINE)
+
+
+def _stat(pid: int | str) -> tuple[str, int, int] | None:
+    """State, parent pid and process group of ``pid`` from /proc, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name is in parentheses and may hold spaces: split after its last ")".
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _processes() -> Iterator[tuple[int, str, int, int]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(entry.name)) is not None:
+            yield int(entry.name), *stat
+
+
+def _children(parent: int) -> set[int]:
+    """Live (not zombie) children of ``parent``."""
+    return {pid for pid, state, ppid, _ in _processes() if ppid == parent and state != "Z"}
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _wait_for_workers(master: Master, count: int) -> set[int]:
+    """The master's workers, once there are ``count`` of them."""
+
+    def ready() -> set[int] | None:
+        pids = master.workers()
+        return pids if len(pids) == count else None
+
+    return _wait_for(ready, f"{count} workers")
+
+
+def _in_group(group: int) -> set[int]:
+    """Live processes of process group ``group`` (the master started a session of its own)."""
+    return {pid for pid, state, _, pgid in _processes() if pgid == group and state != "Z"}
+
+
+def _wait_for(condition, what: str, seconds: float = WAIT_SECONDS):  # noqa: ANN001, ANN201
+    """Poll ``condition`` until it returns something true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+def _socket_inode(server_port: int, client_port: int) -> str | None:
+    """Inode of the server's end of the loopback connection from ``client_port``, once accepted.
+
+    A connection still in the listen queue has inode 0: no process holds it yet.
+    """
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        remote_port = int(fields[2].split(":")[1], 16)
+        if (local_port, remote_port) == (server_port, client_port) and fields[9] != "0":
+            return fields[9]
+    return None
+
+
+def _holder(pids: set[int], inode: str) -> int | None:
+    """The process among ``pids`` that has socket ``inode`` open."""
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    return None
+
+
+def _worker_holding(master: Master, held: HeldLogin) -> int:
+    """The worker that accepted ``held``'s connection and now waits for its body."""
+    client_port = held.connection.sock.getsockname()[1]
+
+    def find() -> int | None:
+        inode = _socket_inode(master.server.port, client_port)
+        return _holder(master.workers(), inode) if inode else None
+
+    return _wait_for(find, "a worker to accept the held request")
+
+
+@contextlib.contextmanager
+def _gunicorn(
+    tmp_path: Path, database_url: str, *options: str, app: str = "modelport:create_app()"
+) -> Iterator[Master]:
+    """gunicorn (production config, own options) on a free port; killed if still up after."""
+    ours = {f"MODELPORT_{s.name}" for s in SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in ours}
+    env |= {
+        "MODELPORT_ENV": "testing",
+        "MODELPORT_DATABASE_URL": database_url,
+        "MODELPORT_INSTANCE_PATH": str(tmp_path / "instance"),
+        "MODELPORT_SECRET_KEY": secrets.token_urlsafe(36),
+        "MODELPORT_LOG_FORMAT": "text",
+        # So that the master can import preloaded_app from this file.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    port = _free_port()
+    log = tmp_path / f"gunicorn-{port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:modelport.ops.gunicorn_conf",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--access-logformat",
+        ACCESS_FORMAT,
+        *options,
+        app,
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    master = Master(process, Server(f"http://127.0.0.1:{port}", port, log))
+    try:
+        _wait_until_up(master.server, process)
+        yield master
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=GRACEFUL_SECONDS)
+        # Whatever is left of the group (the master, or workers it failed to stop) is killed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def sqlite_with_member(tmp_path: Path) -> str:
+    """A migrated SQLite file with the member whose wrong-password logins are held."""
+    url = migrated_sqlite(tmp_path)
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        accounts.create_user(EMAIL, "Victim", PASSWORD)
+        db.session.remove()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_with_token(tmp_path: Path) -> tuple[str, str]:
+    """A fresh migrated PostgreSQL database with one member and a full-scope token."""
+    from flask_migrate import upgrade
+
+    url = empty_database_url("postgres", tmp_path, "forks")
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        upgrade()
+        user = accounts.create_user(LOAD_EMAIL, "Load", PASSWORD)
+        _, plaintext = tokens.create_token(user, "load test", scopes=["full"])
+        db.session.remove()
+        db.engine.dispose()
+    return url, plaintext
+
+
+def test_preloaded_workers_do_not_share_database_connections(
+    tmp_path: Path, postgres_with_token: tuple[str, str]
+) -> None:
+    """Reliability 2: --preload, 4 workers, concurrent DB reads: no protocol errors."""
+    url, token = postgres_with_token
+
+    def calls(_: int) -> list[tuple[int, str | None]]:
+        results = []
+        for _ in range(REQUESTS_PER_THREAD):
+            response = requests.get(
+                f"{master.server.url}/api/v1/me",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            email = response.json().get("email") if response.status_code == 200 else None
+            results.append((response.status_code, email))
+        return results
+
+    with _gunicorn(
+        tmp_path, url, "--preload", "-w", "4", app="tests.ops.test_workers:preloaded_app()"
+    ) as master:
+        _wait_for_workers(master, 4)
+        with ThreadPoolExecutor(THREADS) as pool:
+            results = [r for batch in pool.map(calls, range(THREADS)) for r in batch]
+
+    # Read the log once the server has stopped: a worker logs a request after answering it.
+    log = master.server.text()
+    assert len(results) == THREADS * REQUESTS_PER_THREAD
+    assert set(results) == {(200, LOAD_EMAIL)}, {r for r in results if r != (200, LOAD_EMAIL)}
+    bad = [line for line in log.splitlines() if BAD_LOG_LINE.search(line)]
+    assert bad == [], "\n".join(bad)
+    pids = master.served_pids("/api/v1/me")
+    assert len(pids) == THREADS * REQUESTS_PER_THREAD
+    assert len(set(pids)) > 1, "one worker served everything: the load was not concurrent"
+
+
+def test_killed_worker_is_replaced_and_sigterm_drains(
+    tmp_path: Path, sqlite_with_member: str
+) -> None:
+    """Reliability 3: kill -9 a worker mid-request, then SIGTERM the master."""
+    with _gunicorn(tmp_path, sqlite_with_member, "-w", "2") as master:
+        first = _wait_for_workers(master, 2)
+        browser = requests.Session()
+        csrf = csrf_from(browser.get(f"{master.server.url}/auth/login", timeout=30).text)
+
+        # A request in flight on one worker: its headers are in, its body is not.
+        held = HeldLogin(master.server, browser, csrf)
+        victim = _worker_holding(master, held)
+        booted = len(master.booted())
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: not _alive(victim), "the killed worker to die")
+
+        # That one request fails: the connection dies with its worker.
+        with pytest.raises((OSError, http.client.HTTPException)):
+            held.finish()
+        held.connection.close()
+        # The master notices and boots a replacement.
+        _wait_for(lambda: len(master.booted()) > booted, "a new 'Booting worker' line")
+        now = _wait_for_workers(master, 2)
+        assert victim not in now
+        assert len(now - first) == 1
+        # Everything else keeps working.
+        statuses = [
+            requests.get(f"{master.server.url}/readyz", timeout=30).status_code for _ in range(20)
+        ]
+        assert statuses == [200] * 20
+
+        # Graceful stop: a request in flight when SIGTERM arrives is still answered.
+        held = HeldLogin(master.server, browser, csrf)
+        busy = _worker_holding(master, held)
+        idle = (now - {busy}).pop()
+        os.kill(master.pid, signal.SIGTERM)
+        # The idle worker has exited on the master's SIGTERM, so the busy one has it too.
+        _wait_for(lambda: not _alive(idle), "the idle worker to exit")
+        assert _alive(busy)
+        status, body = held.finish()
+        assert status == 400
+        assert "Wrong e-mail or password." in body
+        master.process.wait(timeout=GRACEFUL_SECONDS)
+
+    assert master.process.returncode == 0
+    assert not any(_alive(pid) for pid in now | first), "a worker outlived its master"
+    assert _in_group(master.pid) == set()
+    log = master.server.text()
+    assert f"Worker (pid:{victim}) was sent SIGKILL!" in log
+    assert "Handling signal: term" in log
+    # The only error the log may show is the report of the worker killed on purpose.
+    errors = [
+        line
+        for line in log.splitlines()
+        if BAD_LOG_LINE.search(line) and f"(pid:{victim}) was sent SIGKILL" not in line
+    ]
+    assert errors == [], "\n".join(errors)
