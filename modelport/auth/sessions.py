@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from flask import Flask, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
 
 from modelport.extensions import db
 from modelport.models import User, UserSession
@@ -108,7 +109,9 @@ def _remember_secret() -> str | None:
 
 def _find(secret: str) -> UserSession | None:
     return db.session.execute(
-        select(UserSession).where(UserSession.secret_hash == _digest(secret))
+        select(UserSession)
+        .options(joinedload(UserSession.user))  # one query per request, not two
+        .where(UserSession.secret_hash == _digest(secret))
     ).scalar_one_or_none()
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
 
 from modelport.extensions import db
 from modelport.models import ApiToken, User
@@ -118,7 +119,9 @@ def authenticate_token(plaintext: str) -> ApiToken | None:
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
         return None
     token = db.session.execute(
-        select(ApiToken).where(ApiToken.secret_hash == _digest(plaintext))
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))  # one query per API call, not two
+        .where(ApiToken.secret_hash == _digest(plaintext))
     ).scalar_one_or_none()
     now = utcnow()
     if token is None or not token.user.is_active:

@@ -27,15 +27,13 @@ import pytest
 import redis
 import requests
 
-from modelport import create_app
-from modelport.auth import accounts
 from modelport.config import SETTINGS
-from modelport.extensions import db
-from tests.conftest import PASSWORD, csrf_from, migrated_sqlite, service_url
+from tests.conftest import csrf_from, service_url
+from tests.ops.conftest import EMAIL
 
 pytestmark = pytest.mark.slow
 
-EMAIL = "victim@example.com"
+
 WRONG = "not the right password at all"
 START_SECONDS = 60
 ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
@@ -68,33 +66,28 @@ class Server:
         return re.findall(r"^<(\d+)> POST /auth/login \d+$", self.text(), re.MULTILINE)
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> str:
-    """A migrated SQLite file with one member, as `flask db upgrade` leaves it."""
-    url = migrated_sqlite(tmp_path)
-    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
-    with app.app_context():
-        accounts.create_user(EMAIL, "Victim", PASSWORD)
-        db.session.remove()
-        db.engine.dispose()
-    return url
+def launch(
+    tmp_path: Path,
+    database: str,
+    *options: str,
+    app: str = "modelport:create_app()",
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, Server]:
+    """Start gunicorn with the production config on a free port and wait until it answers.
 
-
-@contextlib.contextmanager
-def gunicorn(tmp_path: Path, database: str, **settings: str) -> Iterator[Server]:
-    """gunicorn with two workers on a free port; stopped (killed if need be) afterwards."""
+    The caller stops it. The process leads a session of its own, so that its whole group
+    (master and workers) can be killed at once.
+    """
     ours = {f"MODELPORT_{s.name}" for s in SETTINGS}
-    env = {k: v for k, v in os.environ.items() if k not in ours}
-    env |= {
+    environment = {k: v for k, v in os.environ.items() if k not in ours}
+    environment |= {
         "MODELPORT_ENV": "testing",
         "MODELPORT_DATABASE_URL": database,
         "MODELPORT_INSTANCE_PATH": str(tmp_path / "instance"),
-        # One key for both workers, or each would refuse the other's session cookie.
+        # One key for all workers, or each would refuse the others' session cookies.
         "MODELPORT_SECRET_KEY": secrets.token_urlsafe(36),
-        "MODELPORT_LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",
-        "MODELPORT_LOGIN_LIMIT_IP": "1000 per 15 minutes",  # only the account limit is tested
         "MODELPORT_LOG_FORMAT": "text",
-        **{f"MODELPORT_{k}": v for k, v in settings.items()},
+        **(env or {}),
     }
     port = _free_port()
     log = tmp_path / f"gunicorn-{port}.log"
@@ -104,18 +97,17 @@ def gunicorn(tmp_path: Path, database: str, **settings: str) -> Iterator[Server]
         "gunicorn",
         "--config",
         "python:modelport.ops.gunicorn_conf",
-        "-w",
-        "2",
         "-b",
         f"127.0.0.1:{port}",
         "--access-logformat",
         ACCESS_FORMAT,
-        "modelport:create_app()",
+        *options,
+        app,
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
-            env=env,
+            env=environment,
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -124,6 +116,23 @@ def gunicorn(tmp_path: Path, database: str, **settings: str) -> Iterator[Server]
     server = Server(f"http://127.0.0.1:{port}", port, log)
     try:
         _wait_until_up(server, process)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        raise
+    return process, server
+
+
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, database: str, **settings: str) -> Iterator[Server]:
+    """gunicorn with two workers on a free port; stopped (killed if need be) afterwards."""
+    env = {
+        "MODELPORT_LOGIN_LIMIT_ACCOUNT": "5 per 15 minutes",
+        "MODELPORT_LOGIN_LIMIT_IP": "1000 per 15 minutes",  # only the account limit is tested
+        **{f"MODELPORT_{k}": v for k, v in settings.items()},
+    }
+    process, server = launch(tmp_path, database, "-w", "2", env=env)
+    try:
         yield server
     finally:
         process.send_signal(signal.SIGTERM)

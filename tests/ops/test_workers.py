@@ -10,10 +10,8 @@ import contextlib
 import http.client
 import os
 import re
-import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,16 +25,12 @@ from sqlalchemy import text
 
 from modelport import create_app
 from modelport.auth import accounts, tokens
-from modelport.config import SETTINGS
 from modelport.extensions import db
-from tests.conftest import PASSWORD, csrf_from, empty_database_url, migrated_sqlite
+from tests.conftest import PASSWORD, csrf_from, empty_database_url
 from tests.ops.test_gunicorn import (
-    ACCESS_FORMAT,
-    EMAIL,
     HeldLogin,
     Server,
-    _free_port,
-    _wait_until_up,
+    launch,
 )
 
 pytestmark = pytest.mark.slow
@@ -183,44 +177,11 @@ def _gunicorn(
     tmp_path: Path, database_url: str, *options: str, app: str = "modelport:create_app()"
 ) -> Iterator[Master]:
     """gunicorn (production config, own options) on a free port; killed if still up after."""
-    ours = {f"MODELPORT_{s.name}" for s in SETTINGS}
-    env = {k: v for k, v in os.environ.items() if k not in ours}
-    env |= {
-        "MODELPORT_ENV": "testing",
-        "MODELPORT_DATABASE_URL": database_url,
-        "MODELPORT_INSTANCE_PATH": str(tmp_path / "instance"),
-        "MODELPORT_SECRET_KEY": secrets.token_urlsafe(36),
-        "MODELPORT_LOG_FORMAT": "text",
-        # So that the master can import preloaded_app from this file.
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    port = _free_port()
-    log = tmp_path / f"gunicorn-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:modelport.ops.gunicorn_conf",
-        "-b",
-        f"127.0.0.1:{port}",
-        "--access-logformat",
-        ACCESS_FORMAT,
-        *options,
-        app,
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    master = Master(process, Server(f"http://127.0.0.1:{port}", port, log))
+    # So that the master can import preloaded_app from this file.
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    process, server = launch(tmp_path, database_url, *options, app=app, env={"PYTHONPATH": path})
+    master = Master(process, server)
     try:
-        _wait_until_up(master.server, process)
         yield master
     finally:
         if process.poll() is None:
@@ -231,18 +192,6 @@ def _gunicorn(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-
-
-@pytest.fixture
-def sqlite_with_member(tmp_path: Path) -> str:
-    """A migrated SQLite file with the member whose wrong-password logins are held."""
-    url = migrated_sqlite(tmp_path)
-    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
-    with app.app_context():
-        accounts.create_user(EMAIL, "Victim", PASSWORD)
-        db.session.remove()
-        db.engine.dispose()
-    return url
 
 
 @pytest.fixture
@@ -297,11 +246,9 @@ def test_preloaded_workers_do_not_share_database_connections(
     assert len(set(pids)) > 1, "one worker served everything: the load was not concurrent"
 
 
-def test_killed_worker_is_replaced_and_sigterm_drains(
-    tmp_path: Path, sqlite_with_member: str
-) -> None:
+def test_killed_worker_is_replaced_and_sigterm_drains(tmp_path: Path, database: str) -> None:
     """Reliability 3: kill -9 a worker mid-request, then SIGTERM the master."""
-    with _gunicorn(tmp_path, sqlite_with_member, "-w", "2") as master:
+    with _gunicorn(tmp_path, database, "-w", "2") as master:
         first = _wait_for_workers(master, 2)
         browser = requests.Session()
         csrf = csrf_from(browser.get(f"{master.server.url}/auth/login", timeout=30).text)
