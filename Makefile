@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench install migrate requirements translations clean
+.PHONY: run test lint format bench install migrate demo requirements translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/flask db upgrade
 
-run: migrate
+demo: migrate
+	$(BIN)/modelport demo --if-empty
+
+run: demo
 	$(BIN)/modelport serve --bind 127.0.0.1:5000 --workers 2
 
 test: install

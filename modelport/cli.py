@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from modelport.auth import accounts
@@ -57,9 +57,125 @@ def serve(bind: str | None, workers: int | None) -> None:
     os.execv(sys.executable, args)  # noqa: S606 - replaces this process with gunicorn
 
 
+@click.command("demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the registry already holds models.")
+@with_appcontext
+def demo(if_empty: bool) -> None:
+    """Train the demo models from scikit-learn's bundled datasets and register them."""
+    import tempfile
+    from pathlib import Path
+
+    from modelport.serving import registry
+    from modelport.serving.demo import train_demo_models
+
+    if if_empty and registry.visible_models(None):
+        click.echo("The registry already holds models; demo models not loaded.")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        trained = train_demo_models(Path(folder), progress=True)
+        for item in trained:
+            model = registry.get_model(item.name) or registry.create_model(
+                item.name, title=item.title, description=item.description, task=item.task
+            )
+            version = registry.register_version(
+                model,
+                item.artifact,
+                filename=item.artifact.name,
+                sample=item.sample,
+                metrics=item.metrics,
+                params=item.params,
+                classes=item.classes,
+                target=item.target_sample,
+                descriptions=item.feature_descriptions,
+                aliases=("champion",),
+            )
+            click.echo(
+                f"{item.name}: version {version.number}, served by {version.runtime}"
+                + (
+                    f" (parity: {version.parity['reason']})"
+                    if version.parity and version.parity.get("reason")
+                    else ""
+                )
+            )
+
+
+@click.command("register")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option("--name", required=True, help="Model name (created if new).")
+@click.option("--sample", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None)
+@click.option("--title", default="", help="Title of a new model.")
+@click.option("--description", default="", help="Description of a new model.")
+@click.option("--visibility", type=click.Choice(["public", "private"]), default="public")
+@click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version.")
+@click.option("--metrics", default=None, help="Training metrics as a JSON object.")
+@with_appcontext
+def register(
+    artifact: str,
+    name: str,
+    sample: str,
+    task: str | None,
+    title: str,
+    description: str,
+    visibility: str,
+    aliases: tuple[str, ...],
+    metrics: str | None,
+) -> None:
+    """Register ARTIFACT (skops or ONNX) as the next version of model NAME, for pipelines."""
+    import json
+    from pathlib import Path
+
+    from modelport.serving import registry
+
+    try:
+        parsed = json.loads(metrics) if metrics else None
+    except json.JSONDecodeError as exc:
+        _fail(f"--metrics is not JSON: {exc}")
+    if parsed is not None and not isinstance(parsed, dict):
+        _fail("--metrics must be a JSON object.")
+    try:
+        model = registry.get_model(name)
+        if model is None:
+            if task is None:
+                _fail(f"{name} is a new model: give --task classification or regression.")
+            model = registry.create_model(
+                name, title=title, description=description, task=task, visibility=visibility
+            )
+        version = registry.register_version(
+            model,
+            Path(artifact),
+            filename=Path(artifact).name,
+            sample=Path(sample),
+            metrics=parsed,
+            aliases=aliases,
+        )
+    except registry.RegistryError as exc:
+        _fail(exc.message)
+    click.echo(
+        f"Registered {name} version {version.number} ({version.flavor}, served by "
+        f"{version.runtime}); sha256 {version.artifact_sha256}."
+    )
+
+
+@click.command("purge")
+@click.option("--days", type=int, default=None, help="Override MODELPORT_RETENTION_DAYS.")
+@with_appcontext
+def purge(days: int | None) -> None:
+    """Erase stored prediction inputs and outputs older than the retention period."""
+    from modelport.serving import records
+
+    if days is not None and days < 1:
+        _fail("--days must be at least 1.")
+    count = records.purge(days)
+    click.echo(f"Erased the stored inputs and outputs of {count} prediction records.")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(serve)
+    app.cli.add_command(demo)
+    app.cli.add_command(register)
+    app.cli.add_command(purge)
 
 
 def _factory() -> Flask:

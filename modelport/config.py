@@ -70,6 +70,50 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ARTIFACTS_DIR", "", "Where model artifacts are stored. Empty: instance/artifacts."),
     Setting("MLFLOW_TRACKING_URI", "", "MLflow tracking server or store (optional)."),
     Setting(
+        "ALLOW_PICKLE",
+        "false",
+        "Accept pickle/joblib model files. They run code when loaded: only for files you made.",
+        bool,
+    ),
+    Setting("MAX_BATCH_ROWS", "10000", "Most rows in one JSON prediction request.", int),
+    Setting("CSV_MAX_ROWS", "2000000", "Most rows in one CSV prediction upload.", int),
+    Setting(
+        "CSV_MAX_BYTES",
+        "268435456",
+        "Largest CSV prediction upload in bytes; larger gets 413.",
+        int,
+    ),
+    Setting("UPLOAD_MAX_BYTES", "536870912", "Largest model artifact upload in bytes.", int),
+    Setting("RECORD_PREDICTIONS", "true", "Record every prediction request in the database.", bool),
+    Setting(
+        "RECORD_MAX_BYTES",
+        "65536",
+        "Inputs and outputs stored per record, in bytes of JSON; longer ones are cut (flagged).",
+        int,
+    ),
+    Setting(
+        "RETENTION_DAYS",
+        "90",
+        "`modelport purge` erases stored inputs and outputs older than this (0: keep forever).",
+        int,
+    ),
+    Setting(
+        "PREDICT_LIMIT_ANONYMOUS",
+        "60 per minute",
+        "Predictions per client address without signing in (public models only).",
+    ),
+    Setting(
+        "PREDICT_LIMIT_USER",
+        "6000 per minute",
+        "Prediction requests per signed-in user or token.",
+    ),
+    Setting(
+        "REGISTRY_POLL_SECONDS",
+        "2",
+        "How often each worker checks the registry for moved aliases and new versions.",
+        float,
+    ),
+    Setting(
         "INSTANCE_PATH", "", "Instance folder (SQLite file, dev secret key). Empty: ./instance."
     ),
     Setting(
@@ -145,10 +189,23 @@ MINIMUMS: dict[str, int] = {
     "RESET_TOKEN_MINUTES": 1,
     "PROXY_HOPS": 0,
     "MAIL_PORT": 1,
+    "MAX_BATCH_ROWS": 1,
+    "CSV_MAX_ROWS": 1,
+    "CSV_MAX_BYTES": 1024,
+    "UPLOAD_MAX_BYTES": 1024,
+    "RECORD_MAX_BYTES": 0,
+    "RETENTION_DAYS": 0,
 }
 
 # Rate-limit settings, in Flask-Limiter's notation ("10 per 15 minutes").
-RATE_LIMITS = ("LOGIN_LIMIT_ACCOUNT", "LOGIN_LIMIT_IP", "SIGNUP_LIMIT", "RATELIMIT_DEFAULT")
+RATE_LIMITS = (
+    "LOGIN_LIMIT_ACCOUNT",
+    "LOGIN_LIMIT_IP",
+    "SIGNUP_LIMIT",
+    "RATELIMIT_DEFAULT",
+    "PREDICT_LIMIT_ANONYMOUS",
+    "PREDICT_LIMIT_USER",
+)
 
 
 def _cast(setting: Setting, raw: str) -> Any:
@@ -166,6 +223,16 @@ def _cast(setting: Setting, raw: str) -> Any:
             raise ConfigError(
                 f"MODELPORT_{setting.name} must be a whole number, not {raw!r}."
             ) from None
+    if setting.cast is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < 3600:
+            raise ConfigError(
+                f"MODELPORT_{setting.name} must be a number of seconds above 0, not {raw!r}."
+            ) from None
+        return value
     return raw
 
 

@@ -323,3 +323,45 @@ def table_counts(app: Flask) -> dict[str, int]:
             t.name: connection.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in db.metadata.sorted_tables
         }
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The four demo models, trained once per test process (about 2 s, no network)."""
+    from modelport.serving.demo import train_demo_models
+
+    trained = train_demo_models(tmp_path_factory.mktemp("demo"), progress=False)
+    return {model.name: model for model in trained}
+
+
+def register_demo(
+    app: Flask, demo_models: dict[str, Any], *names: str, visibility: str = "public"
+) -> None:
+    """Register demo models (all when no name is given) as version 1, alias ``champion``."""
+    from modelport.serving import registry
+
+    with app.app_context():
+        for name in names or tuple(demo_models):
+            item = demo_models[name]
+            model = registry.get_model(name) or registry.create_model(
+                name,
+                title=item.title,
+                description=item.description,
+                task=item.task,
+                visibility=visibility,
+            )
+            registry.register_version(
+                model,
+                item.artifact,
+                filename=item.artifact.name,
+                sample=item.sample,
+                metrics=item.metrics,
+                params=item.params,
+                classes=item.classes,
+                target=item.target_sample,
+                descriptions=item.feature_descriptions,
+                aliases=("champion",),
+            )
+
+
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

@@ -335,11 +335,15 @@ def delete_account(user: User, password: str) -> None:
     """Withdrawal: after the password is re-entered, remove the user and everything personal.
 
     Sessions and tokens go with the user row (ON DELETE CASCADE), so the very next request
-    with an old cookie or token is anonymous.
+    with an old cookie or token is anonymous. Prediction records lose their inputs, outputs
+    and owner in the same transaction; what stays is anonymous statistics.
     """
+    from modelport.serving.records import erase_user_records
+
     reauthenticate(user, password)
     user_id = user.id
     sessions.end_session()
+    erase_user_records(user_id)
     db.session.delete(user)
     db.session.commit()
     security_event("account_deleted", user_id=user_id)

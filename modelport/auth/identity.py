@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, abort, g, request
+from flask import Flask, abort, current_app, g, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
@@ -125,7 +125,19 @@ def protect_cookie_requests() -> None:
         or request.path == "/v2"
     ):
         return
+    if request.path.startswith("/api/") and not _carries_cookies():
+        # An API call with no cookie at all cannot ride on anyone's sign-in (anonymous
+        # predictions on public models); pages keep CSRF even then (login CSRF).
+        return
     csrf.protect()
+
+
+def _carries_cookies() -> bool:
+    config = current_app.config
+    return bool(
+        request.cookies.get(config["SESSION_COOKIE_NAME"])
+        or request.cookies.get(config["MODELPORT_REMEMBER_COOKIE"])
+    )
 
 
 def scope_required(scope: str) -> Callable:

@@ -1,6 +1,17 @@
 """ORM models, one module per domain. Importing this package registers every table."""
 
+from modelport.models.predictions import PredictionRecord
+from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
 from modelport.models.tokens import ApiToken
 from modelport.models.users import Role, User, UserSession
 
-__all__ = ["ApiToken", "Role", "User", "UserSession"]
+__all__ = [
+    "ApiToken",
+    "ModelAlias",
+    "ModelVersion",
+    "PredictionRecord",
+    "RegisteredModel",
+    "Role",
+    "User",
+    "UserSession",
+]

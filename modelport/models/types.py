@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -67,3 +68,31 @@ def compare_type(
         if wanted != found:
             return True
     return None
+
+
+class JSONDocument(TypeDecorator):
+    """A JSON value stored as text, the same way on all three databases.
+
+    The native JSON types differ (MariaDB's is a LONGTEXT with a check constraint that
+    reflects back as text), which would make autogenerate see differences that are not
+    there. Text on MariaDB/MySQL is LONGTEXT because stored prediction inputs can pass
+    TEXT's 64 KiB.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.LONGTEXT())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def process_result_value(self, value: str | None, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        return json.loads(value)

@@ -1,0 +1,115 @@
+"""``/api/v1/predictions``: the caller's prediction history (admins: everyone's)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask_login import current_user
+
+from modelport.api.blueprint import Blueprint
+from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
+from modelport.api.v1 import MAX_ID
+from modelport.auth.identity import scope_required
+from modelport.errors import ApiError
+from modelport.models.tokens import Scope
+from modelport.serving import records
+
+blp = Blueprint("api_predictions", __name__, url_prefix="/api/v1", description="Prediction history")
+SECURITY = [{"bearer": []}, {"session": []}]
+
+
+def csv_200(schema: type) -> dict:
+    """A 200 response documented as JSON (``schema``) or the same data as CSV."""
+    return {
+        "200": {
+            "content": {
+                "application/json": {"schema": schema},
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        }
+    }
+
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "model_name",
+    "version_number",
+    "runtime",
+    "source",
+    "status",
+    "error_code",
+    "row_count",
+    "latency_ms",
+    "request_id",
+)
+
+
+def _filters(query: dict[str, Any]) -> records.RecordFilter:
+    return records.RecordFilter(
+        model=query.get("model"),
+        since=query.get("since"),
+        until=query.get("until"),
+        status=query.get("status"),
+    )
+
+
+def export_csv(rows: Iterator[Any]) -> Iterator[str]:
+    """Records as CSV lines (no inputs or outputs: those are per record)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for record in rows:
+        writer.writerow(
+            [
+                record.created_at.isoformat() if name == "created_at" else getattr(record, name)
+                for name in CSV_COLUMNS
+            ]
+        )
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@blp.get("/predictions")
+@scope_required(Scope.PREDICT.value)
+@blp.arguments(RecordQuerySchema, location="query")
+@blp.response(200, RecordPageSchema, description="JSON page, or CSV with format=csv")
+@blp.errors(422)
+@blp.doc(security=SECURITY, responses=csv_200(RecordPageSchema))
+def list_predictions(query: dict[str, Any]) -> Any:
+    """Prediction records, newest first; filter by model, time and status; CSV export."""
+    filters = _filters(query)
+    if query["format"] == "csv":
+        rows = records.iter_records(current_user, filters)
+        response = Response(stream_with_context(export_csv(rows)), mimetype="text/csv")
+        response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
+        return response
+    items, total = records.list_records(
+        current_user, filters, page=query["page"], page_size=query["page_size"]
+    )
+    return {
+        "items": items,
+        "page": query["page"],
+        "page_size": query["page_size"],
+        "total": total,
+    }
+
+
+@blp.get("/predictions/<int:record_id>")
+@scope_required(Scope.PREDICT.value)
+@blp.response(200, RecordDetailSchema)
+@blp.errors(404)
+@blp.doc(security=SECURITY)
+def get_prediction(record_id: int) -> Any:
+    """One record with its stored inputs and outputs (yours, or any for admins)."""
+    record = records.get_record(current_user, record_id) if record_id <= MAX_ID else None
+    if record is None:
+        raise ApiError(404, "not_found", "No such prediction record.")
+    return record

@@ -1,0 +1,180 @@
+"""CSV in, CSV out: the upload is checked whole, then predicted and streamed in chunks.
+
+The body is spooled to a temporary file and validated in full before the first byte of the
+answer, so a bad row anywhere gives a 422 with its row number rather than a half-written
+file. Prediction then streams chunk by chunk, so a million rows never sit in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from modelport.errors import ApiError
+from modelport.models.predictions import Outcome
+from modelport.serving import records
+from modelport.serving.inference import check_finite, input_rows
+from modelport.serving.predictor import Served
+from modelport.serving.schema import InputError, validate_frame
+
+CHUNK_ROWS = 50_000
+COPY_BYTES = 1 << 20
+MAX_DETAILS = 100
+
+
+class TooLarge(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(413, "payload_too_large", message)
+
+
+def spool(stream: IO[bytes], max_bytes: int) -> IO[bytes]:
+    """Copy a request body to a temporary file, refusing it past ``max_bytes`` (413)."""
+    # Returned open: the streamed response closes it when the last chunk is sent.
+    spooled = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+    size = 0
+    while chunk := stream.read(COPY_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            spooled.close()
+            raise TooLarge(f"The CSV is larger than the limit of {max_bytes:,} bytes.")
+        spooled.write(chunk)
+    spooled.seek(0)
+    return spooled
+
+
+def _chunks(body: IO[bytes]) -> Iterator[pd.DataFrame]:
+    body.seek(0)
+    try:
+        yield from pd.read_csv(
+            body,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=CHUNK_ROWS,
+            encoding="utf-8",
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            [{"row": None, "field": None, "code": "empty_batch", "message": "The CSV is empty."}]
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            [
+                {
+                    "row": None,
+                    "field": None,
+                    "code": "invalid_csv",
+                    "message": f"The body is not a readable UTF-8 CSV: {exc}",
+                }
+            ]
+        ) from None
+
+
+def check_csv(served: Served, body: IO[bytes], max_rows: int) -> int:
+    """Validate every row of a spooled CSV; return the row count or raise InputError/413."""
+    details: list[dict[str, Any]] = []
+    rows = 0
+    for frame in _chunks(body):
+        if rows + len(frame) > max_rows:
+            raise TooLarge(f"The CSV has more than the limit of {max_rows:,} rows.")
+        try:
+            validate_frame(served.schema, frame, first_row=rows)
+        except InputError as exc:
+            details.extend(exc.details)
+            if len(details) >= MAX_DETAILS or any(d.get("row") is None for d in exc.details):
+                break
+        rows += len(frame)
+    if details:
+        raise InputError(details[:MAX_DETAILS])
+    if rows == 0:
+        raise InputError(
+            [{"row": None, "field": None, "code": "empty_batch", "message": "The CSV has no rows."}]
+        )
+    return rows
+
+
+def prediction_columns(served: Served, prediction: Any) -> dict[str, Any]:
+    """Columns appended to the CSV: ``prediction`` and one ``probability_<class>`` per class."""
+    if prediction.values is not None:
+        return {"prediction": np.asarray(prediction.values, dtype=float)}
+    columns: dict[str, Any] = {"prediction": np.asarray(prediction.labels)}
+    if prediction.probabilities is not None:
+        classes = prediction.classes or served.classes or []
+        probabilities = np.asarray(prediction.probabilities, dtype=float)
+        for index, cls in enumerate(classes):
+            columns[f"probability_{cls}"] = probabilities[:, index]
+    return columns
+
+
+def stream_predictions(
+    served: Served, body: IO[bytes], *, rows: int, source: str, request_id: str
+) -> Iterator[bytes]:
+    """Predict a validated CSV chunk by chunk and yield the CSV answer.
+
+    The record is written as ``incomplete`` before the first byte and completed when the
+    last chunk has been handed to the server; a client that goes away leaves it incomplete.
+    """
+    started = time.perf_counter()
+    record = records.log_prediction(
+        model_name=served.name,
+        version_number=served.version,
+        version_id=served.version_id,
+        runtime=served.runtime.name,
+        source=source,
+        status=Outcome.INCOMPLETE.value,
+        rows=0,
+        latency_ms=0.0,
+        request_id=request_id,
+        inputs=None,
+    )
+    record_id = record.id if record is not None else None
+    done = 0
+    finished = False
+    first = True
+    try:
+        for frame in _chunks(body):
+            batch = validate_frame(served.schema, frame, first_row=done)
+            prediction = served.runtime.predict(batch)
+            check_finite(prediction)
+            out = frame.copy()
+            added = prediction_columns(served, prediction)
+            for name, values in added.items():
+                out[name] = values
+            buffer = io.StringIO()
+            out.to_csv(buffer, index=False, header=first, quoting=csv.QUOTE_MINIMAL)
+            if first and record_id is not None:
+                _store_first_rows(record_id, batch, out[list(added)])
+            first = False
+            done += len(frame)
+            yield buffer.getvalue().encode("utf-8")
+        finished = True
+    finally:
+        body.close()
+        if record_id is not None:
+            records.finish_record(
+                record_id,
+                status=Outcome.OK.value if finished else Outcome.INCOMPLETE.value,
+                rows=done,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+
+
+def _store_first_rows(record_id: int, batch: Any, out: pd.DataFrame) -> None:
+    from modelport.extensions import db
+    from modelport.models.predictions import PredictionRecord
+
+    inputs = input_rows(batch, 200)
+    outputs = out.iloc[: len(inputs)].to_dict(orient="records")
+    stored_in, stored_out, truncated = records.bounded(inputs, outputs)
+    record = db.session.get(PredictionRecord, record_id)
+    if record is not None:
+        record.inputs, record.outputs = stored_in, stored_out
+        record.truncated = truncated or batch.rows > len(inputs)
+        db.session.commit()

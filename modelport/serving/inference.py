@@ -1,0 +1,167 @@
+"""One prediction request from validated input to recorded answer, for every channel.
+
+The JSON API, the model page's form and the inference protocol all call ``predict_batch``;
+CSV uploads go through ``modelport.serving.csvstream``, which uses the same pieces.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.models.predictions import Outcome
+from modelport.serving import flavors, records
+from modelport.serving.predictor import Served
+from modelport.serving.schema import Batch, InputError, validate_inputs
+
+
+class PredictionFailed(Exception):
+    """The model ran but gave an answer that cannot be sent (for example NaN)."""
+
+    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+@dataclass
+class Result:
+    """A finished prediction: rows in the public format, warnings and timing."""
+
+    served: Served
+    predictions: list[dict[str, Any]]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    timing_ms: float = 0.0
+    record_id: int | None = None
+    raw: Any = None  # the flavors.Prediction, for the inference protocol's tensors
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def format_predictions(served: Served, prediction: Any) -> list[dict[str, Any]]:
+    """Per-row ``{"label", "probabilities"}`` (classification) or ``{"value"}`` (regression)."""
+    if prediction.values is not None:
+        return [{"value": v} for v in np.asarray(prediction.values, dtype=float).tolist()]
+    labels = np.asarray(prediction.labels).tolist()
+    if prediction.probabilities is None:
+        return [{"label": label} for label in labels]
+    classes = [str(_plain(c)) for c in (prediction.classes or served.classes or [])]
+    probabilities = np.asarray(prediction.probabilities, dtype=float).tolist()
+    return [
+        {"label": label, "probabilities": dict(zip(classes, row, strict=False))}
+        for label, row in zip(labels, probabilities, strict=True)
+    ]
+
+
+def check_finite(prediction: Any) -> None:
+    """Refuse outputs with NaN or infinity: JSON cannot carry them and they mean nothing."""
+    for name in ("values", "probabilities"):
+        array = getattr(prediction, name)
+        if array is None:
+            continue
+        array = np.asarray(array, dtype=float)
+        if not np.isfinite(array).all():
+            bad = np.flatnonzero(~np.isfinite(array).reshape(len(array), -1).all(axis=1))
+            raise PredictionFailed(
+                "The model produced a value that is not a finite number.",
+                [
+                    {
+                        "row": int(i),
+                        "field": None,
+                        "code": "non_finite_output",
+                        "message": "The model's output for this row is not a finite number.",
+                    }
+                    for i in bad[:100]
+                ],
+            )
+
+
+def input_rows(batch: Batch, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a batch as plain objects, for the record."""
+    count = min(batch.rows, limit)
+    names = list(batch.columns)
+    columns = [batch.columns[n][:count].tolist() for n in names]
+    return [
+        {
+            n: (None if isinstance(v, float) and math.isnan(v) else v)
+            for n, v in zip(names, row, strict=True)
+        }
+        for row in zip(*columns, strict=True)
+    ]
+
+
+def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result:
+    """Predict a validated batch, record it, and return the public answer."""
+    started = time.perf_counter()
+    try:
+        prediction = served.runtime.predict(batch)
+        check_finite(prediction)
+    except (PredictionFailed, flavors.OutputError) as exc:
+        elapsed = (time.perf_counter() - started) * 1000
+        records.log_prediction(
+            model_name=served.name,
+            version_number=served.version,
+            version_id=served.version_id,
+            runtime=served.runtime.name,
+            source=source,
+            status=Outcome.ERROR.value,
+            rows=batch.rows,
+            latency_ms=elapsed,
+            request_id=request_id,
+            inputs=input_rows(batch, 100),
+            error_code="non_finite_output",
+        )
+        if isinstance(exc, PredictionFailed):
+            raise
+        raise PredictionFailed(str(exc)) from None
+    rows = format_predictions(served, prediction)
+    elapsed = (time.perf_counter() - started) * 1000
+    record_id = None
+    if records.recording_enabled():
+        record = records.log_prediction(
+            model_name=served.name,
+            version_number=served.version,
+            version_id=served.version_id,
+            runtime=served.runtime.name,
+            source=source,
+            status=Outcome.OK.value,
+            rows=batch.rows,
+            latency_ms=elapsed,
+            request_id=request_id,
+            inputs=input_rows(batch, _row_budget(batch.rows)),
+            outputs=rows[: _row_budget(batch.rows)],
+        )
+        record_id = record.id if record is not None else None
+    return Result(
+        served=served,
+        predictions=rows,
+        warnings=batch.warnings,
+        timing_ms=round(elapsed, 3),
+        record_id=record_id,
+        raw=prediction,
+    )
+
+
+def _row_budget(rows: int) -> int:
+    # Rows worth turning into objects before the record's byte limit cuts them anyway.
+    from flask import current_app
+
+    limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
+    return min(rows, max(limit // 16, 1))
+
+
+def predict_json(
+    served: Served, inputs: Any, *, source: str, request_id: str, max_rows: int
+) -> Result:
+    """Validate JSON ``inputs`` against the version's schema, then ``run``."""
+    batch = validate_inputs(served.schema, inputs, max_rows)
+    return run(served, batch, source=source, request_id=request_id)
+
+
+__all__ = ["InputError", "PredictionFailed", "Result", "predict_json", "run"]

@@ -1,0 +1,217 @@
+"""Prediction records: one row per prediction request, written before the answer is sent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app, g
+from flask_login import current_user
+from sqlalchemy import delete, func, select, update
+
+from modelport.extensions import db
+from modelport.models.predictions import Outcome, PredictionRecord
+from modelport.models.types import utcnow
+from modelport.models.users import Role, User
+
+
+def recording_enabled() -> bool:
+    """Whether ``MODELPORT_RECORD_PREDICTIONS`` is on."""
+    return bool(current_app.config["MODELPORT"]["RECORD_PREDICTIONS"])
+
+
+def bounded(inputs: Any, outputs: Any) -> tuple[Any, Any, bool]:
+    """Inputs and outputs cut to ``RECORD_MAX_BYTES`` of JSON together, and whether cut.
+
+    Batches are kept as lists of rows, so cutting keeps whole leading rows: a record of a
+    large batch still shows its first rows rather than nothing.
+    """
+    limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
+    text = json.dumps([inputs, outputs], separators=(",", ":"), allow_nan=False, default=str)
+    if len(text) <= limit:
+        return inputs, outputs, False
+    if limit == 0 or not isinstance(inputs, list) or not isinstance(outputs, list) or not inputs:
+        return None, None, True
+    per_row = len(text) / max(len(inputs), 1)
+    keep = max(int(limit / per_row) - 1, 0)
+    while keep > 0:
+        cut_in, cut_out = inputs[:keep], outputs[:keep]
+        size = len(json.dumps([cut_in, cut_out], separators=(",", ":"), default=str))
+        if size <= limit:
+            return cut_in, cut_out, True
+        keep = keep // 2
+    return None, None, True
+
+
+def caller_ids() -> tuple[int | None, int | None]:
+    """(user id, token id) of the caller; (None, None) for anonymous."""
+    if not current_user.is_authenticated:
+        return None, None
+    token = g.get("api_token")
+    return current_user.id, token.id if token is not None else None
+
+
+def log_prediction(
+    *,
+    model_name: str,
+    version_number: int | None,
+    version_id: int | None,
+    runtime: str | None,
+    source: str,
+    status: str,
+    rows: int,
+    latency_ms: float,
+    request_id: str,
+    inputs: Any = None,
+    outputs: Any = None,
+    error_code: str | None = None,
+    commit: bool = True,
+) -> PredictionRecord | None:
+    """Record one prediction request and commit it (durable before the response is sent)."""
+    if not recording_enabled():
+        return None
+    user_id, token_id = caller_ids()
+    stored_in, stored_out, truncated = bounded(inputs, outputs)
+    record = PredictionRecord(
+        request_id=request_id,
+        user_id=user_id,
+        token_id=token_id,
+        version_id=version_id,
+        model_name=model_name,
+        version_number=version_number,
+        runtime=runtime,
+        source=source,
+        status=status,
+        error_code=error_code,
+        row_count=rows,
+        latency_ms=round(latency_ms, 3),
+        inputs=stored_in,
+        outputs=stored_out,
+        truncated=truncated,
+    )
+    db.session.add(record)
+    if commit:
+        db.session.commit()
+    return record
+
+
+def finish_record(record_id: int, *, status: str, rows: int, latency_ms: float) -> None:
+    """Complete a streamed response's record (its rows and whether the client read it all)."""
+    db.session.execute(
+        update(PredictionRecord)
+        .where(PredictionRecord.id == record_id)
+        .values(status=status, row_count=rows, latency_ms=round(latency_ms, 3))
+    )
+    db.session.commit()
+
+
+def erase_user_records(user_id: int) -> int:
+    """Withdrawal: drop the user's stored inputs and outputs and unlink the records.
+
+    Counts, models, times and latencies stay for statistics; nothing left names the user.
+    The caller commits, together with the account's deletion.
+    """
+    result = db.session.execute(
+        update(PredictionRecord)
+        .where(PredictionRecord.user_id == user_id)
+        .values(inputs=None, outputs=None, user_id=None, token_id=None, truncated=False)
+    )
+    return result.rowcount or 0
+
+
+def purge(older_than_days: int | None = None, *, now: datetime | None = None) -> int:
+    """Erase stored inputs and outputs older than the retention period; return rows changed."""
+    days = (
+        current_app.config["MODELPORT"]["RETENTION_DAYS"]
+        if older_than_days is None
+        else older_than_days
+    )
+    if days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    result = db.session.execute(
+        update(PredictionRecord)
+        .where(
+            PredictionRecord.created_at < cutoff,
+            (PredictionRecord.inputs.is_not(None)) | (PredictionRecord.outputs.is_not(None)),
+        )
+        .values(inputs=None, outputs=None)
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def delete_records_before(cutoff: datetime) -> int:
+    """Delete whole records older than ``cutoff`` (statistics go too)."""
+    result = db.session.execute(
+        delete(PredictionRecord).where(PredictionRecord.created_at < cutoff)
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+@dataclass
+class RecordFilter:
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    status: str | None = None
+
+
+def _visible(viewer: User, filters: RecordFilter):  # noqa: ANN202
+    query = select(PredictionRecord)
+    # Admins see everyone's records; everybody else only their own.
+    if viewer.role != Role.ADMIN.value:
+        query = query.where(PredictionRecord.user_id == viewer.id)
+    if filters.model:
+        query = query.where(PredictionRecord.model_name == filters.model)
+    if filters.since:
+        query = query.where(PredictionRecord.created_at >= filters.since)
+    if filters.until:
+        query = query.where(PredictionRecord.created_at < filters.until)
+    if filters.status:
+        query = query.where(PredictionRecord.status == filters.status)
+    return query
+
+
+def list_records(
+    viewer: User, filters: RecordFilter, *, page: int = 1, page_size: int = 50
+) -> tuple[list[PredictionRecord], int]:
+    """Records ``viewer`` may see, newest first, one page, and the total."""
+    query = _visible(viewer, filters)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(PredictionRecord.created_at.desc(), PredictionRecord.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(rows), total
+
+
+def iter_records(viewer: User, filters: RecordFilter, *, chunk: int = 1000):  # noqa: ANN201
+    """Every record ``viewer`` may see, newest first, read in chunks (CSV export)."""
+    query = _visible(viewer, filters).order_by(
+        PredictionRecord.created_at.desc(), PredictionRecord.id.desc()
+    )
+    offset = 0
+    while True:
+        rows = list(db.session.scalars(query.limit(chunk).offset(offset)))
+        if not rows:
+            return
+        yield from rows
+        offset += chunk
+
+
+def get_record(viewer: User, record_id: int) -> PredictionRecord | None:
+    """One record, if ``viewer`` may see it (None otherwise: no difference between the two)."""
+    record = db.session.get(PredictionRecord, record_id)
+    if record is None:
+        return None
+    if viewer.role != Role.ADMIN.value and record.user_id != viewer.id:
+        return None
+    return record
+
+
+OUTCOMES = tuple(o.value for o in Outcome)

@@ -1,0 +1,379 @@
+"""Registry rules: models, versions, aliases. One function per rule, shared by pages, API and CLI."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pandas as pd
+from flask import current_app
+from sqlalchemy import func, select
+
+from modelport.extensions import db
+from modelport.models.registry import (
+    ModelAlias,
+    ModelVersion,
+    RegisteredModel,
+    Task,
+    VersionStatus,
+    Visibility,
+)
+from modelport.models.types import utcnow
+from modelport.models.users import User
+from modelport.serving import flavors
+from modelport.serving.artifacts import ArtifactError, ArtifactStore
+from modelport.serving.schema import InputSchema, infer_schema
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+# Rows of the training sample kept for schema inference, parity checks and analysis.
+SAMPLE_ROWS = 1000
+# Name of the target column in a stored training sample.
+TARGET_COLUMN = "_target"
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be done; ``status`` and ``code`` map to the API error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def artifact_store() -> ArtifactStore:
+    """The content-addressed artifact store of this app."""
+    return ArtifactStore(current_app.config["ARTIFACTS_DIR"])
+
+
+def get_model(name: str) -> RegisteredModel | None:
+    """The registered model called ``name``, if any."""
+    return db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+
+
+def create_model(
+    name: str,
+    *,
+    title: str = "",
+    description: str = "",
+    task: str = Task.CLASSIFICATION.value,
+    visibility: str = Visibility.PUBLIC.value,
+    owner: User | None = None,
+) -> RegisteredModel:
+    """Register a new, empty model under a unique URL-safe name."""
+    if not NAME_PATTERN.match(name or ""):
+        raise RegistryError(
+            422,
+            "invalid_name",
+            "A model name is 1–64 lower-case letters, digits, '-' or '_', starting with a "
+            "letter or digit.",
+        )
+    if task not in {t.value for t in Task}:
+        raise RegistryError(422, "invalid_task", "task must be classification or regression.")
+    if visibility not in {v.value for v in Visibility}:
+        raise RegistryError(422, "invalid_visibility", "visibility must be public or private.")
+    if get_model(name) is not None:
+        raise RegistryError(409, "model_exists", f"A model named {name} already exists.")
+    model = RegisteredModel(
+        name=name,
+        title=(title or name)[:200],
+        description=description or "",
+        task=task,
+        visibility=visibility,
+        owner_id=owner.id if owner else None,
+    )
+    db.session.add(model)
+    db.session.commit()
+    return model
+
+
+def update_model(
+    model: RegisteredModel,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    visibility: str | None = None,
+) -> RegisteredModel:
+    """Change a model's title, description or visibility."""
+    if visibility is not None:
+        if visibility not in {v.value for v in Visibility}:
+            raise RegistryError(422, "invalid_visibility", "visibility must be public or private.")
+        model.visibility = visibility
+    if title is not None:
+        model.title = title[:200] or model.name
+    if description is not None:
+        model.description = description
+    _touch(model)
+    db.session.commit()
+    return model
+
+
+def _touch(model: RegisteredModel) -> None:
+    """Mark a change that workers must see: they compare revisions to reload their cache."""
+    model.revision = (model.revision or 0) + 1
+    model.updated_at = utcnow()
+
+
+def read_sample(sample: pd.DataFrame | BinaryIO | bytes | str | Path) -> pd.DataFrame:
+    """A training-data sample as a frame: from a frame, CSV bytes, a file object or a path."""
+    if isinstance(sample, pd.DataFrame):
+        return sample
+    try:
+        if isinstance(sample, bytes):
+            sample = io.BytesIO(sample)
+        frame = pd.read_csv(sample, nrows=100_000)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RegistryError(
+            422, "invalid_sample", f"The sample is not a readable CSV: {exc}"
+        ) from None
+    if frame.empty or len(frame.columns) == 0:
+        raise RegistryError(422, "invalid_sample", "The sample CSV has no rows.")
+    return frame
+
+
+@dataclass
+class _Loaded:
+    flavor: str
+    runtime: Any
+    estimator: Any
+    info: dict[str, Any]
+
+
+def _feature_order(estimator: Any, frame: pd.DataFrame) -> list[str]:
+    """The columns the model was trained on, in its order (the sample may carry more)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        return list(frame.columns)
+    missing = [str(n) for n in names if n not in frame.columns]
+    if missing:
+        raise RegistryError(
+            422,
+            "sample_mismatch",
+            f"The sample lacks columns the model was trained on: {', '.join(missing[:10])}.",
+        )
+    return [str(n) for n in names]
+
+
+def register_version(
+    model: RegisteredModel,
+    artifact: BinaryIO | bytes | Path,
+    *,
+    filename: str,
+    sample: pd.DataFrame | BinaryIO | bytes | Path,
+    created_by: User | None = None,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    classes: list | None = None,
+    aliases: tuple[str, ...] = (),
+    target: pd.Series | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> ModelVersion:
+    """Store an artifact, infer its input schema from ``sample``, compile it if it converts
+    with matching predictions, and add it as the model's next version."""
+    store = artifact_store()
+    if isinstance(artifact, Path):
+        with artifact.open("rb") as handle:
+            sha = store.put(handle)
+    else:
+        sha = store.put(artifact)
+    path = store.path(sha)
+    allow_pickle = current_app.config["MODELPORT"]["ALLOW_PICKLE"]
+    frame = read_sample(sample)
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    try:
+        flavor = flavors.detect_flavor(filename, head, trusted_pickle=allow_pickle)
+        estimator = None
+        compiled_sha = None
+        parity: dict[str, Any] | None = None
+        if flavor == "sklearn":
+            estimator = flavors.load_estimator(path, trusted_pickle=allow_pickle)
+            info = flavors.describe(estimator)
+            task = info["task"]
+            classes = info.get("classes")
+            columns = _feature_order(estimator, frame)
+        else:
+            task = model.task
+            columns = list(frame.columns)
+        features = frame[columns].head(SAMPLE_ROWS)
+        schema = infer_schema(features)
+        for feature in schema.features:
+            feature.description = (descriptions or {}).get(feature.name, feature.description)
+        if flavor == "sklearn":
+            onnx_bytes, parity = flavors.compile_sklearn(estimator, schema, features, task)
+            if onnx_bytes is not None:
+                compiled_sha = store.put(onnx_bytes)
+                runtime = flavors.onnx_runtime(store.path(compiled_sha), schema, task, classes)
+            else:
+                runtime = flavors.native_runtime(
+                    flavor, path, schema, task, trusted_pickle=allow_pickle
+                )
+        elif flavor == "onnx":
+            runtime = flavors.onnx_runtime(path, schema, task, classes)
+        else:
+            raise RegistryError(
+                422, "unsupported_flavor", f"{flavor} artifacts are registered by URI."
+            )
+        _smoke_test(runtime, schema, features)
+    except (ArtifactError, flavors.OutputError) as exc:
+        raise RegistryError(422, "invalid_artifact", str(exc)) from None
+    if task != model.task:
+        raise RegistryError(
+            422,
+            "task_mismatch",
+            f"The model is registered for {model.task} but this artifact does {task}.",
+        )
+    # The sample (with its targets, when known) is kept for the analysis pages.
+    kept = features
+    if target is not None:
+        kept = features.assign(**{TARGET_COLUMN: target.head(len(features)).to_numpy()})
+    sample_csv = kept.to_csv(index=False).encode("utf-8")
+    version = ModelVersion(
+        model=model,
+        number=_next_number(model),
+        flavor=flavor,
+        artifact_sha256=sha,
+        compiled_sha256=compiled_sha,
+        sample_sha256=store.put(sample_csv),
+        runtime=runtime.name,
+        parity=parity,
+        input_schema=schema.to_dict(),
+        output_schema={"task": task, "classes": _json_classes(classes)},
+        metrics=metrics or None,
+        params=params or None,
+        created_by_id=created_by.id if created_by else None,
+    )
+    db.session.add(version)
+    _touch(model)
+    db.session.flush()
+    for alias in aliases:
+        _point_alias(model, alias, version)
+    db.session.commit()
+    return version
+
+
+def _smoke_test(runtime: Any, schema: InputSchema, features: pd.DataFrame) -> None:
+    """Predict a few sample rows so that a model that cannot serve is refused at upload."""
+    from modelport.serving.schema import validate_frame
+
+    batch = validate_frame(schema, features.head(5).astype(str), first_row=0)
+    runtime.predict(batch)
+
+
+def _json_classes(classes: list | None) -> list | None:
+    if classes is None:
+        return None
+    return [c.item() if hasattr(c, "item") else c for c in classes]
+
+
+def _next_number(model: RegisteredModel) -> int:
+    current = db.session.scalar(
+        select(func.max(ModelVersion.number)).where(ModelVersion.model_id == model.id)
+    )
+    return (current or 0) + 1
+
+
+def get_version(model: RegisteredModel, number: int) -> ModelVersion | None:
+    """Version ``number`` of ``model``."""
+    return db.session.scalar(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
+    )
+
+
+def _point_alias(model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
+    if not ALIAS_PATTERN.match(alias or ""):
+        raise RegistryError(
+            422,
+            "invalid_alias",
+            "An alias is 1–40 lower-case letters, digits, '-' or '_', starting with a letter.",
+        )
+    if version.status != VersionStatus.READY.value:
+        raise RegistryError(409, "version_archived", "An archived version cannot take an alias.")
+    row = db.session.scalar(
+        select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    )
+    if row is None:
+        row = ModelAlias(model_id=model.id, alias=alias, version_id=version.id)
+        db.session.add(row)
+    else:
+        row.version_id = version.id
+        row.updated_at = utcnow()
+    _touch(model)
+    return row
+
+
+def set_alias(model: RegisteredModel, alias: str, number: int) -> ModelAlias:
+    """Point ``alias`` at version ``number``; workers serve it within the poll interval."""
+    version = get_version(model, number)
+    if version is None:
+        raise RegistryError(404, "version_not_found", f"{model.name} has no version {number}.")
+    row = _point_alias(model, alias, version)
+    db.session.commit()
+    return row
+
+
+def delete_alias(model: RegisteredModel, alias: str) -> None:
+    """Remove ``alias`` from the model."""
+    row = db.session.scalar(
+        select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    )
+    if row is None:
+        raise RegistryError(404, "alias_not_found", f"{model.name} has no alias {alias}.")
+    db.session.delete(row)
+    _touch(model)
+    db.session.commit()
+
+
+def archive_version(model: RegisteredModel, number: int) -> ModelVersion:
+    """Stop serving a version (its records stay). Aliases pointing at it are removed."""
+    version = get_version(model, number)
+    if version is None:
+        raise RegistryError(404, "version_not_found", f"{model.name} has no version {number}.")
+    version.status = VersionStatus.ARCHIVED.value
+    for row in list(model.aliases):
+        if row.version_id == version.id:
+            db.session.delete(row)
+    _touch(model)
+    db.session.commit()
+    return version
+
+
+def update_schema(version: ModelVersion, data: dict[str, Any]) -> ModelVersion:
+    """Replace a version's input schema with an admin's edit (same feature names, in order)."""
+    try:
+        schema = InputSchema.from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RegistryError(422, "invalid_schema", str(exc)) from None
+    current = InputSchema.from_dict(version.input_schema)
+    if schema.names != current.names:
+        raise RegistryError(
+            422,
+            "invalid_schema",
+            "The features and their order are fixed by the model; edit types, ranges, "
+            "categories and descriptions only.",
+        )
+    version.input_schema = schema.to_dict()
+    _touch(version.model)
+    db.session.commit()
+    return version
+
+
+def served_version(model: RegisteredModel) -> ModelVersion | None:
+    """The version a request without a version gets: ``champion`` if set, else the newest."""
+    for row in model.aliases:
+        if row.alias == "champion" and row.version.status == VersionStatus.READY.value:
+            return row.version
+    ready = [v for v in model.versions if v.status == VersionStatus.READY.value]
+    return ready[-1] if ready else None
+
+
+def visible_models(user: User | None) -> list[RegisteredModel]:
+    """Models ``user`` may see: public ones, and private ones for signed-in users."""
+    query = select(RegisteredModel).order_by(RegisteredModel.name)
+    if user is None or not user.is_authenticated:
+        query = query.where(RegisteredModel.visibility == Visibility.PUBLIC.value)
+    return list(db.session.scalars(query))
