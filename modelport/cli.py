@@ -100,7 +100,7 @@ def demo(if_empty: bool) -> None:
 
 
 @click.command("register")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.argument("artifact")
 @click.option("--name", required=True, help="Model name (created if new).")
 @click.option("--sample", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--task", type=click.Choice(["classification", "regression"]), default=None)
@@ -121,7 +121,12 @@ def register(
     aliases: tuple[str, ...],
     metrics: str | None,
 ) -> None:
-    """Register ARTIFACT (skops or ONNX) as the next version of model NAME, for pipelines."""
+    """Register ARTIFACT as the next version of model NAME, for pipelines.
+
+    ARTIFACT is a skops or ONNX file, or an MLflow model: a local MLflow model folder or a
+    ``models:/name@alias`` URI (needs the mlflow extra; MODELPORT_MLFLOW_TRACKING_URI says
+    which tracking server).
+    """
     import json
     from pathlib import Path
 
@@ -141,14 +146,24 @@ def register(
             model = registry.create_model(
                 name, title=title, description=description, task=task, visibility=visibility
             )
-        version = registry.register_version(
-            model,
-            Path(artifact),
-            filename=Path(artifact).name,
-            sample=Path(sample),
-            metrics=parsed,
-            aliases=aliases,
+        mlflow_model = artifact.startswith(("models:/", "runs:/")) or (
+            Path(artifact).is_dir() and (Path(artifact) / "MLmodel").exists()
         )
+        if mlflow_model:
+            version = registry.register_mlflow(
+                model, artifact, sample=Path(sample), metrics=parsed, aliases=aliases
+            )
+        elif Path(artifact).is_file():
+            version = registry.register_version(
+                model,
+                Path(artifact),
+                filename=Path(artifact).name,
+                sample=Path(sample),
+                metrics=parsed,
+                aliases=aliases,
+            )
+        else:
+            _fail(f"{artifact} is not a file, an MLflow model folder or a models:/ URI.")
     except registry.RegistryError as exc:
         _fail(exc.message)
     click.echo(

@@ -21,7 +21,12 @@ from sqlalchemy import func, select
 from modelport.extensions import db
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel, VersionStatus
 from modelport.serving import flavors
-from modelport.serving.registry import artifact_store, served_version
+from modelport.serving.registry import (
+    RegistryError,
+    artifact_store,
+    configure_mlflow,
+    served_version,
+)
 from modelport.serving.schema import Batch, InputSchema
 
 PLATFORMS = {"onnxruntime": "onnx_onnxv1", "sklearn": "sklearn", "mlflow": "mlflow"}
@@ -165,6 +170,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
         elif row.flavor == "onnx":
             runtime = flavors.onnx_runtime(store.path(row.artifact_sha256), schema, task, classes)
         elif row.flavor == "mlflow":
+            configure_mlflow()
             runtime = flavors.mlflow_runtime(row.artifact_uri, schema, task)
         else:
             runtime = flavors.native_runtime(
@@ -174,7 +180,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
                 task,
                 trusted_pickle=allow_pickle,
             )
-    except (OSError, flavors.ArtifactError) as exc:
+    except (OSError, flavors.ArtifactError, RegistryError) as exc:
         current_app.logger.error(
             "model_load_failed", extra={"version_id": row.id, "error": str(exc)}
         )

@@ -377,3 +377,60 @@ def visible_models(user: User | None) -> list[RegisteredModel]:
     if user is None or not user.is_authenticated:
         query = query.where(RegisteredModel.visibility == Visibility.PUBLIC.value)
     return list(db.session.scalars(query))
+
+
+def configure_mlflow() -> None:
+    """Point mlflow at ``MODELPORT_MLFLOW_TRACKING_URI`` (for ``models:/`` URIs), if set."""
+    uri = current_app.config["MODELPORT"]["MLFLOW_TRACKING_URI"]
+    if not uri:
+        return
+    try:
+        import mlflow
+    except ImportError:
+        raise RegistryError(422, "mlflow_missing", flavors.MLFLOW_MISSING) from None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def register_mlflow(
+    model: RegisteredModel,
+    uri: str,
+    *,
+    sample: pd.DataFrame | BinaryIO | bytes | Path,
+    created_by: User | None = None,
+    metrics: dict[str, Any] | None = None,
+    aliases: tuple[str, ...] = (),
+) -> ModelVersion:
+    """Add an MLflow pyfunc model (a local path or ``models:/name@alias``) as a version.
+
+    The model stays where MLflow keeps it and is served through pyfunc; the sample gives
+    its input schema, as for uploaded files.
+    """
+    configure_mlflow()
+    frame = read_sample(sample)
+    features = frame.head(SAMPLE_ROWS)
+    schema = infer_schema(features)
+    try:
+        runtime = flavors.mlflow_runtime(uri, schema, model.task)
+        _smoke_test(runtime, schema, features)
+    except (ArtifactError, flavors.OutputError) as exc:
+        raise RegistryError(422, "invalid_artifact", str(exc)) from None
+    version = ModelVersion(
+        model=model,
+        number=_next_number(model),
+        flavor="mlflow",
+        artifact_uri=uri,
+        sample_sha256=artifact_store().put(features.to_csv(index=False).encode("utf-8")),
+        runtime=runtime.name,
+        input_schema=schema.to_dict(),
+        output_schema={"task": model.task, "classes": None},
+        metrics=metrics or None,
+        created_by_id=created_by.id if created_by else None,
+    )
+    db.session.add(version)
+    _touch(model)
+    db.session.flush()
+    for alias in aliases:
+        _point_alias(model, alias, version)
+    db.session.commit()
+    return version
