@@ -31,10 +31,22 @@ def _describe(revisions: set[str]) -> str:
     return ", ".join(sorted(revisions)) or "none"
 
 
+def _models_check() -> str:
+    from modelport.serving.predictor import load_served_models
+
+    try:
+        problems = load_served_models()
+    except SQLAlchemyError as exc:
+        current_app.logger.warning("readiness: registry unreadable (%s)", type(exc).__name__)
+        return "unknown: the registry cannot be read"
+    return "ok" if not problems else "; ".join(problems)
+
+
 @bp.get("/readyz")
 @limiter.exempt
 def readyz() -> tuple[dict, int]:
-    """Ready to serve: the database answers and its schema is at the newest migration."""
+    """Ready to serve: the database answers, its schema is at the newest migration and every
+    model's served version is loaded in this worker."""
     checks: dict[str, str] = {}
     try:
         with db.engine.connect() as connection:
@@ -54,5 +66,7 @@ def readyz() -> tuple[dict, int]:
             else f"not at this code's migration: the database is at {_describe(current)}, "
             f"the code needs {_describe(expected)}; run `flask db upgrade`"
         )
+        if checks["migrations"] == "ok":
+            checks["models"] = _models_check()
     ready = all(value == "ok" for value in checks.values())
     return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503

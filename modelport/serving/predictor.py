@@ -193,3 +193,20 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
 def predict(served: Served, batch: Batch) -> Any:
     """Run the model on a validated batch (recording is the caller's ``records`` call)."""
     return served.runtime.predict(batch)
+
+
+def load_served_models() -> list[str]:
+    """Load every model's served version into this worker; return the problems found.
+
+    Readiness calls it, so a pod only takes traffic once its models are in memory.
+    """
+    problems = []
+    names = db.session.scalars(select(RegisteredModel.name).order_by(RegisteredModel.name))
+    for name in list(names):
+        try:
+            resolve(name)
+        except ModelNotFound:
+            continue  # a model with no version yet serves nothing, which is not a fault
+        except ModelNotReady as exc:
+            problems.append(f"{name}: {exc}")
+    return problems

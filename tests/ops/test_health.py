@@ -46,8 +46,32 @@ def test_ready_when_the_database_is_migrated(app: Flask) -> None:
     assert response.status_code == 200
     assert response.json == {
         "status": "ready",
-        "checks": {"database": "ok", "migrations": "ok"},
+        "checks": {"database": "ok", "migrations": "ok", "models": "ok"},
     }
+
+
+@pytest.mark.db
+def test_not_ready_while_a_served_model_cannot_load(app: Flask, demo_models) -> None:
+    from modelport.serving.registry import artifact_store, get_model, served_version
+    from tests.conftest import register_demo
+
+    register_demo(app, demo_models, "iris")
+    client = app.test_client()
+    assert client.get("/readyz").json["checks"]["models"] == "ok"
+    with app.app_context():
+        version = served_version(get_model("iris"))
+        # A lost artifact (say, a volume not mounted on this pod) makes the pod not ready.
+        version.compiled_sha256 = None
+        version.artifact_sha256 = "0" * 64
+        version.model.revision += 1
+        from modelport.extensions import db
+
+        db.session.commit()
+        assert not artifact_store().exists("0" * 64)
+    app.extensions.pop("modelport_predictor", None)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["models"].startswith("iris: Version 1 cannot be loaded")
 
 
 @pytest.mark.db
