@@ -62,6 +62,26 @@ MATRIX: dict[str, Row] = {
     "admin.change_role": Row(f"/admin/users/{NO_ID}/role", {"POST": (LOGIN, 403, 404)}),
     "admin.disable": Row(f"/admin/users/{NO_ID}/disable", {"POST": (LOGIN, 403, 404)}),
     "admin.enable": Row(f"/admin/users/{NO_ID}/enable", {"POST": (LOGIN, 403, 404)}),
+    # serving pages: public models for anyone, history for members, the registry for admins
+    "serving.catalog": Row("/models", {"GET": (200, 200, 200)}),
+    "serving.model_page": Row("/models/nothing", {"GET": (404, 404, 404), "POST": (404, 404, 404)}),
+    "serving.batch": Row(
+        "/models/nothing/batch", {"GET": (404, 404, 404), "POST": (404, 404, 404)}
+    ),
+    "serving.example_csv": Row("/models/nothing/example.csv", {"GET": (404, 404, 404)}),
+    "serving.history": Row("/predictions", {"GET": (LOGIN, 200, 200)}),
+    "serving.record": Row(f"/predictions/{NO_ID}", {"GET": (LOGIN, 404, 404)}),
+    "serving.admin_models": Row("/admin/models", {"GET": (LOGIN, 403, 200)}),
+    "serving.admin_new_model": Row(
+        "/admin/models/new", {"GET": (LOGIN, 403, 200), "POST": (LOGIN, 403, 400)}
+    ),
+    "serving.admin_upload": Row(
+        "/admin/models/nothing/upload", {"GET": (LOGIN, 403, 404), "POST": (LOGIN, 403, 404)}
+    ),
+    "serving.admin_alias": Row("/admin/models/nothing/aliases", {"POST": (LOGIN, 403, 404)}),
+    "serving.admin_archive": Row(
+        "/admin/models/nothing/versions/1/archive", {"POST": (LOGIN, 403, 404)}
+    ),
     # the JSON API: 401, never a redirect
     "api-docs.openapi_json": Row("/api/openapi.json", {"GET": (200, 200, 200)}),
     "api_docs.docs": Row("/api/docs", {"GET": (200, 200, 200)}),
@@ -70,6 +90,43 @@ MATRIX: dict[str, Row] = {
     "api_v1.list_tokens": Row("/api/v1/tokens", {"GET": (401, 200, 200)}),
     "api_v1.create": Row("/api/v1/tokens", {"POST": (401, 422, 422)}),
     "api_v1.delete": Row(f"/api/v1/tokens/{NO_ID}", {"DELETE": (401, 404, 404)}),
+    # the registry: reading is public (private models need a sign-in), changing is for admins
+    "api_models.list_models": Row("/api/v1/models", {"GET": (200, 200, 200)}),
+    "api_models.get_model": Row("/api/v1/models/nothing", {"GET": (404, 404, 404)}),
+    "api_models.create_model": Row("/api/v1/models", {"POST": (401, 403, 422)}),
+    "api_models.update_model": Row("/api/v1/models/nothing", {"PATCH": (401, 403, 404)}),
+    "api_models.upload_version": Row("/api/v1/models/nothing/versions", {"POST": (401, 403, 404)}),
+    "api_models.get_version": Row("/api/v1/models/nothing/versions/1", {"GET": (404, 404, 404)}),
+    "api_models.edit_schema": Row(
+        "/api/v1/models/nothing/versions/1/schema", {"PUT": (401, 403, 422)}
+    ),
+    "api_models.archive": Row(
+        "/api/v1/models/nothing/versions/1/archive", {"POST": (401, 403, 404)}
+    ),
+    "api_models.put_alias": Row(
+        "/api/v1/models/nothing/aliases/champion", {"PUT": (401, 403, 422)}
+    ),
+    "api_models.delete_alias": Row(
+        "/api/v1/models/nothing/aliases/champion", {"DELETE": (401, 403, 404)}
+    ),
+    # predictions: public models for anyone, private ones for signed-in callers
+    "api_models.predict": Row("/api/v1/models/nothing/predict", {"POST": (404, 404, 404)}),
+    "api_models.predict_version": Row(
+        "/api/v1/models/nothing/versions/1/predict", {"POST": (404, 404, 404)}
+    ),
+    "api_predictions.list_predictions": Row("/api/v1/predictions", {"GET": (401, 200, 200)}),
+    "api_predictions.get_prediction": Row(f"/api/v1/predictions/{NO_ID}", {"GET": (401, 404, 404)}),
+    # the inference protocol: public models for anyone, private ones for Bearer tokens only
+    # (a session cookie does not count on /v2), so a model nobody has is 404 for every caller
+    "v2.server_metadata": Row("/v2", {"GET": (200, 200, 200)}),
+    "v2.live": Row("/v2/health/live", {"GET": (200, 200, 200)}),
+    "v2.ready": Row("/v2/health/ready", {"GET": (200, 200, 200)}),
+    "v2.model_metadata": Row("/v2/models/nothing", {"GET": (404, 404, 404)}),
+    "v2.version_metadata": Row("/v2/models/nothing/versions/1", {"GET": (404, 404, 404)}),
+    "v2.model_ready": Row("/v2/models/nothing/ready", {"GET": (404, 404, 404)}),
+    "v2.version_ready": Row("/v2/models/nothing/versions/1/ready", {"GET": (404, 404, 404)}),
+    "v2.infer": Row("/v2/models/nothing/infer", {"POST": (404, 404, 404)}),
+    "v2.version_infer": Row("/v2/models/nothing/versions/1/infer", {"POST": (404, 404, 404)}),
 }
 
 

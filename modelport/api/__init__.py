@@ -36,6 +36,9 @@ class Api(SmorestApi):
         self.spec.components.security_scheme(
             "session", {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"]}
         )
+        from modelport.api.v2_openapi import document_v2
+
+        document_v2(self.spec)
         app.register_blueprint(docs_bp)
 
 

@@ -152,6 +152,17 @@ def live_server(
     )
     if migrated.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{migrated.stdout}{migrated.stderr}")
+    # The demo models, as `make run` loads them on an empty database.
+    demo = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "modelport", "demo", "--if-empty"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if demo.returncode != 0:
+        raise RuntimeError(f"modelport demo failed:\n{demo.stdout}{demo.stderr}")
     port = free_port()
     log = base / "gunicorn.log"
     with log.open("wb") as out:

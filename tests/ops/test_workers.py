@@ -174,12 +174,18 @@ def _worker_holding(master: Master, held: HeldLogin) -> int:
 
 @contextlib.contextmanager
 def _gunicorn(
-    tmp_path: Path, database_url: str, *options: str, app: str = "modelport:create_app()"
+    tmp_path: Path,
+    database_url: str,
+    *options: str,
+    app: str = "modelport:create_app()",
+    env: dict[str, str] | None = None,
 ) -> Iterator[Master]:
-    """gunicorn (production config, own options) on a free port; killed if still up after."""
+    """gunicorn (production config, own options and environment) on a free port; killed if
+    still up after."""
     # So that the master can import preloaded_app from this file.
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    process, server = launch(tmp_path, database_url, *options, app=app, env={"PYTHONPATH": path})
+    environment = {"PYTHONPATH": path, **(env or {})}
+    process, server = launch(tmp_path, database_url, *options, app=app, env=environment)
     master = Master(process, server)
     try:
         yield master

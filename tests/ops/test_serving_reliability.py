@@ -1,0 +1,387 @@
+"""Serving under gunicorn on PostgreSQL: durable records, alias reload, abandoned CSV streams.
+
+Issue 3, items 6 and 8. Every test runs a real gunicorn with two workers against a fresh
+migrated PostgreSQL database in which the demo iris model was registered before the server
+started; the test and the server share the database and the artifact store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import requests
+import skops.io
+from flask import Flask
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy import select
+
+from modelport import create_app
+from modelport.auth import accounts, tokens
+from modelport.extensions import db
+from modelport.models import Role
+from modelport.models.predictions import PredictionRecord
+from modelport.serving import registry
+from tests.conftest import IRIS_ROW, PASSWORD, empty_database_url, register_demo
+from tests.ops.test_workers import Master, _alive, _gunicorn, _wait_for, _wait_for_workers
+
+pytestmark = pytest.mark.slow
+
+ADMIN_EMAIL = "serving-admin@example.com"
+PREDICT = "/api/v1/models/iris/predict"
+THREADS = 8
+# Answers to wait for before, between and after the events of a test: enough to keep every
+# worker busy, few enough to keep the run short on a loaded two-core machine.
+LOAD_STEP = 50
+# Far above what the load reaches: these tests are about records and reloads, not limits.
+SETTINGS = {"MODELPORT_PREDICT_LIMIT_USER": "1000000 per minute"}
+# Issue 3, item 8: an alias move reaches every worker within this many seconds.
+RELOAD_SECONDS = 5.0
+# The access log names the worker (%(p)s) and the request id the response echoed.
+ACCESS_BY_REQUEST = ("--access-logformat", "%(p)s %({x-request-id}o)s %(s)s")
+CSV_ROWS = 200_000
+
+
+@dataclass
+class Deployment:
+    """A migrated PostgreSQL database with iris registered, and what the server shares."""
+
+    tmp_path: Path
+    app: Flask
+    database_url: str
+    artifacts: Path
+    token: str
+    user_id: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**SETTINGS, "MODELPORT_ARTIFACTS_DIR": str(self.artifacts)}
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @contextlib.contextmanager
+    def serve(self, *options: str) -> Iterator[Master]:
+        """gunicorn with two workers on this database; stopped afterwards."""
+        with _gunicorn(
+            self.tmp_path, self.database_url, "-w", "2", *options, env=self.env
+        ) as master:
+            _wait_for_workers(master, 2)
+            yield master
+
+    def records(self, *conditions: Any) -> list[PredictionRecord]:
+        with self.app.app_context():
+            found = list(db.session.scalars(select(PredictionRecord).where(*conditions)))
+            db.session.remove()
+            return found
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, demo_models: dict[str, Any]) -> Iterator[Deployment]:
+    """Fresh PostgreSQL database, an admin with a full-scope token, iris v1 as champion."""
+    from flask_migrate import upgrade
+
+    url = empty_database_url("postgres", tmp_path, "serving")
+    artifacts = tmp_path / "artifacts"
+    app = create_app(
+        {
+            "ENV": "testing",
+            "DATABASE_URL": url,
+            # The server's instance folder (tests.ops.test_gunicorn.launch) and artifact store.
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "ARTIFACTS_DIR": str(artifacts),
+        }
+    )
+    with app.app_context():
+        upgrade()
+        user = accounts.create_user(ADMIN_EMAIL, "Admin", PASSWORD, role=Role.ADMIN)
+        _, token = tokens.create_token(user, "serving load", scopes=["full"])
+        user_id = user.id
+        db.session.remove()
+    register_demo(app, demo_models, "iris")
+    yield Deployment(tmp_path, app, url, artifacts, token, user_id)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@dataclass
+class Outcome:
+    """One request of the load: when it was sent and answered, and how."""
+
+    sent: float
+    received: float
+    request_id: str
+    status: int | None  # None: no HTTP answer (connection refused, reset, cut short)
+    body: dict | None = None
+    error: str | None = None
+
+
+def _predict_once(base_url: str, headers: dict[str, str]) -> Outcome:
+    request_id = uuid.uuid4().hex
+    sent = time.monotonic()
+    try:
+        response = requests.post(
+            base_url + PREDICT,
+            json={"inputs": IRIS_ROW},
+            # The sync worker closes every connection anyway; this says so, and spreads the
+            # requests over both workers.
+            headers={**headers, "X-Request-ID": request_id, "Connection": "close"},
+            timeout=30,
+        )
+    except requests.RequestException as exc:
+        return Outcome(sent, time.monotonic(), request_id, None, error=type(exc).__name__)
+    body = (
+        response.json()
+        if response.headers.get("Content-Type", "").startswith("application/json")
+        else None
+    )
+    return Outcome(sent, time.monotonic(), request_id, response.status_code, body)
+
+
+@contextlib.contextmanager
+def _load(base_url: str, headers: dict[str, str]) -> Iterator[list[Outcome]]:
+    """``THREADS`` clients predicting as fast as they can until the block ends."""
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            outcome = _predict_once(base_url, headers)
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a client thread hung"
+
+
+def _kill_one_worker(master: Master, victim: int) -> None:
+    """SIGKILL ``victim`` and wait until the master has booted its replacement."""
+    booted = len(master.booted())
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: not _alive(victim), "the killed worker to die")
+    _wait_for(lambda: len(master.booted()) > booted, "a replacement worker to boot")
+    _wait_for_workers(master, 2)
+
+
+def test_every_2xx_has_a_durable_record_when_workers_are_killed(deployment: Deployment) -> None:
+    """Item 6: SIGKILL workers under load; every 2xx answer has its committed record."""
+    with deployment.serve() as master, _load(master.server.url, deployment.auth) as outcomes:
+        killed = sorted(master.workers())
+        # Both original workers in turn, each in the middle of a request: the load keeps
+        # them busy. Between and after the kills the load goes on for a while.
+        for victim in killed:
+            start = len(outcomes)
+            _wait_for(lambda start=start: len(outcomes) > start + LOAD_STEP, "more requests")
+            _kill_one_worker(master, victim)
+        start = len(outcomes)
+        _wait_for(lambda: len(outcomes) > start + LOAD_STEP, "requests after the kills")
+    log = master.server.text()
+
+    ok = [o for o in outcomes if o.status is not None and 200 <= o.status < 300]
+    failed = [o for o in outcomes if o.status is None]
+    # No HTTP error at all: a killed worker's client sees its connection go, nothing else.
+    assert {o.status for o in outcomes if o.status is not None} == {200}, [
+        (o.status, o.body) for o in outcomes if o.status not in (None, 200)
+    ]
+    for victim in killed:
+        assert f"Worker (pid:{victim}) was sent SIGKILL!" in log
+    assert len(ok) > 2 * LOAD_STEP
+
+    by_id = {o.body["record_id"]: o for o in ok}
+    assert len(by_id) == len(ok), "two answers named the same record"
+    stored = {r.id: r for r in deployment.records(PredictionRecord.id.in_(list(by_id)))}
+    missing = [o.request_id for record_id, o in by_id.items() if record_id not in stored]
+    assert missing == [], f"{len(missing)} answers of 200 without a record"
+    for record_id, outcome in by_id.items():
+        record = stored[record_id]
+        assert record.request_id == outcome.request_id == outcome.body["request_id"]
+        assert (record.status, record.source, record.model_name) == ("ok", "api", "iris")
+        assert (record.user_id, record.row_count) == (deployment.user_id, 1)
+    # Records of requests whose answer was lost with the worker are fine; fewer are not.
+    everything = deployment.records()
+    assert len([r for r in everything if r.status == "ok"]) >= len(ok)
+    assert len(everything) <= len(outcomes)
+    sent = {o.request_id for o in outcomes}
+    assert {r.request_id for r in everything} <= sent
+    # What the run saw, for a reader of `pytest -s` (not asserted: it depends on the machine).
+    print(
+        f"\n{len(outcomes)} requests, {len(ok)} answered 200, {len(failed)} cut off "
+        f"({sorted({o.error for o in failed})}), {len(everything)} records"
+    )
+
+
+def _iris_with_swapped_labels() -> bytes:
+    """An iris classifier that calls setosa virginica and the reverse: its answers differ."""
+    from modelport.serving.demo import demo_dataset
+
+    features, target = demo_dataset("iris")
+    swapped = target.replace({"setosa": "virginica", "virginica": "setosa"})
+    return skops.io.dumps(LogisticRegression(max_iter=1000).fit(features, swapped))
+
+
+def _served_by(log: str) -> dict[str, int]:
+    """Request id → pid of the worker that answered it (ACCESS_BY_REQUEST lines)."""
+    return {rid: int(pid) for pid, rid in re.findall(r"^<(\d+)> (\w+) \d+$", log, re.MULTILINE)}
+
+
+def test_alias_move_reaches_every_worker_without_failing_requests(
+    deployment: Deployment, demo_models: dict[str, Any]
+) -> None:
+    """Item 8: move ``champion`` under load; both workers serve the new version within 5 s."""
+    with deployment.app.app_context():
+        model = registry.get_model("iris")
+        registry.register_version(
+            model,
+            _iris_with_swapped_labels(),
+            filename="iris-swapped.skops",
+            sample=demo_models["iris"].sample,
+        )
+        db.session.remove()
+
+    with deployment.serve(*ACCESS_BY_REQUEST) as master:
+        url = master.server.url
+        with _load(url, deployment.auth) as outcomes:
+            _wait_for(lambda: len(outcomes) > LOAD_STEP, "the load to get going")
+            moved = requests.put(
+                f"{url}/api/v1/models/iris/aliases/champion",
+                json={"version": 2},
+                headers=deployment.auth,
+                timeout=30,
+            )
+            moved_at = time.monotonic()
+            # Keep going past the deadline so that every worker shows what it serves then.
+            time.sleep(RELOAD_SECONDS + 1.5)
+        booted = master.booted()
+        workers = master.workers()
+    # A worker logs a request after answering it: read the log once the server has stopped.
+    log = master.server.text()
+
+    assert moved.status_code == 200, moved.text
+    assert moved.json() == {"alias": "champion", "version": 2}
+    # Not one request failed, including those in flight while the alias moved.
+    assert [o for o in outcomes if o.status != 200] == []
+    # No restart: the two workers that booted are the two that are still there.
+    assert len(booted) == 2
+    assert set(booted) == workers
+    served_by = _served_by(log)
+    expected = {1: "setosa", 2: "virginica"}
+    last_v1: dict[int, float] = {}
+    first_v2: dict[int, float] = {}
+    late: dict[int, int] = {}
+    for outcome in outcomes:
+        version = outcome.body["model"]["version"]
+        # The version named is the one that answered: v2 calls this flower virginica.
+        assert outcome.body["predictions"][0]["label"] == expected[version]
+        pid = served_by[outcome.request_id]
+        if version == 1:
+            last_v1[pid] = max(last_v1.get(pid, 0.0), outcome.sent - moved_at)
+        else:
+            first_v2[pid] = min(first_v2.get(pid, 1e9), outcome.received - moved_at)
+        if outcome.sent >= moved_at + RELOAD_SECONDS:
+            assert version == 2, f"worker {pid} served v1 {outcome.sent - moved_at:.2f} s on"
+            late[pid] = late.get(pid, 0) + 1
+    # Both workers served v1 before the move and answered after the deadline, with v2.
+    assert set(last_v1) == workers
+    assert set(late) == workers, late
+    assert set(first_v2) == workers
+    print(
+        f"\n{len(outcomes)} requests, all 200; last v1 sent at "
+        f"{ {p: round(t, 2) for p, t in last_v1.items()} } s after the move, first v2 answered at "
+        f"{ {p: round(t, 2) for p, t in first_v2.items()} } s"
+    )
+
+
+def _csv_body(rows: int, demo_models: dict[str, Any]) -> bytes:
+    sample = demo_models["iris"].sample
+    repeated = pd.concat([sample] * (rows // len(sample) + 1), ignore_index=True).head(rows)
+    buffer = io.StringIO()
+    repeated.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def _request_bytes(port: int, body: bytes, request_id: str, token: str) -> bytes:
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        "Content-Type: text/csv\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"X-Request-ID: {request_id}\r\n"
+        "\r\n"
+    )
+    return head.encode() + body
+
+
+def _finished(deployment: Deployment, request_id: str) -> PredictionRecord | None:
+    """The CSV record once its stream has ended.
+
+    The record is written (incomplete, latency 0) before the first byte; the end of the
+    stream, read or abandoned, sets its status, rows and latency.
+    """
+    found = deployment.records(PredictionRecord.request_id == request_id)
+    return found[0] if found and found[0].latency_ms > 0 else None
+
+
+def test_abandoned_csv_stream_is_recorded_incomplete(
+    deployment: Deployment, demo_models: dict[str, Any]
+) -> None:
+    """Item 6: a client that leaves a streamed CSV early leaves an incomplete record."""
+    body = _csv_body(CSV_ROWS, demo_models)
+    with deployment.serve() as master:
+        port = master.server.port
+        # The client reads the start of the answer, then hangs up.
+        abandoned = uuid.uuid4().hex
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(_request_bytes(port, body, abandoned, deployment.token))
+            received = b""
+            while len(received) < 8192:
+                chunk = client.recv(4096)
+                assert chunk, f"the server closed the connection: {received[:500]!r}"
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 "), received[:500]
+        assert b"prediction,probability_setosa" in received
+        record = _wait_for(lambda: _finished(deployment, abandoned), "the stream to end", 20)
+
+        # The same upload read to the end.
+        complete = uuid.uuid4().hex
+        response = requests.post(
+            master.server.url + PREDICT,
+            data=body,
+            headers={**deployment.auth, "Content-Type": "text/csv", "X-Request-ID": complete},
+            timeout=60,
+        )
+        # Committed before the last byte of the answer: no waiting.
+        full = deployment.records(PredictionRecord.request_id == complete)
+
+    assert record.status == "incomplete"
+    assert 0 < record.row_count < CSV_ROWS
+    assert response.status_code == 200
+    assert response.headers["X-Rows"] == str(CSV_ROWS)
+    assert response.text.count("\n") == CSV_ROWS + 1
+    assert len(full) == 1
+    assert (full[0].status, full[0].row_count, full[0].source) == ("ok", CSV_ROWS, "csv")
+    print(f"\nabandoned stream recorded with {record.row_count} of {CSV_ROWS} rows")
