@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import wraps
 from typing import Any
 
 from flask import Response, abort, current_app, g, request, stream_with_context
@@ -126,6 +127,18 @@ def _require_admin() -> None:
         abort(403, description="Only administrators may change the registry.")
 
 
+def admin_only(view: Any) -> Any:
+    """Registry changes: admins only (a token needs the full scope). Checked before the body
+    is read, so that a caller without the right learns nothing about the body expected."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        _require_admin()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 def _model_or_404(name: str) -> RegisteredModel:
     model = registry.get_model(name)
     if model is None or (
@@ -203,13 +216,13 @@ def get_model(name: str) -> dict[str, Any]:
 
 
 @blp.post("/models")
+@admin_only
 @blp.arguments(ModelCreateSchema)
 @blp.response(201, ModelSchema)
 @blp.errors(409, 413, 422)
 @blp.doc(security=SECURITY)
 def create_model(body: dict[str, Any]) -> dict[str, Any]:
     """Register a new model (admin)."""
-    _require_admin()
     try:
         model = registry.create_model(owner=current_user, **body)
     except registry.RegistryError as exc:
@@ -218,13 +231,13 @@ def create_model(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.patch("/models/<name>")
+@admin_only
 @blp.arguments(ModelUpdateSchema)
 @blp.response(200, ModelSchema)
 @blp.errors(404, 413, 422)
 @blp.doc(security=SECURITY)
 def update_model(body: dict[str, Any], name: str) -> dict[str, Any]:
     """Change a model's title, description or visibility (admin)."""
-    _require_admin()
     model = _model_or_404(name)
     return model_summary(registry.update_model(model, **body))
 
@@ -243,7 +256,25 @@ def _upload(field: str, required: bool = True) -> FileStorage | None:
     return file
 
 
+PREDICT_ENDPOINTS = {f"{blp.name}.predict", f"{blp.name}.predict_version"}
+
+
+@blp.url_value_preprocessor
+def _upload_limit(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    """Give an administrator's upload the upload limit before any hook reads the body."""
+    # URL preprocessors run before every before_request hook, and the CSRF check of a
+    # cookie-authenticated upload reads the multipart form: under the general body limit
+    # (MAX_CONTENT_LENGTH) an admin's model file over 2 MiB was refused with 413.
+    settings = current_app.config["MODELPORT"]
+    if endpoint == f"{blp.name}.upload_version" and getattr(current_user, "is_admin", False):
+        request.max_content_length = settings["UPLOAD_MAX_BYTES"]
+    elif endpoint in PREDICT_ENDPOINTS and request.mimetype == "text/csv":
+        # CSV uploads have their own, larger limit (MODELPORT_CSV_MAX_BYTES).
+        request.max_content_length = settings["CSV_MAX_BYTES"]
+
+
 @blp.post("/models/<name>/versions")
+@admin_only
 @blp.response(201, VersionSchema)
 @blp.errors(404, 409, 413, 415, 422)
 @blp.doc(
@@ -268,7 +299,6 @@ def _upload(field: str, required: bool = True) -> FileStorage | None:
 )
 def upload_version(name: str) -> dict[str, Any]:
     """Add a version from a skops/ONNX file and a sample CSV of training data (admin)."""
-    _require_admin()
     # Model files are larger than ordinary bodies; this route alone takes them.
     request.max_content_length = current_app.config["MODELPORT"]["UPLOAD_MAX_BYTES"]
     model = _model_or_404(name)
@@ -318,13 +348,13 @@ def get_version(name: str, number: int) -> dict[str, Any]:
 
 
 @blp.put("/models/<name>/versions/<int:number>/schema")
+@admin_only
 @blp.arguments(InputSchemaSchema)
 @blp.response(200, VersionSchema)
 @blp.errors(404, 413, 422)
 @blp.doc(security=SECURITY)
 def edit_schema(body: dict[str, Any], name: str, number: int) -> dict[str, Any]:
     """Edit a version's input schema: types, ranges, categories, descriptions (admin)."""
-    _require_admin()
     model = _model_or_404(name)
     version = _version_or_404(model, number)
     try:
@@ -335,12 +365,12 @@ def edit_schema(body: dict[str, Any], name: str, number: int) -> dict[str, Any]:
 
 
 @blp.post("/models/<name>/versions/<int:number>/archive")
+@admin_only
 @blp.response(200, VersionSchema)
 @blp.errors(404)
 @blp.doc(security=SECURITY)
 def archive(name: str, number: int) -> dict[str, Any]:
     """Stop serving a version; its records stay and aliases on it are removed (admin)."""
-    _require_admin()
     model = _model_or_404(name)
     _version_or_404(model, number)
     version = registry.archive_version(model, number)
@@ -348,13 +378,13 @@ def archive(name: str, number: int) -> dict[str, Any]:
 
 
 @blp.put("/models/<name>/aliases/<alias>")
+@admin_only
 @blp.arguments(AliasSchema)
 @blp.response(200, AliasResultSchema)
 @blp.errors(404, 409, 413, 422)
 @blp.doc(security=SECURITY)
 def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
     """Point an alias such as ``champion`` at a version (admin); every worker follows."""
-    _require_admin()
     model = _model_or_404(name)
     try:
         registry.set_alias(model, alias, body["version"])
@@ -364,12 +394,12 @@ def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
 
 
 @blp.delete("/models/<name>/aliases/<alias>")
+@admin_only
 @blp.response(204)
 @blp.errors(404)
 @blp.doc(security=SECURITY)
 def delete_alias(name: str, alias: str) -> None:
     """Remove an alias (admin)."""
-    _require_admin()
     model = _model_or_404(name)
     try:
         registry.delete_alias(model, alias)
@@ -392,8 +422,10 @@ def _input_error(exc: InputError) -> ApiError:
 def _wants_csv() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
     if request.mimetype == "text/csv":
-        # A CSV upload answers CSV unless JSON is asked for by name.
-        return best != "application/json" or "application/json" not in request.accept_mimetypes
+        # A CSV upload answers CSV unless JSON is asked for by name: ``in`` would also match
+        # the */* that curl and requests send by default, and refuse their uploads with 406.
+        named = {value.lower() for value, quality in request.accept_mimetypes if quality > 0}
+        return best != "application/json" or "application/json" not in named
     return (
         best == "text/csv"
         and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
@@ -471,7 +503,20 @@ def _read_predict_body() -> Any:
             422, "invalid_input", 'The body is {"inputs": ..., "parameters"?: {}}.', details
         )
     if not isinstance(body.get("parameters", {}), dict):
-        raise ApiError(422, "invalid_input", "parameters must be an object.")
+        # Input errors always carry per-field details (DESIGN.md), this one too.
+        raise ApiError(
+            422,
+            "invalid_input",
+            "parameters must be an object.",
+            [
+                {
+                    "row": None,
+                    "field": "parameters",
+                    "code": "invalid_type",
+                    "message": "parameters must be an object.",
+                }
+            ],
+        )
     return body["inputs"]
 
 
@@ -488,9 +533,12 @@ def predict_csv(served: Served) -> Response:
     except ApiError:
         body.close()
         raise
-    stream = csvstream.stream_predictions(
-        served, body, rows=rows, source=Source.CSV.value, request_id=g.request_id
-    )
+    try:
+        stream = csvstream.stream_predictions(
+            served, body, rows=rows, source=Source.CSV.value, request_id=g.request_id
+        )
+    except PredictionFailed as exc:
+        raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
     response = Response(stream_with_context(stream), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="{served.name}-predictions.csv"'
