@@ -71,15 +71,19 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from modelport.api import v2
     from modelport.auth import admin, routes
     from modelport.ops import health
     from modelport.pages import bp as pages_bp
+    from modelport.serving.pages import bp as serving_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(routes.auth_bp)
     app.register_blueprint(routes.account_bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(serving_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(v2.bp)
 
 
 def register_errors(app: Flask) -> None:

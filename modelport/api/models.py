@@ -31,11 +31,11 @@ from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
 from modelport.auth.identity import AuthError, full_scope_required
 from modelport.errors import ApiError
-from modelport.extensions import client_address, limiter
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, Visibility
 from modelport.serving import csvstream, registry
 from modelport.serving.inference import PredictionFailed, Result, predict_json
+from modelport.serving.limits import anonymous_limit, user_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
 from modelport.serving.schema import InputError
 
@@ -58,35 +58,6 @@ def csv_200(schema: type) -> dict:
 
 
 # ---- access -----------------------------------------------------------------------------
-
-
-def _signed_in() -> bool:
-    return bool(current_user.is_authenticated)
-
-
-def _anonymous() -> bool:
-    return not current_user.is_authenticated
-
-
-def _caller_key() -> str:
-    return f"user:{current_user.id}"
-
-
-def _limit(name: str):  # noqa: ANN202
-    return lambda: current_app.config["MODELPORT"][name]
-
-
-# Public models take anonymous calls, limited per address; signed-in users and tokens have
-# their own, larger budget. Every predict route shares the two counters.
-anonymous_limit = limiter.shared_limit(
-    _limit("PREDICT_LIMIT_ANONYMOUS"),
-    scope="predict-anonymous",
-    key_func=client_address,
-    exempt_when=_signed_in,
-)
-user_limit = limiter.shared_limit(
-    _limit("PREDICT_LIMIT_USER"), scope="predict-user", key_func=_caller_key, exempt_when=_anonymous
-)
 
 
 def may_use(served: Served) -> bool:

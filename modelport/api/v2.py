@@ -22,7 +22,6 @@ from flask import Blueprint, Response, abort, current_app, g, request
 from flask_login import current_user
 from sqlalchemy import select
 
-from modelport.api.models import anonymous_limit, user_limit
 from modelport.api.tensors import (
     HEADER_LENGTH,
     InferRequest,
@@ -39,6 +38,7 @@ from modelport.models.registry import ModelVersion, RegisteredModel, VersionStat
 from modelport.models.tokens import Scope
 from modelport.ops import health
 from modelport.serving.inference import PredictionFailed, predict_json
+from modelport.serving.limits import anonymous_limit, user_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
 from modelport.serving.schema import InputError, InputSchema
 

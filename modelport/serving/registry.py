@@ -63,8 +63,13 @@ def create_model(
     task: str = Task.CLASSIFICATION.value,
     visibility: str = Visibility.PUBLIC.value,
     owner: User | None = None,
+    commit: bool = True,
 ) -> RegisteredModel:
-    """Register a new, empty model under a unique URL-safe name."""
+    """Register a new, empty model under a unique URL-safe name.
+
+    ``commit=False`` leaves it to the caller's commit, so that a model created together with
+    its first version (``modelport register``) is not left behind when the version is refused.
+    """
     if not NAME_PATTERN.match(name or ""):
         raise RegistryError(
             422,
@@ -87,7 +92,10 @@ def create_model(
         owner_id=owner.id if owner else None,
     )
     db.session.add(model)
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     return model
 
 
@@ -369,6 +377,13 @@ def served_version(model: RegisteredModel) -> ModelVersion | None:
             return row.version
     ready = [v for v in model.versions if v.status == VersionStatus.READY.value]
     return ready[-1] if ready else None
+
+
+def may_see(model: RegisteredModel, user: User | None) -> bool:
+    """Whether ``user`` may see ``model``: public ones, private ones when signed in."""
+    if model.visibility == Visibility.PUBLIC.value:
+        return True
+    return user is not None and bool(user.is_authenticated)
 
 
 def visible_models(user: User | None) -> list[RegisteredModel]:

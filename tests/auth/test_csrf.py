@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.auth.conftest import (
     text,
     user_row,
 )
-from tests.conftest import PASSWORD, csrf_token, login, make_user
+from tests.conftest import IRIS_ROW, PASSWORD, csrf_token, login, make_user, register_demo
 
 CSRF_MESSAGE = "CSRF check failed"
 # Columns a GET may update as bookkeeping (throttled to once a minute), not user state.
@@ -49,6 +50,12 @@ class Case:
     path: str
     data: dict[str, str]
     token_page: str = "/"
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # field: (bytes, name)
+
+    def form(self) -> dict[str, Any]:
+        """The fields with fresh file objects (a posted file is read to its end)."""
+        uploads = {k: (io.BytesIO(body), name) for k, (body, name) in self.files.items()}
+        return {**self.data, **uploads}
 
 
 def _signed_in(app: Flask, email: str = "ann@example.com", **kwargs: Any) -> FlaskClient:
@@ -151,6 +158,49 @@ def case_language(app: Flask, mailbox: Any) -> Case:
     return Case(_anonymous(app), "/language", {"lang": "ko", "next": "/"})
 
 
+# The serving pages: the iris demo model is registered (version 1, alias champion).
+IRIS_FIELDS = {f"feature:{name}": str(value) for name, value in IRIS_ROW.items()}
+IRIS_CSV = b"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"
+
+
+def case_predict_form(app: Flask, mailbox: Any) -> Case:
+    return Case(_anonymous(app), "/models/iris", IRIS_FIELDS, "/models/iris")
+
+
+def case_predict_batch(app: Flask, mailbox: Any) -> Case:
+    files = {"file": (IRIS_CSV, "rows.csv")}
+    return Case(_anonymous(app), "/models/iris/batch", {}, "/models/iris/batch", files)
+
+
+def case_model_new(app: Flask, mailbox: Any) -> Case:
+    data = {"name": "flowers", "task": "classification", "visibility": "public"}
+    return Case(_admin(app), "/admin/models/new", data, "/admin/models/new")
+
+
+def case_model_upload(app: Flask, mailbox: Any) -> Case:
+    # The files of the registered iris version, read back from the artifact store.
+    from modelport.serving import registry
+
+    with app.app_context():
+        version = registry.get_model("iris").versions[0]
+        store = registry.artifact_store()
+        files = {
+            "artifact": (store.path(version.artifact_sha256).read_bytes(), "iris.skops"),
+            "sample": (store.path(version.sample_sha256).read_bytes(), "sample.csv"),
+        }
+    path = "/admin/models/iris/upload"
+    return Case(_admin(app), path, {}, path, files)
+
+
+def case_model_alias(app: Flask, mailbox: Any) -> Case:
+    data = {"alias": "challenger", "version": "1"}
+    return Case(_admin(app), "/admin/models/iris/aliases", data, "/admin/models")
+
+
+def case_model_archive(app: Flask, mailbox: Any) -> Case:
+    return Case(_admin(app), "/admin/models/iris/versions/1/archive", {}, "/admin/models")
+
+
 CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "signup": case_signup,
     "login": case_login,
@@ -167,7 +217,15 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "admin-disable": case_admin_disable,
     "admin-enable": case_admin_enable,
     "language": case_language,
+    "predict-form": case_predict_form,
+    "predict-batch": case_predict_batch,
+    "model-new": case_model_new,
+    "model-upload": case_model_upload,
+    "model-alias": case_model_alias,
+    "model-archive": case_model_archive,
 }
+# Cases that need the demo models: trained once per test process, registered per test.
+WITH_MODELS = {"predict-form", "predict-batch", "model-upload", "model-alias", "model-archive"}
 
 
 def _state(app: Flask, case: Case, mailbox: Any) -> tuple:
@@ -178,8 +236,10 @@ def _state(app: Flask, case: Case, mailbox: Any) -> tuple:
 
 @pytest.mark.db
 @pytest.mark.parametrize("name", list(CASES))
-def test_form_posts_need_a_valid_csrf_token(app, mailbox, name):
+def test_form_posts_need_a_valid_csrf_token(app, mailbox, request, name):
     make_user(app)
+    if name in WITH_MODELS:
+        register_demo(app, request.getfixturevalue("demo_models"), "iris")
     case = CASES[name](app, mailbox)
     valid = csrf_token(case.client, case.token_page)
     wrong = csrf_token(app.test_client(), "/auth/login")  # well-formed, another session's
@@ -187,7 +247,7 @@ def test_form_posts_need_a_valid_csrf_token(app, mailbox, name):
     before = _state(app, case, mailbox)
 
     for token in (None, wrong, "not-a-token"):
-        data = dict(case.data)
+        data = case.form()
         if token is not None:
             data["csrf_token"] = token
         response = case.client.post(case.path, data=data)
@@ -195,7 +255,7 @@ def test_form_posts_need_a_valid_csrf_token(app, mailbox, name):
         assert CSRF_MESSAGE in text(response)
         assert _state(app, case, mailbox) == before
 
-    response = case.client.post(case.path, data={**case.data, "csrf_token": valid})
+    response = case.client.post(case.path, data={**case.form(), "csrf_token": valid})
     assert response.status_code in (200, 302), text(response)
     assert CSRF_MESSAGE not in text(response)
     assert _state(app, case, mailbox) != before
@@ -224,6 +284,12 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "admin.disable",
         "admin.enable",
         "pages.set_language",
+        "serving.model_page",
+        "serving.batch",
+        "serving.admin_new_model",
+        "serving.admin_upload",
+        "serving.admin_alias",
+        "serving.admin_archive",
     }
     assert len(CASES) == len(posting)
 
@@ -241,6 +307,8 @@ ACTIONS = [
     "/admin/users/1/disable",
     "/admin/users/1/enable",
     "/language",
+    "/admin/models/iris/aliases",
+    "/admin/models/iris/versions/1/archive",
 ]
 
 
@@ -268,6 +336,10 @@ FORM_PAGES = {
     "auth.reset_request",
     "auth.reset_password",
     "account.tokens",
+    "serving.model_page",
+    "serving.batch",
+    "serving.admin_new_model",
+    "serving.admin_upload",
 }
 # GET links from e-mails that change state by design: only with a valid, signed,
 # single-use token that was sent to the mailbox (an e-mail client follows links with GET).
