@@ -68,3 +68,50 @@ def test_model_form_predicts_in_the_browser(page: Any, console_errors: list[str]
     expect(page.locator("#result .predicted")).to_have_text("setosa")
     expect(page.locator("#result meter")).to_have_count(3)
     assert not console_errors, console_errors
+
+
+def test_signed_in_member_predicts_uploads_and_finds_both_in_history(
+    page: Any, console_errors: list[str], tmp_path: Path
+) -> None:
+    """The acceptance journey: sign in, predict from the form, see the result, upload a CSV
+    and download the predictions, then find both requests in the history."""
+    import secrets
+
+    from playwright.sync_api import expect
+
+    from tests.e2e.conftest import sign_in, sign_up
+
+    email = f"predict-{secrets.token_hex(4)}@example.com"
+    sign_up(page, email)
+    page.goto("/")
+    sign_in(page, email, remember=False)
+
+    page.goto("/models")
+    page.locator('a[href="/models/iris"]').first.click()
+    page.wait_for_url("**/models/iris")
+    page.fill("#feature-0", "6.7")
+    page.fill("#feature-1", "3.0")
+    page.fill("#feature-2", "5.2")
+    page.fill("#feature-3", "2.3")
+    page.locator('form[action="/models/iris#result"] button[type=submit]').click()
+    expect(page.locator("#result .predicted")).to_have_text("virginica")
+
+    page.goto("/models/iris/batch")
+    rows = [[f"r{i}", 5.1, 3.5, 1.4, 0.2] for i in range(20)]
+    page.set_input_files("#file", str(_csv(tmp_path / "mine.csv", rows)))
+    with page.expect_download() as download_info:
+        page.locator("#batch-form button[type=submit]").click()
+    answer = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+    assert [row["prediction"] for row in answer] == ["setosa"] * 20
+
+    page.goto("/predictions")
+    table = page.locator("main table")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    first, second = table.locator("tbody tr").nth(0), table.locator("tbody tr").nth(1)
+    # Newest first: the CSV upload (20 rows), then the form (1 row).
+    expect(first).to_contain_text("iris")
+    expect(first.locator("td").nth(5)).to_have_text("20")
+    expect(second.locator("td").nth(5)).to_have_text("1")
+    second.locator("a").click()
+    expect(page.locator("main")).to_contain_text("virginica")
+    assert not console_errors, console_errors
