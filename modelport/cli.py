@@ -132,6 +132,11 @@ def register(
 
     from modelport.serving import registry
 
+    if not artifact.startswith(("models:/", "runs:/")) and not Path(artifact).exists():
+        _fail(
+            f"{artifact} does not exist (give a skops/ONNX file, an MLflow model folder or a "
+            "models:/ URI)."
+        )
     try:
         parsed = json.loads(metrics) if metrics else None
     except json.JSONDecodeError as exc:
@@ -143,8 +148,14 @@ def register(
         if model is None:
             if task is None:
                 _fail(f"{name} is a new model: give --task classification or regression.")
+            # Committed together with its first version, so a refused file leaves no model.
             model = registry.create_model(
-                name, title=title, description=description, task=task, visibility=visibility
+                name,
+                title=title,
+                description=description,
+                task=task,
+                visibility=visibility,
+                commit=False,
             )
         mlflow_model = artifact.startswith(("models:/", "runs:/")) or (
             Path(artifact).is_dir() and (Path(artifact) / "MLmodel").exists()

@@ -159,6 +159,8 @@ def _message(error: HTTPException) -> str:
             method=request.method,
             allowed=", ".join(allowed) or "-",
         )
+    if status == 413 and isinstance(error, ApiError):
+        return str(error.description)  # our own words: which limit the body passed
     if status in (413, 500):
         # Never echo what went wrong inside: the message is fixed.
         return _default_message(status) or ""

@@ -169,7 +169,10 @@ PREDICT_REQUEST = {
                 }
             },
         },
-        "text/csv": {"schema": {"type": "string"}},
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n",
+        },
     },
 }
 

@@ -403,14 +403,14 @@ def _wants_csv() -> bool:
     )
 
 
-def _json_response(result: Result, alias: str | None) -> Response:
+def _json_response(result: Result) -> Response:
     served = result.served
     body = {
         "request_id": g.request_id,
         "model": {
             "name": served.name,
             "version": served.version,
-            "alias": alias,
+            "alias": served.alias,
             "runtime": served.runtime.name,
         },
         "predictions": result.predictions,
@@ -541,7 +541,7 @@ def _predict(name: str, version: int | None = None, alias: str | None = None) ->
         raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
     if _wants_csv():
         return _csv_response(result)
-    return _json_response(result, alias)
+    return _json_response(result)
 
 
 _PREDICT_DOC = {

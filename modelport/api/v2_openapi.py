@@ -225,8 +225,10 @@ def document_v2(spec: APISpec) -> None:
     }
     infer_body = {"required": True, "content": _json("V2InferenceRequest")}
     for prefix in ("/v2/models/<model_name>", "/v2/models/<model_name>/versions/<model_version>"):
-        _path(spec, prefix, {"get": _operation("Model metadata", metadata, 401, 404, 503)})
-        _path(spec, f"{prefix}/ready", {"get": _operation("Model ready", ready, 401, 404, 503)})
+        _path(spec, prefix, {"get": _operation("Model metadata", metadata, 400, 401, 404, 503)})
+        _path(
+            spec, f"{prefix}/ready", {"get": _operation("Model ready", ready, 400, 401, 404, 503)}
+        )
         _path(
             spec,
             f"{prefix}/infer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -28,6 +29,11 @@ class ArtifactStore:
         if not _HEX.match(digest):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / "sha256" / digest[:2] / digest
+
+    def remove(self, sha256: str) -> None:
+        """Delete a stored artifact (a refused upload); absent is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path(sha256).unlink()
 
     def exists(self, sha256: str) -> bool:
         """Whether an artifact with this digest is stored."""

@@ -20,7 +20,7 @@ import pandas as pd
 from modelport.errors import ApiError
 from modelport.models.predictions import Outcome
 from modelport.serving import records
-from modelport.serving.inference import check_finite, input_rows
+from modelport.serving.inference import check_finite, input_rows, model_failure
 from modelport.serving.predictor import Served
 from modelport.serving.schema import InputError, validate_frame
 
@@ -118,9 +118,33 @@ def stream_predictions(
 ) -> Iterator[bytes]:
     """Predict a validated CSV chunk by chunk and yield the CSV answer.
 
-    The record is written as ``incomplete`` before the first byte and completed when the
-    last chunk has been handed to the server; a client that goes away leaves it incomplete.
+    The first chunk is predicted before this returns, so a model that fails on it (a NaN
+    output, say) raises ``inference.PredictionFailed`` while a 422 can still be sent instead of a
+    200 with a cut-off body. The record is written as ``incomplete`` before the first byte
+    and completed when the last chunk has been handed to the server; a client that goes
+    away leaves it incomplete, a model failure further down marks it ``error``.
     """
+    chunks = _predicted_chunks(served, body, source=source, request_id=request_id)
+    try:
+        first = next(chunks)
+    except StopIteration:
+        return iter(())
+    return _resumed(first, chunks)
+
+
+def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    # A generator (not itertools.chain) so that closing the response closes ``rest`` too,
+    # which completes the record even if the client left before the first chunk.
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
+
+
+def _predicted_chunks(
+    served: Served, body: IO[bytes], *, source: str, request_id: str
+) -> Iterator[bytes]:
     started = time.perf_counter()
     record = records.log_prediction(
         model_name=served.name,
@@ -136,13 +160,23 @@ def stream_predictions(
     )
     record_id = record.id if record is not None else None
     done = 0
-    finished = False
+    outcome = Outcome.INCOMPLETE.value
+    error_code = None
     first = True
     try:
         for frame in _chunks(body):
             batch = validate_frame(served.schema, frame, first_row=done)
-            prediction = served.runtime.predict(batch)
-            check_finite(prediction)
+            try:
+                prediction = served.runtime.predict(batch)
+                check_finite(prediction)
+            except Exception as exc:
+                failure = model_failure(exc)
+                if failure is None:
+                    raise
+                outcome, error_code = Outcome.ERROR.value, failure.code
+                for detail in failure.details:
+                    detail["row"] = None if detail["row"] is None else detail["row"] + done
+                raise failure from None
             out = frame.copy()
             added = prediction_columns(served, prediction)
             for name, values in added.items():
@@ -154,15 +188,16 @@ def stream_predictions(
             first = False
             done += len(frame)
             yield buffer.getvalue().encode("utf-8")
-        finished = True
+        outcome = Outcome.OK.value
     finally:
         body.close()
         if record_id is not None:
             records.finish_record(
                 record_id,
-                status=Outcome.OK.value if finished else Outcome.INCOMPLETE.value,
+                status=outcome,
                 rows=done,
                 latency_ms=(time.perf_counter() - started) * 1000,
+                error_code=error_code,
             )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from flask import current_app
 
 from modelport.models.predictions import Outcome
 from modelport.serving import flavors, records
@@ -22,10 +23,33 @@ from modelport.serving.schema import Batch, InputError, validate_inputs
 class PredictionFailed(Exception):
     """The model ran but gave an answer that cannot be sent (for example NaN)."""
 
-    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[dict] | None = None, *, code: str = "non_finite_output"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.code = code  # the record's error_code
+
+
+def model_failure(exc: Exception) -> PredictionFailed | None:
+    """The client-facing failure for an exception raised while a model predicted, or None
+    when the exception is the server's own fault (and should stay a 500)."""
+    if isinstance(exc, PredictionFailed):
+        return exc
+    if isinstance(exc, flavors.OutputError):
+        return PredictionFailed(str(exc))
+    if isinstance(exc, ValueError):
+        # The batch passed the schema but the fitted model refuses it: say, a category an
+        # admin added to the schema that the model's encoder never saw. That is the input's
+        # problem (a 422), not a server error.
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        # Logged with its traceback: a ValueError from our own code would look the same.
+        current_app.logger.warning("model_refused_input", exc_info=exc)
+        return PredictionFailed(
+            f"The model could not predict this input: {reason}", code="model_error"
+        )
+    return None
 
 
 @dataclass
@@ -102,7 +126,10 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
     try:
         prediction = served.runtime.predict(batch)
         check_finite(prediction)
-    except (PredictionFailed, flavors.OutputError) as exc:
+    except Exception as exc:
+        failure = model_failure(exc)
+        if failure is None:
+            raise
         elapsed = (time.perf_counter() - started) * 1000
         records.log_prediction(
             model_name=served.name,
@@ -115,11 +142,9 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
             latency_ms=elapsed,
             request_id=request_id,
             inputs=input_rows(batch, 100),
-            error_code="non_finite_output",
+            error_code=failure.code,
         )
-        if isinstance(exc, PredictionFailed):
-            raise
-        raise PredictionFailed(str(exc)) from None
+        raise failure from None
     rows = format_predictions(served, prediction)
     elapsed = (time.perf_counter() - started) * 1000
     record_id = None
@@ -164,4 +189,4 @@ def predict_json(
     return run(served, batch, source=source, request_id=request_id)
 
 
-__all__ = ["InputError", "PredictionFailed", "Result", "predict_json", "run"]
+__all__ = ["InputError", "PredictionFailed", "Result", "model_failure", "predict_json", "run"]

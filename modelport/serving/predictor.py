@@ -131,6 +131,9 @@ def resolve(name: str, version: int | None = None, alias: str | None = None) -> 
         row = served_version(model)
         if row is None:
             raise ModelNotFound(f"{name} has no version ready to serve.")
+        # Say which alias chose the version, so answers and records show "champion".
+        if any(a.alias == "champion" and a.version_id == row.id for a in model.aliases):
+            alias = "champion"
     if row.status != VersionStatus.READY.value:
         raise ModelNotFound(f"Version {row.number} of {name} is archived.")
     schema = InputSchema.from_dict(row.input_schema)

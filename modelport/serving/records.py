@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app, g
 from flask_login import current_user
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from modelport.extensions import db
 from modelport.models.predictions import Outcome, PredictionRecord
@@ -93,16 +94,30 @@ def log_prediction(
     )
     db.session.add(record)
     if commit:
+        db.session.flush()
+        record_id = record.id
         db.session.commit()
+        # The commit expired the record, so reading record.id would SELECT the whole row back
+        # (inputs and outputs included) on every prediction; its id is already known.
+        set_committed_value(record, "id", record_id)
     return record
 
 
-def finish_record(record_id: int, *, status: str, rows: int, latency_ms: float) -> None:
+def finish_record(
+    record_id: int,
+    *,
+    status: str,
+    rows: int,
+    latency_ms: float,
+    error_code: str | None = None,
+) -> None:
     """Complete a streamed response's record (its rows and whether the client read it all)."""
     db.session.execute(
         update(PredictionRecord)
         .where(PredictionRecord.id == record_id)
-        .values(status=status, row_count=rows, latency_ms=round(latency_ms, 3))
+        .values(
+            status=status, row_count=rows, latency_ms=round(latency_ms, 3), error_code=error_code
+        )
     )
     db.session.commit()
 

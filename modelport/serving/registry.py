@@ -188,6 +188,51 @@ def register_version(
             sha = store.put(handle)
     else:
         sha = store.put(artifact)
+    try:
+        return _register_stored(
+            model,
+            store,
+            sha,
+            filename=filename,
+            sample=sample,
+            created_by=created_by,
+            metrics=metrics,
+            params=params,
+            classes=classes,
+            aliases=aliases,
+            target=target,
+            descriptions=descriptions,
+        )
+    except Exception:
+        db.session.rollback()
+        _discard_unreferenced(store, sha)
+        raise
+
+
+def _discard_unreferenced(store: ArtifactStore, sha: str) -> None:
+    """Remove a refused upload's file unless a registered version uses the same content."""
+    used = db.session.scalar(
+        select(func.count(ModelVersion.id)).where(ModelVersion.artifact_sha256 == sha)
+    )
+    if not used:
+        store.remove(sha)
+
+
+def _register_stored(
+    model: RegisteredModel,
+    store: ArtifactStore,
+    sha: str,
+    *,
+    filename: str,
+    sample: pd.DataFrame | BinaryIO | bytes | Path,
+    created_by: User | None,
+    metrics: dict[str, Any] | None,
+    params: dict[str, Any] | None,
+    classes: list | None,
+    aliases: tuple[str, ...],
+    target: pd.Series | None,
+    descriptions: dict[str, str] | None,
+) -> ModelVersion:
     path = store.path(sha)
     allow_pickle = current_app.config["MODELPORT"]["ALLOW_PICKLE"]
     frame = read_sample(sample)
