@@ -135,6 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RESET_TOKEN_MINUTES", "60", "Lifetime of password-reset and e-mail links.", int),
     Setting("TOKEN_DEFAULT_SCOPE", "predict", "Scope of a new API token when none is given."),
     Setting(
+        "TOKEN_CACHE_SECONDS",
+        "2",
+        "Prediction calls may reuse a token this worker checked this many seconds ago (0: "
+        "check the database every time). Other endpoints always check.",
+        int,
+    ),
+    Setting(
         "LOGIN_LIMIT_ACCOUNT",
         "10 per 15 minutes",
         "Failed sign-ins allowed per account before 429 (any client address).",
@@ -195,6 +202,7 @@ MINIMUMS: dict[str, int] = {
     "UPLOAD_MAX_BYTES": 1024,
     "RECORD_MAX_BYTES": 0,
     "RETENTION_DAYS": 0,
+    "TOKEN_CACHE_SECONDS": 0,
 }
 
 # Rate-limit settings, in Flask-Limiter's notation ("10 per 15 minutes").

@@ -35,7 +35,7 @@ from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, Visibility
 from modelport.serving import csvstream, registry
 from modelport.serving.inference import PredictionFailed, Result, predict_json
-from modelport.serving.limits import anonymous_limit, user_limit
+from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
 from modelport.serving.schema import InputError
 
@@ -551,8 +551,7 @@ _PREDICT_DOC = {
 
 
 @blp.post("/models/<ref>/predict")
-@anonymous_limit
-@user_limit
+@prediction_limit
 @blp.response(
     200,
     PredictResponseSchema,
@@ -568,8 +567,7 @@ def predict(ref: str) -> Response:
 
 
 @blp.post("/models/<name>/versions/<int:number>/predict")
-@anonymous_limit
-@user_limit
+@prediction_limit
 @blp.response(200, PredictResponseSchema, content_type="application/json")
 @blp.errors(404, 406, 413, 415, 422, 503)
 @blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema))

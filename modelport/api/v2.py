@@ -38,7 +38,7 @@ from modelport.models.registry import ModelVersion, RegisteredModel, VersionStat
 from modelport.models.tokens import Scope
 from modelport.ops import health
 from modelport.serving.inference import PredictionFailed, predict_json
-from modelport.serving.limits import anonymous_limit, user_limit
+from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
 from modelport.serving.schema import InputError, InputSchema
 
@@ -376,8 +376,7 @@ def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]
 
 @bp.post("/models/<ref>/infer", endpoint="infer")
 @bp.post("/models/<ref>/versions/<version>/infer", endpoint="version_infer")
-@anonymous_limit
-@user_limit
+@prediction_limit
 def infer(ref: str, version: str | None = None) -> Response:
     """Predict: tensors in, ``label``/``probabilities`` or ``value`` tensors out."""
     served = served_for_caller(ref, version)

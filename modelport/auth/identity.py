@@ -17,7 +17,7 @@ from flask import Flask, abort, current_app, g, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from modelport.auth import accounts, sessions, throttle
+from modelport.auth import accounts, sessions, throttle, token_cache
 from modelport.auth.tokens import authenticate_token
 from modelport.errors import ApiError
 from modelport.extensions import csrf, login_manager
@@ -50,11 +50,19 @@ class AuthError(HTTPException):
         self.error_code = error_code
 
 
-def _bearer(header: str) -> User | None:
-    token = authenticate_token(header[7:].strip())
+def _bearer(header: str) -> Any:
+    plaintext = header[7:].strip()
+    cacheable = request.endpoint in token_cache.CACHED_ENDPOINTS
+    if cacheable and (remembered := token_cache.recall(plaintext)) is not None:
+        g.auth_method = "token"
+        g.api_token, user = remembered
+        return user
+    token = authenticate_token(plaintext)
     if token is None:
         security_event("token_rejected")
         raise AuthError("The API token is invalid, expired or revoked.", "invalid_token")
+    if cacheable:
+        token_cache.remember(plaintext, token)
     g.auth_method = "token"
     g.api_token = token
     return token.user

@@ -48,7 +48,7 @@ from modelport.serving.forms import (
     UploadForm,
 )
 from modelport.serving.inference import PredictionFailed, Result, predict_json
-from modelport.serving.limits import anonymous_limit, user_limit
+from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
 from modelport.serving.schema import Feature, InputError, InputSchema
 
@@ -85,7 +85,7 @@ REGISTRY_FIELDS = {
 
 
 # ---- limits ---------------------------------------------------------------------------------
-# anonymous_limit and user_limit (modelport.serving.limits) are the API's budgets too.
+# prediction_limit (modelport.serving.limits) is the API's budget too.
 
 
 def _setting(name: str) -> Any:
@@ -266,8 +266,7 @@ def catalog() -> str:
 
 
 @bp.route("/models/<name>", methods=["GET", "POST"])
-@anonymous_limit
-@user_limit
+@prediction_limit
 def model_page(name: str) -> tuple[str, int]:
     """A model: description, schema, metrics, versions, examples, and a prediction form."""
     model = _visible_model(name)
@@ -407,8 +406,7 @@ def _batch_problems(schema: InputSchema, details: list[dict]) -> list[dict[str, 
 
 
 @bp.route("/models/<name>/batch", methods=["GET", "POST"])
-@anonymous_limit
-@user_limit
+@prediction_limit
 def batch(name: str) -> Response | tuple[str, int]:
     """Upload a CSV, download it back with prediction columns appended."""
     model = _visible_model(name)

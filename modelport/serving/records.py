@@ -10,8 +10,11 @@ from typing import Any
 from flask import current_app, g
 from flask_login import current_user
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
+from modelport.auth import token_cache
+from modelport.auth.identity import AuthError
 from modelport.extensions import db
 from modelport.models.predictions import Outcome, PredictionRecord
 from modelport.models.types import utcnow
@@ -94,7 +97,16 @@ def log_prediction(
     )
     db.session.add(record)
     if commit:
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:
+            # The caller's token or account was deleted by another worker after this one
+            # last checked it (prediction endpoints remember tokens for a few seconds).
+            db.session.rollback()
+            token_cache.forget_all()
+            raise AuthError(
+                "The API token is invalid, expired or revoked.", "invalid_token"
+            ) from None
         record_id = record.id
         db.session.commit()
         # The commit expired the record, so reading record.id would SELECT the whole row back
