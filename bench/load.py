@@ -84,12 +84,13 @@ def run_load(
     method: str = "GET",
     body: dict | None = None,
     generator: str = "wrk",
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Load ``url`` for ``duration`` seconds over ``connections`` connections."""
     payload = json.dumps(body).encode() if body is not None else None
     if generator == "wrk":
-        return _run_wrk(url, duration, connections, method, payload)
-    return _run_python(url, duration, connections, method, payload)
+        return _run_wrk(url, duration, connections, method, payload, headers or {})
+    return _run_python(url, duration, connections, method, payload, headers or {})
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -126,24 +127,32 @@ def parse_wrk(output: str) -> tuple[int, float, float, float, float, int]:
     )
 
 
-def _lua_script(method: str, payload: bytes | None) -> str:
-    """A wrk script that sets the method and, for a body, the JSON body and its type."""
+def _lua_script(method: str, payload: bytes | None, headers: dict[str, str] | None = None) -> str:
+    """A wrk script that sets the method, extra headers and, for a body, the JSON body and its
+    type."""
     lines = [f'wrk.method = "{method}"']
     if payload is not None:
         # A long bracket string needs no escaping as long as the body has no "]==]".
         lines.append(f"wrk.body = [==[{payload.decode()}]==]")
         lines.append('wrk.headers["Content-Type"] = "application/json"')
+    for name, value in (headers or {}).items():
+        lines.append(f"wrk.headers[ [==[{name}]==] ] = [==[{value}]==]")
     return "\n".join(lines) + "\n"
 
 
 def _run_wrk(
-    url: str, duration: float, connections: int, method: str, payload: bytes | None
+    url: str,
+    duration: float,
+    connections: int,
+    method: str,
+    payload: bytes | None,
+    headers: dict[str, str],
 ) -> LoadResult:
     wrk = wrk_path()
     if wrk is None:
         raise RuntimeError(WRK_MISSING)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_lua_script(method, payload))
+        script.write(_lua_script(method, payload, headers))
     try:
         command = [
             wrk,
@@ -180,11 +189,17 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def _run_python(
-    url: str, duration: float, connections: int, method: str, payload: bytes | None
+    url: str,
+    duration: float,
+    connections: int,
+    method: str,
+    payload: bytes | None,
+    extra_headers: dict[str, str],
 ) -> LoadResult:
     parts = urlsplit(url)
     path = parts.path or "/"
     headers = {"Content-Type": "application/json"} if payload is not None else {}
+    headers |= extra_headers
     latencies: list[list[float]] = [[] for _ in range(connections)]
     errors = [0] * connections
     deadline = time.perf_counter() + duration

@@ -54,13 +54,19 @@ def gunicorn(
     workers: int = 2,
     ready_path: str = "/health",
     startup_timeout: float = 30.0,
+    config: str | None = None,
 ) -> Iterator[str]:
-    """Serve ``app`` (a gunicorn app spec importable from bench/) and yield its base URL."""
+    """Serve ``app`` (a gunicorn app spec importable from bench/) and yield its base URL.
+
+    ``config`` is a gunicorn config (``python:modelport.ops.gunicorn_conf``); the worker
+    count and class, the address and the log settings given here override it.
+    """
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "gunicorn",
+        *(["--config", config] if config else []),
         "--workers",
         str(workers),
         "--worker-class",

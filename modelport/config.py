@@ -59,7 +59,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_POOL_RECYCLE", "1800", "Seconds after which a pooled connection is replaced.", int),
     Setting("DB_POOL_TIMEOUT", "10", "Seconds to wait for a free pooled connection.", int),
     Setting(
-        "DB_POOL_PRE_PING", "true", "Test each connection at checkout (survives DB restarts).", bool
+        "DB_POOL_PRE_PING",
+        "true",
+        "Test each server connection at checkout (survives DB restarts; not used for SQLite).",
+        bool,
     ),
     Setting("SQLITE_BUSY_TIMEOUT_MS", "5000", "How long SQLite waits on a locked database.", int),
     Setting(
@@ -358,7 +361,10 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         )
 
     db_url = settings["DATABASE_URL"] or f"sqlite:///{instance_path / 'modelport.db'}"
-    engine_options: dict[str, Any] = {"pool_pre_ping": settings["DB_POOL_PRE_PING"]}
+    # SQLite has no server to lose a connection to: pinging it costs a query and proves nothing.
+    engine_options: dict[str, Any] = {
+        "pool_pre_ping": settings["DB_POOL_PRE_PING"] and not db_url.startswith("sqlite")
+    }
     if not db_url.startswith("sqlite"):
         engine_options |= {
             "pool_size": settings["DB_POOL_SIZE"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_login import LoginManager
@@ -32,9 +32,23 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+class SiteLimiter(Limiter):
+    """Flask-Limiter, skipping its per-request pass on views that count their own budget.
+
+    The prediction views are marked by ``modelport.serving.limits.prediction_limit``; for
+    them the pass finds nothing to do but still costs a measurable share of a prediction.
+    """
+
+    def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True):  # noqa: ANN202
+        view = current_app.view_functions.get(request.endpoint or "")
+        if getattr(view, "own_rate_limit", False):
+            return None
+        return super()._check_request_limit(callable_name, in_middleware)
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_address)
+limiter = SiteLimiter(key_func=client_address)
 babel = Babel()

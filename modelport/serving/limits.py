@@ -2,14 +2,16 @@
 
 The model page, the JSON API and the inference protocol share it: anonymous callers are
 counted per client address (public models only take them), signed-in users and their tokens
-per user. The count goes straight to Flask-Limiter's storage (memory, or Redis when
-``MODELPORT_REDIS_URL`` is set) with one hit per request: the route decorators of
-Flask-Limiter cost several times more per call, which a prediction endpoint notices.
+per user. One hit per request, counted where Flask-Limiter keeps its counts: in Redis when
+``MODELPORT_REDIS_URL`` is set (one budget for all workers), else in this worker's memory
+(``ProcessWindows``). The route decorators of Flask-Limiter cost several times more per
+call, which a prediction endpoint notices.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from functools import cache, wraps
@@ -19,16 +21,68 @@ from flask import current_app, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
 
 from modelport.errors import ApiError
 from modelport.extensions import client_address, limiter
 
 SCOPE = "predict"
+# Past this many windows in one process, expired ones are dropped (anonymous callers are
+# counted per address, so the keys are not bounded otherwise).
+_MAX_WINDOWS = 10_000
 
 
 @cache
 def _item(value: str) -> RateLimitItem:
     return parse(value)
+
+
+class ProcessWindows:
+    """Fixed windows counted in this process: what limits' memory storage keeps, without its
+    expiry thread.
+
+    ``limits.storage.MemoryStorage`` starts a ``threading.Timer`` on a hit whenever the last
+    one has fired (10 ms later), and ``Thread.start()`` waits until the new thread has run:
+    about 0.5 ms of wall time per prediction at one connection, measured. A window starts at
+    its first hit, as in ``limits``; memory counts are per worker process either way.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, list[float]] = {}  # key → [end (time.time()), hits]
+        self._prune_at = _MAX_WINDOWS
+
+    def hit(self, item: RateLimitItem, key: str) -> float | None:
+        """Count one hit: None if allowed, else the seconds until the window ends."""
+        now = time.time()
+        name = item.key_for(SCOPE, key)
+        with self._lock:
+            window = self._windows.get(name)
+            if window is None or window[0] <= now:
+                if len(self._windows) >= self._prune_at:
+                    self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+                    # Many live windows (a flood of addresses): scan again only once the
+                    # table has doubled, so a hit never costs a scan on average.
+                    self._prune_at = max(_MAX_WINDOWS, 2 * len(self._windows))
+                window = self._windows[name] = [now + item.get_expiry(), 0]
+            if window[1] >= item.amount:
+                return window[0] - now
+            window[1] += 1
+            return None
+
+
+def _refusal(item: RateLimitItem, key: str) -> float | None:
+    """Count the hit where the limiter keeps its counts; seconds to wait if refused."""
+    if isinstance(limiter.storage, MemoryStorage):
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        windows = app.extensions.get("modelport_prediction_windows")
+        if windows is None:
+            windows = app.extensions.setdefault("modelport_prediction_windows", ProcessWindows())
+        return windows.hit(item, key)
+    strategy = limiter.limiter  # Redis: one count for all workers
+    if strategy.hit(item, SCOPE, key):
+        return None
+    return strategy.get_window_stats(item, SCOPE, key).reset_time - time.time()
 
 
 def check_prediction_budget() -> None:
@@ -38,16 +92,15 @@ def check_prediction_budget() -> None:
         item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{current_user.id}"
     else:
         item, key = _item(settings["PREDICT_LIMIT_ANONYMOUS"]), f"address:{client_address()}"
-    strategy = limiter.limiter
-    if strategy.hit(item, SCOPE, key):
+    wait = _refusal(item, key)
+    if wait is None:
         return
-    reset = strategy.get_window_stats(item, SCOPE, key).reset_time
     error = ApiError(
         429,
         "rate_limited",
         _("Too many requests: %(limit)s. Try again later.", limit=str(item)),
     )
-    error.retry_after = max(1, math.ceil(reset - time.time()))
+    error.retry_after = max(1, math.ceil(wait))
     raise error
 
 
@@ -61,4 +114,5 @@ def prediction_limit(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     # Flask-Limiter's own per-request pass has nothing to add here: this is the budget.
+    wrapped.own_rate_limit = True  # type: ignore[attr-defined]  (read by SiteLimiter)
     return limiter.exempt(wrapped)

@@ -1,0 +1,609 @@
+"""Modelport's predict endpoint against bare Flask and a hand-written predict endpoint.
+
+One command, one run, the same gunicorn settings for every server (the product's
+``modelport/ops/gunicorn_conf.py`` with 2 sync workers, access log off), loopback, wrk:
+
+1. bare Flask hello-world (bench/serving_apps.py), the ceiling of Flask + gunicorn here;
+2. a minimal hand-written Flask predict endpoint (JSON → numpy → predict_proba → JSON, native
+   scikit-learn, no validation), for the iris logistic regression and a 100-tree random forest;
+3. Modelport's ``POST /api/v1/models/<name>/predict`` with an API token, for the same two
+   models: recording off (SQLite), recording on (SQLite), recording on (PostgreSQL).
+
+Each endpoint is measured at 16 connections (req/s, p50, p99, and the server's CPU time per
+request from /proc) and at one connection (p50: the latency of one request). Endpoints take
+turns within each round; the median of the rounds is shown, with ratios to hello-world from
+the same run, then the acceptance checks of issue 3 as PASS/FAIL lines (informational: the
+exit status is non-zero only when requests failed). docs/benchmarks.md ("Serving") explains it.
+
+    .venv/bin/python bench/serving.py [--quick] [--duration 5] [--single-duration 3]
+        [--runs 3] [--warmup 2] [--connections 16] [--postgres URL | --no-postgres]
+        [--generator auto|wrk|python]
+
+The models are trained here from scikit-learn's bundled iris data and registered through the
+registry service into fresh databases in a temporary folder: a SQLite file, and a new
+database ``modelport_bench_<random>`` on the PostgreSQL server of ``--postgres``, else
+$MODELPORT_BENCH_POSTGRES_URL, else $MODELPORT_TEST_POSTGRES_URL, else
+postgresql+psycopg://postgres@127.0.0.1:5432/test (dropped at the end; PostgreSQL is skipped
+with a message when it cannot be reached or the role may not create databases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+sys.path.insert(0, str(BENCH_DIR))
+
+from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
+from server import gunicorn  # noqa: E402
+from serving_apps import ARTIFACTS_VARIABLE  # noqa: E402
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+GUNICORN_CONFIG = "python:modelport.ops.gunicorn_conf"
+WORKERS = 2
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+BODY = {"inputs": IRIS_ROW}
+# name in the registry → what it is
+MODELS = {
+    "iris": "iris, logistic regression",
+    "iris-forest": "iris, random forest of 100 trees",
+}
+BENCH_EMAIL = "bench@example.com"
+# Far above what two workers can serve: the per-user budget must not cut the run short.
+USER_LIMIT = "100000000 per minute"
+ACCEPTANCE = {
+    "off": 0.60,  # recording off, vs hello-world
+    "postgres": 0.35,  # durable recording on PostgreSQL, vs hello-world
+    "single_ms": 2.0,  # random forest p50 at one connection, SQLite, recording on
+}
+
+
+@dataclass
+class Endpoint:
+    """One row of the table: a server and the request sent to it."""
+
+    key: str
+    label: str
+    server: str
+    path: str
+    method: str = "POST"
+    body: dict | None = None
+    modelport: bool = False
+    record: bool = False
+    runs: list[LoadResult] = field(default_factory=list)
+    single: list[LoadResult] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # server CPU per request, 16 connections
+    runtime: str = ""
+
+    def median(self, field_name: str, runs: list[LoadResult] | None = None) -> float:
+        return statistics.median(getattr(run, field_name) for run in (runs or self.runs))
+
+    @property
+    def errors(self) -> int:
+        return sum(run.errors for run in self.runs + self.single)
+
+
+# ---- models and databases -------------------------------------------------------------------
+
+
+def train_models(folder: Path) -> tuple[dict[str, Path], Any]:
+    """Fit the two iris models, write them as skops files; return the paths and the features."""
+    import skops.io
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.serving.demo import demo_dataset
+
+    features, target = demo_dataset("iris")
+    estimators = {
+        "iris": LogisticRegression(max_iter=1000),
+        "iris-forest": RandomForestClassifier(n_estimators=100, random_state=0),
+    }
+    paths = {}
+    for name, estimator in estimators.items():
+        estimator.fit(features, target)
+        path = folder / f"{name}.skops"
+        path.write_bytes(skops.io.dumps(estimator, compression=zipfile.ZIP_DEFLATED))
+        paths[name] = path
+    return paths, features
+
+
+def modelport_env(url: str, workdir: Path, *, record: bool, secret: str) -> dict[str, str]:
+    """The MODELPORT_* settings of one Modelport server (and of its set-up)."""
+    return {
+        "MODELPORT_ENV": "production",
+        "MODELPORT_SECRET_KEY": secret,
+        "MODELPORT_BASE_URL": "https://modelport.invalid",
+        "MODELPORT_DATABASE_URL": url,
+        "MODELPORT_INSTANCE_PATH": str(workdir / "instance"),
+        "MODELPORT_ARTIFACTS_DIR": str(workdir / "artifacts"),
+        "MODELPORT_RECORD_PREDICTIONS": "true" if record else "false",
+        "MODELPORT_PREDICT_LIMIT_USER": USER_LIMIT,
+        "MODELPORT_ACCESS_LOG": "false",
+        "MODELPORT_WORKERS": str(WORKERS),
+    }
+
+
+def clean_environ() -> None:
+    """Forget MODELPORT_* settings of the calling shell: every server gets only ours."""
+    from modelport.config import SETTINGS
+
+    for setting in SETTINGS:
+        os.environ.pop(f"MODELPORT_{setting.name}", None)
+
+
+def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: Any) -> str:
+    """Migrate a fresh database, register both models (alias champion), create a user with a
+    predict token; return the token."""
+    from flask_migrate import upgrade
+
+    from modelport import create_app
+    from modelport.auth import accounts
+    from modelport.auth.tokens import create_token
+    from modelport.extensions import db
+    from modelport.models import Role
+    from modelport.serving import registry
+
+    overrides = {key.removeprefix("MODELPORT_"): value for key, value in env.items()}
+    # Quiet set-up: the security log would print the token's creation in the middle of the run.
+    app = create_app({**overrides, "LOG_LEVEL": "WARNING"})
+    with app.app_context():
+        upgrade()
+        for name, path in artifacts.items():
+            model = registry.create_model(
+                name, title=MODELS[name], description=MODELS[name], task="classification"
+            )
+            registry.register_version(
+                model, path, filename=path.name, sample=features, aliases=("champion",)
+            )
+        user = accounts.create_user(BENCH_EMAIL, "Bench", secrets.token_urlsafe(24), role=Role.USER)
+        _token, plaintext = create_token(user, "bench", scopes=["predict"])
+        db.session.remove()
+        db.engine.dispose()
+    return plaintext
+
+
+def postgres_server_url(args: argparse.Namespace) -> str:
+    """The PostgreSQL server to create the benchmark's database on."""
+    return (
+        args.postgres
+        or os.environ.get("MODELPORT_BENCH_POSTGRES_URL")
+        or os.environ.get("MODELPORT_TEST_POSTGRES_URL")
+        or DEFAULT_POSTGRES_URL
+    )
+
+
+def create_postgres_database(server_url: str) -> tuple[str, str, Callable[[], None]]:
+    """A new, empty database on the server: its URL, the server version, and a drop function."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"modelport_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            version = connection.execute(text("SHOW server_version")).scalar_one()
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+
+    def drop() -> None:
+        engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return url, version, drop
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+
+def server_cpu_seconds(base_url: str) -> float | None:
+    """User + system CPU seconds used so far by the gunicorn serving ``base_url`` (master and
+    workers, whose command lines all name the address), or None where /proc is missing."""
+    bind = base_url.removeprefix("http://")
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # NUL-terminated: port 8000 must not match 80001, nor wrk's http://…:8000/path.
+            if bind.encode() + b"\0" not in (entry / "cmdline").read_bytes():
+                continue
+            # Fields after the command name in parentheses: utime and stime are 12th and 13th.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while being read
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def request_json(
+    url: str, method: str, body: dict | None, headers: dict[str, str]
+) -> tuple[int, dict]:
+    """One request (urllib), its status and JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
+        url, data=data, method=method, headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def check_endpoint(endpoint: Endpoint, base: str, headers: dict[str, str]) -> None:
+    """One request before any load: an endpoint that fails must not be timed."""
+    status, answer = request_json(base + endpoint.path, endpoint.method, endpoint.body, headers)
+    if status != 200:
+        raise RuntimeError(f"{endpoint.label} answered {status}: {answer}")
+    if endpoint.modelport:
+        endpoint.runtime = answer["model"]["runtime"]
+        recorded = answer.get("record_id") is not None
+        if recorded != endpoint.record:
+            raise RuntimeError(f"{endpoint.label}: record_id is {answer.get('record_id')!r}")
+    elif endpoint.server == "minimal":
+        endpoint.runtime = "sklearn"
+
+
+def build_endpoints(postgres: bool) -> list[Endpoint]:
+    """The table's rows, in order."""
+    rows = [Endpoint("hello", "Flask hello-world", "hello", "/hello", method="GET")]
+    for name in MODELS:
+        short = "LR" if name == "iris" else "RF"
+        rows.append(
+            Endpoint(
+                f"minimal-{name}",
+                f"{short}: minimal Flask predict",
+                "minimal",
+                f"/predict/{name}",
+                body=BODY,
+            )
+        )
+        setups = [
+            ("off", "recording off (SQLite)", False),
+            ("sqlite", "recording on, SQLite", True),
+        ]
+        if postgres:
+            setups.append(("postgres", "recording on, PostgreSQL", True))
+        for server, words, record in setups:
+            rows.append(
+                Endpoint(
+                    f"{server}-{name}",
+                    f"{short}: Modelport, {words}",
+                    server,
+                    f"/api/v1/models/{name}/predict",
+                    body=BODY,
+                    modelport=True,
+                    record=record,
+                )
+            )
+    return rows
+
+
+def measure(
+    endpoints: list[Endpoint],
+    bases: dict[str, str],
+    headers: Callable[[Endpoint], dict[str, str]],
+    args: argparse.Namespace,
+    generator: str,
+) -> None:
+    """Warm every endpoint up, then measure each in turn, ``args.runs`` rounds."""
+
+    def load(endpoint: Endpoint, duration: float, connections: int) -> LoadResult:
+        return run_load(
+            bases[endpoint.server] + endpoint.path,
+            duration=duration,
+            connections=connections,
+            method=endpoint.method,
+            body=endpoint.body,
+            generator=generator,
+            headers=headers(endpoint) if endpoint.modelport else None,
+        )
+
+    for endpoint in endpoints:
+        load(endpoint, args.warmup, args.connections)
+    for round_number in range(1, args.runs + 1):
+        for endpoint in endpoints:
+            # CPU per request is what req/s hides on a machine that does other work too: a
+            # process preempted by something else uses no CPU while it waits.
+            cpu_before = server_cpu_seconds(bases[endpoint.server])
+            many = load(endpoint, args.duration, args.connections)
+            cpu_after = server_cpu_seconds(bases[endpoint.server])
+            if cpu_before is not None and cpu_after is not None and many.requests:
+                endpoint.cpu_ms.append((cpu_after - cpu_before) / many.requests * 1000)
+            one = load(endpoint, args.single_duration, 1)
+            endpoint.runs.append(many)
+            endpoint.single.append(one)
+            print(
+                f"  round {round_number}  {endpoint.label:<42} {many.requests_per_second:7.0f} "
+                f"req/s  p50 {many.p50_ms:5.1f} ms  p99 {many.p99_ms:5.1f} ms  "
+                f"1 conn p50 {one.p50_ms:5.2f} ms"
+                + (f"  ERRORS {many.errors + one.errors}" if many.errors + one.errors else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def table(endpoints: list[Endpoint]) -> str:
+    """The results as Markdown, ratios against hello-world of the same run."""
+    hello = endpoints[0].median("requests_per_second")
+    lines = [
+        "| endpoint | runtime | req/s (median) | req/s range | p50 ms | p99 ms | × hello-world "
+        "| p50 ms, 1 connection | server CPU ms/request | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for endpoint in endpoints:
+        rate = endpoint.median("requests_per_second")
+        rates = [run.requests_per_second for run in endpoint.runs]
+        lines.append(
+            f"| {endpoint.label} | {endpoint.runtime or '–'} | {rate:,.0f} "
+            f"| {min(rates):,.0f}–{max(rates):,.0f} | {endpoint.median('p50_ms'):.1f} "
+            f"| {endpoint.median('p99_ms'):.1f} | {rate / hello:.2f}× "
+            f"| {endpoint.median('p50_ms', endpoint.single):.2f} "
+            f"| {f'{statistics.median(endpoint.cpu_ms):.2f}' if endpoint.cpu_ms else '–'} "
+            f"| {endpoint.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def acceptance(endpoints: list[Endpoint]) -> list[str]:
+    """Issue 3's acceptance checks as PASS/FAIL lines (SKIP when a row was not measured)."""
+    by_key = {endpoint.key: endpoint for endpoint in endpoints}
+    hello = by_key["hello"].median("requests_per_second")
+
+    def ratio_line(key: str, minimum: float, words: str) -> str:
+        endpoint = by_key.get(key)
+        if endpoint is None:
+            return f"SKIP  {words} ≥ {minimum:.2f}× hello-world: not measured"
+        ratio = endpoint.median("requests_per_second") / hello
+        verdict = "PASS" if ratio >= minimum else "FAIL"
+        return f"{verdict}  {words} ≥ {minimum:.2f}× hello-world: {ratio:.2f}×"
+
+    lines = [
+        ratio_line("off-iris", ACCEPTANCE["off"], "LR predict, recording off,"),
+        ratio_line(
+            "postgres-iris", ACCEPTANCE["postgres"], "LR predict, durable recording on PostgreSQL,"
+        ),
+    ]
+    forest = by_key["sqlite-iris-forest"]
+    p50 = forest.median("p50_ms", forest.single)
+    verdict = "PASS" if p50 <= ACCEPTANCE["single_ms"] else "FAIL"
+    lines.append(
+        f"{verdict}  RF p50 at 1 connection (SQLite, recording on) ≤ "
+        f"{ACCEPTANCE['single_ms']:g} ms: {p50:.2f} ms (runtime {forest.runtime})"
+    )
+    return lines
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def load_average() -> str:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
+
+
+def machine(postgres: str | None, load: str) -> list[str]:
+    """Lines describing the machine and software the numbers came from."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    libraries = ", ".join(
+        f"{name} {_version(name)}"
+        for name in (
+            "flask",
+            "gunicorn",
+            "scikit-learn",
+            "onnxruntime",
+            "skl2onnx",
+            "sqlalchemy",
+            "psycopg",
+            "flask-limiter",
+            "flask-smorest",
+        )
+    )
+    lines = [
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; 1-minute load average "
+        f"{load} before the run",
+        f"- CPU: {cpu}; nproc {os.cpu_count()} (shared by the servers, the databases and wrk)",
+        f"- OS: {platform.system()} {platform.release()}; Python {platform.python_version()}",
+        f"- {libraries}",
+        f"- SQLite {sqlite3.sqlite_version}"
+        + (f"; PostgreSQL {postgres} on the same machine over TCP 127.0.0.1" if postgres else ""),
+    ]
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs: a smoke test, ~1 min")
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measurement (5)")
+    parser.add_argument(
+        "--single-duration", type=int, default=None, help="seconds at one connection (3)"
+    )
+    parser.add_argument("--runs", type=int, default=None, help="rounds; medians shown (3)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up seconds (2)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    parser.add_argument("--postgres", default=None, help="PostgreSQL server URL (SQLAlchemy)")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
+    parser.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
+    args = parser.parse_args(argv)
+    defaults = (
+        {"duration": 2, "single_duration": 1, "runs": 1, "warmup": 1}
+        if args.quick
+        else {"duration": 5, "single_duration": 3, "runs": 3, "warmup": 2}
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if min(args.duration, args.single_duration, args.warmup, args.runs, args.connections) < 1:
+        parser.error("durations, --runs and --connections must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every gunicorn is stopped and the database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        generator = choose_generator(args.generator)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 2
+    generator_label = (
+        f"{wrk_version()}, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` and "
+        f"`-c1 -d{args.single_duration}s`"
+        if generator == "wrk"
+        else f"Python threads with keep-alive connections ({args.connections}), not wrk"
+    )
+    started = time.monotonic()
+    load_before = load_average()
+    clean_environ()
+    secret = secrets.token_urlsafe(48)
+    notes: list[str] = []
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-serving-")))
+        print("training the models and preparing the databases", file=sys.stderr, flush=True)
+        artifacts, features = train_models(workdir)
+        sqlite_url = f"sqlite:///{workdir / 'bench.db'}"
+        envs = {
+            "off": modelport_env(sqlite_url, workdir, record=False, secret=secret),
+            "sqlite": modelport_env(sqlite_url, workdir, record=True, secret=secret),
+        }
+        token = prepare_database(envs["sqlite"], artifacts, features)
+        pg_version = None
+        if args.no_postgres:
+            notes.append("PostgreSQL rows skipped (--no-postgres)")
+        else:
+            server_url = postgres_server_url(args)
+            try:
+                pg_url, pg_version, drop = create_postgres_database(server_url)
+            except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+                from sqlalchemy import make_url
+
+                reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+                notes.append(
+                    f"PostgreSQL rows skipped: cannot create a database on "
+                    f"{make_url(server_url)}: {reason}"
+                )
+                print(notes[-1], file=sys.stderr)
+            else:
+                stack.callback(drop)
+                envs["postgres"] = modelport_env(pg_url, workdir, record=True, secret=secret)
+                pg_token = prepare_database(envs["postgres"], artifacts, features)
+        endpoints = build_endpoints("postgres" in envs)
+
+        print(f"starting the servers ({generator_label})", file=sys.stderr, flush=True)
+        bases = {}
+        apps = {
+            "hello": ("serving_apps:hello_app()", {}, "/health"),
+            "minimal": (
+                "serving_apps:predict_app()",
+                {ARTIFACTS_VARIABLE: ";".join(f"{n}={p}" for n, p in artifacts.items())},
+                "/health",
+            ),
+            **{name: ("modelport:create_app()", env, "/healthz") for name, env in envs.items()},
+        }
+        for name, (spec, env, ready) in apps.items():
+            bases[name] = stack.enter_context(
+                gunicorn(
+                    spec,
+                    env={"MODELPORT_ACCESS_LOG": "false", **env},
+                    log_path=workdir / f"gunicorn-{name}.log",
+                    workers=WORKERS,
+                    ready_path=ready,
+                    config=GUNICORN_CONFIG,
+                    startup_timeout=60,
+                )
+            )
+        # The PostgreSQL database has its own user and token.
+        tokens = {"postgres": pg_token} if "postgres" in envs else {}
+
+        def headers(endpoint: Endpoint) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens.get(endpoint.server, token)}"}
+
+        for endpoint in endpoints:
+            check_endpoint(endpoint, bases[endpoint.server], headers(endpoint))
+        try:
+            measure(endpoints, bases, headers, args, generator)
+        except KeyboardInterrupt:
+            print("interrupted: servers stopped, databases dropped", file=sys.stderr)
+            return 130
+
+    command = "python bench/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = [
+        "## Serving",
+        "",
+        *machine(pg_version, load_before),
+        f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} sync workers, "
+        "access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, a Bearer token "
+        f"(scope predict), PREDICT_LIMIT_USER={USER_LIMIT!r}",
+        f"- Load: {generator_label}; {args.warmup} s warm-up per endpoint, {args.runs} "
+        "interleaved rounds, medians shown; body: one iris row as JSON",
+        f"- Command: `{command.strip()}` (took {time.monotonic() - started:.0f} s)",
+        *(f"- {note}" for note in notes),
+        "",
+        table(endpoints),
+        "",
+        *acceptance(endpoints),
+        "",
+    ]
+    text_out = "\n".join(report)
+    print(text_out)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    saved = RESULTS_DIR / f"serving-{datetime.now().strftime('%Y%m%d-%H%M%S')}.md"
+    saved.write_text(text_out)
+    print(f"saved to {saved.relative_to(BENCH_DIR.parent)}", file=sys.stderr)
+    if any(endpoint.errors for endpoint in endpoints):
+        print("some requests failed: see the errors column", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
