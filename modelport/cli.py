@@ -68,27 +68,13 @@ def demo(if_empty: bool) -> None:
     from modelport.serving import registry
     from modelport.serving.demo import train_demo_models
 
-    if if_empty and registry.visible_models(None):
+    if if_empty and not registry.is_empty():
         click.echo("The registry already holds models; demo models not loaded.")
         return
     with tempfile.TemporaryDirectory() as folder:
         trained = train_demo_models(Path(folder), progress=True)
         for item in trained:
-            model = registry.get_model(item.name) or registry.create_model(
-                item.name, title=item.title, description=item.description, task=item.task
-            )
-            version = registry.register_version(
-                model,
-                item.artifact,
-                filename=item.artifact.name,
-                sample=item.sample,
-                metrics=item.metrics,
-                params=item.params,
-                classes=item.classes,
-                target=item.target_sample,
-                descriptions=item.feature_descriptions,
-                aliases=("champion",),
-            )
+            version = registry.register_trained(item)
             click.echo(
                 f"{item.name}: version {version.number}, served by {version.runtime}"
                 + (

@@ -342,26 +342,19 @@ def register_demo(
 
     with app.app_context():
         for name in names or tuple(demo_models):
-            item = demo_models[name]
-            model = registry.get_model(name) or registry.create_model(
-                name,
-                title=item.title,
-                description=item.description,
-                task=item.task,
-                visibility=visibility,
-            )
-            registry.register_version(
-                model,
-                item.artifact,
-                filename=item.artifact.name,
-                sample=item.sample,
-                metrics=item.metrics,
-                params=item.params,
-                classes=item.classes,
-                target=item.target_sample,
-                descriptions=item.feature_descriptions,
-                aliases=("champion",),
-            )
+            registry.register_trained(demo_models[name], visibility=visibility)
 
 
 IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+DIABETES_ROW = {
+    "age": 59.0,
+    "sex": 2.0,
+    "bmi": 32.1,
+    "bp": 101.0,
+    "s1": 157.0,
+    "s2": 93.2,
+    "s3": 38.0,
+    "s4": 4.0,
+    "s5": 4.8598,
+    "s6": 87.0,
+}

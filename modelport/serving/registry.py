@@ -494,3 +494,32 @@ def register_mlflow(
         _point_alias(model, alias, version)
     db.session.commit()
     return version
+
+
+def register_trained(item: Any, *, visibility: str = Visibility.PUBLIC.value) -> ModelVersion:
+    """Register a model trained by ``modelport.serving.demo`` as its next version, alias
+    ``champion``, creating the model the first time."""
+    model = get_model(item.name) or create_model(
+        item.name,
+        title=item.title,
+        description=item.description,
+        task=item.task,
+        visibility=visibility,
+    )
+    return register_version(
+        model,
+        item.artifact,
+        filename=item.artifact.name,
+        sample=item.sample,
+        metrics=item.metrics,
+        params=item.params,
+        classes=item.classes,
+        target=item.target_sample,
+        descriptions=item.feature_descriptions,
+        aliases=("champion",),
+    )
+
+
+def is_empty() -> bool:
+    """Whether no model is registered at all (public or private)."""
+    return not db.session.scalar(select(func.count(RegisteredModel.id)))

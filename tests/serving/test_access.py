@@ -20,24 +20,20 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.api.conftest import assert_api_error, bearer, issue_token
-from tests.conftest import IRIS_ROW, csrf_token, login, make_user, register_demo, table_counts
+from tests.conftest import (
+    DIABETES_ROW,
+    IRIS_ROW,
+    csrf_token,
+    login,
+    make_user,
+    register_demo,
+    table_counts,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
 PUBLIC = "iris"
 PRIVATE = "diabetes"
-DIABETES_ROW = {
-    "age": 59.0,
-    "sex": 2.0,
-    "bmi": 32.1,
-    "bp": 101.0,
-    "s1": 157.0,
-    "s2": 93.2,
-    "s3": 38.0,
-    "s4": 4.0,
-    "s5": 4.8598,
-    "s6": 87.0,
-}
 
 
 def _predict(client: FlaskClient, name: str, row: dict, **kwargs: Any) -> Any:

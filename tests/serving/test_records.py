@@ -17,7 +17,15 @@ from modelport.models.predictions import PredictionRecord
 from modelport.models.tokens import ApiToken
 from tests.api.conftest import assert_api_error, bearer, issue_token
 from tests.auth.conftest import execute, rows
-from tests.conftest import IRIS_ROW, PASSWORD, csrf_token, login, make_user, register_demo
+from tests.conftest import (
+    DIABETES_ROW,
+    IRIS_ROW,
+    PASSWORD,
+    csrf_token,
+    login,
+    make_user,
+    register_demo,
+)
 
 pytestmark = [
     pytest.mark.db,
@@ -26,18 +34,6 @@ pytestmark = [
 
 SECOND_ROW = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 IRIS_CSV = "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
-DIABETES_ROW = {
-    "age": 59.0,
-    "sex": 2.0,
-    "bmi": 32.1,
-    "bp": 101.0,
-    "s1": 157.0,
-    "s2": 93.2,
-    "s3": 38.0,
-    "s4": 4.0,
-    "s5": 4.8598,
-    "s6": 87.0,
-}
 TABLE = PredictionRecord.__table__
 
 
