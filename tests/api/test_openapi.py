@@ -69,10 +69,20 @@ PREDICT_TARGETS = {
     "POST /api/v1/models/{ref}/predict": {"ref": "iris"},
     "POST /api/v1/models/{name}/versions/{number}/predict": {"name": "iris", "number": 1},
 }
+# The inference protocol on the same model: tensors in, tensors out.
+V2_TARGETS = {
+    "POST /v2/models/{model_name}/infer": {"model_name": "iris"},
+    "POST /v2/models/{model_name}/versions/{model_version}/infer": {
+        "model_name": "iris",
+        "model_version": "1",
+    },
+    "GET /v2/models/{model_name}": {"model_name": "iris"},
+    "GET /v2/models/{model_name}/ready": {"model_name": "iris"},
+}
 
 
 def _strategy(operation: Any, mode: GenerationMode) -> SearchStrategy:
-    fixed = PREDICT_TARGETS.get(operation.label)
+    fixed = {**PREDICT_TARGETS, **V2_TARGETS}.get(operation.label)
     if fixed is None:
         return operation.as_strategy(generation_mode=mode)
     generated = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
@@ -110,8 +120,9 @@ def test_api_matches_its_openapi_document(app, demo_models, mode):
         "POST /api/v1/tokens",
         "DELETE /api/v1/tokens/{token_id}",
         *PREDICT_TARGETS,
+        *V2_TARGETS,
     }
-    statuses: dict[str, Counter] = {label: Counter() for label in PREDICT_TARGETS}
+    statuses: dict[str, Counter] = {label: Counter() for label in {**PREDICT_TARGETS, **V2_TARGETS}}
     for operation in operations:
         try:
             _exercise(operation, mode, auth, statuses.get(operation.label, Counter()))
@@ -121,6 +132,14 @@ def test_api_matches_its_openapi_document(app, demo_models, mode):
             assert mode is GenerationMode.NEGATIVE, operation.label
     print("STATUSES", mode, statuses)
     for label, seen in statuses.items():
+        assert all(status < 500 for status, _ in seen), (label, seen)
+        if label in V2_TARGETS:
+            # The documented example request is a valid iris tensor: the model answers it.
+            if mode is GenerationMode.POSITIVE:
+                assert seen[200, "application/json"], (label, seen)
+            elif label.startswith("POST"):
+                assert seen[400, "application/json"], (label, seen)
+            continue
         # The model really answered: predictions (JSON and CSV) for valid rows, 4xx for the rest.
         if mode is GenerationMode.POSITIVE:
             assert seen[200, "application/json"] and seen[200, "text/csv"], (label, seen)
