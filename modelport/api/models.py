@@ -29,7 +29,7 @@ from modelport.api.model_schemas import (
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import AuthError, full_scope_required
+from modelport.auth.identity import AuthError
 from modelport.errors import ApiError
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, Visibility
@@ -427,7 +427,6 @@ def _json_response(result: Result) -> Response:
 def _csv_response(result: Result) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    names = result.served.schema.names
     rows = result.predictions
     classes = list(rows[0].get("probabilities", {})) if rows else []
     header = ["prediction", *[f"probability_{c}" for c in classes]]
@@ -437,7 +436,6 @@ def _csv_response(result: Result) -> Response:
             writer.writerow([row["value"]])
         else:
             writer.writerow([row["label"], *[row["probabilities"][c] for c in classes]])
-    del names
     return Response(buffer.getvalue(), mimetype="text/csv")
 
 
@@ -506,7 +504,7 @@ def predict_csv(served: Served) -> Response:
         raise
     try:
         stream = csvstream.stream_predictions(
-            served, body, rows=rows, source=Source.CSV.value, request_id=g.request_id
+            served, body, source=Source.CSV.value, request_id=g.request_id
         )
     except PredictionFailed as exc:
         raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
@@ -578,4 +576,4 @@ def predict_version(name: str, number: int) -> Response:
     return _predict(name, version=number)
 
 
-__all__ = ["blp", "full_scope_required", "may_use", "resolve_for_caller"]
+__all__ = ["blp", "may_use", "resolve_for_caller"]

@@ -114,7 +114,7 @@ def prediction_columns(served: Served, prediction: Any) -> dict[str, Any]:
 
 
 def stream_predictions(
-    served: Served, body: IO[bytes], *, rows: int, source: str, request_id: str
+    served: Served, body: IO[bytes], *, source: str, request_id: str
 ) -> Iterator[bytes]:
     """Predict a validated CSV chunk by chunk and yield the CSV answer.
 
@@ -146,11 +146,8 @@ def _predicted_chunks(
     served: Served, body: IO[bytes], *, source: str, request_id: str
 ) -> Iterator[bytes]:
     started = time.perf_counter()
-    record = records.log_prediction(
-        model_name=served.name,
-        version_number=served.version,
-        version_id=served.version_id,
-        runtime=served.runtime.name,
+    record_id = records.log_prediction(
+        served,
         source=source,
         status=Outcome.INCOMPLETE.value,
         rows=0,
@@ -158,7 +155,6 @@ def _predicted_chunks(
         request_id=request_id,
         inputs=None,
     )
-    record_id = record.id if record is not None else None
     done = 0
     outcome = Outcome.INCOMPLETE.value
     error_code = None
@@ -202,14 +198,6 @@ def _predicted_chunks(
 
 
 def _store_first_rows(record_id: int, batch: Any, out: pd.DataFrame) -> None:
-    from modelport.extensions import db
-    from modelport.models.predictions import PredictionRecord
-
     inputs = input_rows(batch, 200)
     outputs = out.iloc[: len(inputs)].to_dict(orient="records")
-    stored_in, stored_out, truncated = records.bounded(inputs, outputs)
-    record = db.session.get(PredictionRecord, record_id)
-    if record is not None:
-        record.inputs, record.outputs = stored_in, stored_out
-        record.truncated = truncated or batch.rows > len(inputs)
-        db.session.commit()
+    records.store_rows(record_id, inputs, outputs, more=batch.rows > len(inputs))

@@ -132,10 +132,7 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
             raise
         elapsed = (time.perf_counter() - started) * 1000
         records.log_prediction(
-            model_name=served.name,
-            version_number=served.version,
-            version_id=served.version_id,
-            runtime=served.runtime.name,
+            served,
             source=source,
             status=Outcome.ERROR.value,
             rows=batch.rows,
@@ -149,20 +146,17 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
     elapsed = (time.perf_counter() - started) * 1000
     record_id = None
     if records.recording_enabled():
-        record = records.log_prediction(
-            model_name=served.name,
-            version_number=served.version,
-            version_id=served.version_id,
-            runtime=served.runtime.name,
+        kept = _row_budget(batch.rows)
+        record_id = records.log_prediction(
+            served,
             source=source,
             status=Outcome.OK.value,
             rows=batch.rows,
             latency_ms=elapsed,
             request_id=request_id,
-            inputs=input_rows(batch, _row_budget(batch.rows)),
-            outputs=rows[: _row_budget(batch.rows)],
+            inputs=input_rows(batch, kept),
+            outputs=rows[:kept],
         )
-        record_id = record.id if record is not None else None
     return Result(
         served=served,
         predictions=rows,
@@ -175,8 +169,6 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
 
 def _row_budget(rows: int) -> int:
     # Rows worth turning into objects before the record's byte limit cuts them anyway.
-    from flask import current_app
-
     limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
     return min(rows, max(limit // 16, 1))
 

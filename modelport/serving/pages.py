@@ -378,7 +378,7 @@ def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[d
         body.close()
         return [], _too_large(), 413
     stream = csvstream.stream_predictions(
-        served, body, rows=rows, source=Source.CSV.value, request_id=g.request_id
+        served, body, source=Source.CSV.value, request_id=g.request_id
     )
     response = Response(stream_with_context(stream), mimetype="text/csv")
     response.headers["Content-Disposition"] = (

@@ -1,4 +1,4 @@
-"""The predictor: resolve a model reference to a loaded version, predict, and record it.
+"""The predictor: resolve a model reference to a loaded version, cached per worker.
 
 Each worker process keeps the versions it has loaded. Every ``REGISTRY_POLL_SECONDS`` it
 reads one small aggregate of the registry's revisions; when an alias moved, a version was
@@ -27,7 +27,7 @@ from modelport.serving.registry import (
     configure_mlflow,
     served_version,
 )
-from modelport.serving.schema import Batch, InputSchema
+from modelport.serving.schema import InputSchema
 
 PLATFORMS = {"onnxruntime": "onnx_onnxv1", "sklearn": "sklearn", "mlflow": "mlflow"}
 
@@ -191,11 +191,6 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
     with cache.lock:
         cache.runtimes[key] = runtime
     return runtime
-
-
-def predict(served: Served, batch: Batch) -> Any:
-    """Run the model on a validated batch (recording is the caller's ``records`` call)."""
-    return served.runtime.predict(batch)
 
 
 def load_served_models() -> list[str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g
 from flask_login import current_user
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import make_transient_to_detached
 
 from modelport.auth import token_cache
 from modelport.auth.identity import AuthError
@@ -19,6 +18,9 @@ from modelport.extensions import db
 from modelport.models.predictions import Outcome, PredictionRecord
 from modelport.models.types import utcnow
 from modelport.models.users import Role, User
+
+if TYPE_CHECKING:
+    from modelport.serving.predictor import Served
 
 
 def recording_enabled() -> bool:
@@ -58,11 +60,8 @@ def caller_ids() -> tuple[int | None, int | None]:
 
 
 def log_prediction(
+    served: Served,
     *,
-    model_name: str,
-    version_number: int | None,
-    version_id: int | None,
-    runtime: str | None,
     source: str,
     status: str,
     rows: int,
@@ -71,9 +70,9 @@ def log_prediction(
     inputs: Any = None,
     outputs: Any = None,
     error_code: str | None = None,
-    commit: bool = True,
-) -> PredictionRecord | None:
-    """Record one prediction request and commit it (durable before the response is sent)."""
+) -> int | None:
+    """Record one prediction request of ``served`` and commit it (durable before the response
+    is sent); return the record's id, or None when recording is off."""
     if not recording_enabled():
         return None
     user_id, token_id = caller_ids()
@@ -82,10 +81,10 @@ def log_prediction(
         "request_id": request_id,
         "user_id": user_id,
         "token_id": token_id,
-        "version_id": version_id,
-        "model_name": model_name,
-        "version_number": version_number,
-        "runtime": runtime,
+        "version_id": served.version_id,
+        "model_name": served.name,
+        "version_number": served.version,
+        "runtime": served.runtime.name,
         "source": source,
         "status": status,
         "error_code": error_code,
@@ -96,10 +95,6 @@ def log_prediction(
         "truncated": truncated,
         "created_at": utcnow(),
     }
-    record = PredictionRecord(**values)
-    if not commit:
-        db.session.add(record)
-        return record
     try:
         # A Core insert: for one row the ORM's unit of work (flush, then expiring the object
         # on commit) cost 0.4 ms of a prediction's ~1 ms of recording, measured.
@@ -110,11 +105,19 @@ def log_prediction(
         db.session.rollback()
         token_cache.forget_all()
         raise AuthError("The API token is invalid, expired or revoked.", "invalid_token") from None
-    record.id = result.inserted_primary_key[0]
     db.session.commit()
-    # The returned record is the committed row: detached, every column loaded, no query.
-    make_transient_to_detached(record)
-    return record
+    return result.inserted_primary_key[0]
+
+
+def store_rows(record_id: int, inputs: list, outputs: list, *, more: bool) -> None:
+    """Keep the first rows of a streamed request in its record (``more``: there were others)."""
+    stored_in, stored_out, truncated = bounded(inputs, outputs)
+    db.session.execute(
+        update(PredictionRecord)
+        .where(PredictionRecord.id == record_id)
+        .values(inputs=stored_in, outputs=stored_out, truncated=truncated or more)
+    )
+    db.session.commit()
 
 
 def finish_record(
