@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from modelport.application import Modelport
 from modelport.config import flask_config, read_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -27,7 +28,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
             {**os.environ, **{f"MODELPORT_{k}": str(v) for k, v in overrides.items()}}
         )
     instance = Path(settings["INSTANCE_PATH"] or Path.cwd() / "instance").resolve()
-    app = Flask(__name__, instance_path=str(instance), instance_relative_config=False)
+    app = Modelport(__name__, instance_path=str(instance), instance_relative_config=False)
     app.config.from_mapping(flask_config(settings, instance))
     instance.mkdir(parents=True, exist_ok=True)
 
@@ -37,10 +38,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_errors(app)
     register_security(app)
     register_cli(app)
-
-    if settings["PROXY_HOPS"] > 0:
-        hops = settings["PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    register_middleware(app, proxy_hops=settings["PROXY_HOPS"])
     return app
 
 
@@ -94,12 +92,26 @@ def register_errors(app: Flask) -> None:
 
 def register_security(app: Flask) -> None:
     from modelport.auth.identity import register_identity
-    from modelport.ops.headers import register_headers
     from modelport.ops.inputs import register_inputs
 
     register_inputs(app)
     register_identity(app)
-    register_headers(app)
+
+
+def register_middleware(app: Flask, *, proxy_hops: int) -> None:
+    """WSGI layers around Flask, innermost first: the predict hot path (it must see the
+    client's address and get the security headers like any answer), the security headers,
+    then the proxy fix that corrects the address for everything inside."""
+    from modelport.api.fastpath import PredictionFastPath
+    from modelport.ops.headers import SecurityHeaders
+
+    app.wsgi_app = PredictionFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    production = app.config["ENV_NAME"] == "production"
+    app.wsgi_app = SecurityHeaders(app.wsgi_app, hsts=production)  # type: ignore[method-assign]
+    if proxy_hops > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops, x_host=proxy_hops
+        )
 
 
 def register_cli(app: Flask) -> None:

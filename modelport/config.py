@@ -22,6 +22,8 @@ ENVIRONMENTS = ("development", "testing", "production")
 # Keys that must never be accepted as a production secret.
 WEAK_SECRET_KEYS = {"", "dev", "development", "secret", "changeme", "change-me", "default"}
 MIN_SECRET_KEY_LENGTH = 32
+# The Flask-SQLAlchemy bind whose engine writes prediction records (same database).
+RECORDS_BIND = "records"
 
 
 class ConfigError(RuntimeError):
@@ -375,6 +377,17 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
     else:
         engine_options["connect_args"] = {"timeout": settings["SQLITE_BUSY_TIMEOUT_MS"] / 1000}
 
+    # Prediction records go through an engine of their own on the same database: its
+    # connections are in autocommit mode from the start, so a record is one INSERT in one
+    # round trip, with no isolation switches, reset or ping around it. A dead connection
+    # fails that INSERT before anything is written; the records service then retries once
+    # on a fresh connection (modelport.serving.records).
+    records_options = engine_options | {
+        "pool_pre_ping": False,
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+    }
+
     # __Host- cookies must be Secure, Path=/ and without Domain: production only.
     cookie_prefix = "__Host-" if production else ""
     redis_url = settings["REDIS_URL"]
@@ -386,6 +399,7 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLALCHEMY_BINDS": {RECORDS_BIND: {"url": db_url, **records_options}},
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "MAX_CONTENT_LENGTH": settings["MAX_CONTENT_LENGTH"],
         "SESSION_COOKIE_NAME": f"{cookie_prefix}modelport_session",

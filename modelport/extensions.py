@@ -46,9 +46,27 @@ class SiteLimiter(Limiter):
         return super()._check_request_limit(callable_name, in_middleware)
 
 
+class SiteLoginManager(LoginManager):
+    """Flask-Login, without its own session protection.
+
+    Sessions are checked on the server (``modelport.auth.sessions``), so Flask-Login's
+    protection is off; it would still hash the caller's address and user agent on every
+    request before finding that out.
+    """
+
+    def _session_protection_failed(self) -> bool:
+        return False
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-login_manager = LoginManager()
+login_manager = SiteLoginManager()
 csrf = CSRFProtect()
 limiter = SiteLimiter(key_func=client_address)
 babel = Babel()
+
+
+def dispose_engines(*, close: bool = True) -> None:
+    """Dispose every engine of the current app: the default one and the records engine."""
+    for engine in db.engines.values():
+        engine.dispose(close=close)

@@ -27,7 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from modelport import create_app
-from modelport.extensions import db, limiter
+from modelport.extensions import db, dispose_engines, limiter
 
 BACKENDS = ("sqlite", "postgres", "mysql")
 URL_ENV = {"postgres": "MODELPORT_TEST_POSTGRES_URL", "mysql": "MODELPORT_TEST_MYSQL_URL"}
@@ -261,7 +261,7 @@ def app_factory(
             # A Redis test may have stopped its server.
             with contextlib.suppress(Exception):
                 limiter.reset()
-            db.engine.dispose()
+            dispose_engines()
 
 
 @pytest.fixture

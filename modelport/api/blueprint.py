@@ -29,3 +29,22 @@ class Blueprint(SmorestBlueprint):
             return view
 
         return decorator
+
+    @staticmethod
+    def doc_only(*decorators: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+        """The OpenAPI documentation of flask-smorest decorators, without their wrappers.
+
+        ``response``, ``alt_response`` (``errors``) and ``doc`` each wrap the view in a layer
+        that runs on every call; a view that builds its own ``Response`` needs none of them,
+        and a prediction endpoint notices ten. The view is registered as written, carrying the
+        documentation that ``decorators`` (outermost first) would have given it.
+        """
+
+        def decorator(view: Callable) -> Callable:
+            documented = view
+            for apply in reversed(decorators):
+                documented = apply(documented)
+            view._apidoc = documented._apidoc  # type: ignore[attr-defined]
+            return view
+
+        return decorator

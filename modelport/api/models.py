@@ -62,12 +62,15 @@ def csv_200(schema: type) -> dict:
 
 def may_use(served: Served) -> bool:
     """Whether the caller may predict with ``served`` (private models need a signed-in caller)."""
-    if served.visibility == Visibility.PUBLIC.value:
-        return True
     if not current_user.is_authenticated:
-        return False
-    token = g.get("api_token")
-    return token is None or token.allows("predict")
+        return served.visibility == Visibility.PUBLIC.value
+    return signed_in_may_use(served, g.get("api_token"))
+
+
+def signed_in_may_use(served: Served, token: Any) -> bool:
+    """Whether a signed-in caller may predict with ``served``: a private model needs a session
+    or a token with the predict scope."""
+    return served.visibility == Visibility.PUBLIC.value or token is None or token.allows("predict")
 
 
 def resolve_for_caller(name: str, version: int | None = None, alias: str | None = None) -> Served:
@@ -403,10 +406,11 @@ def _wants_csv() -> bool:
     )
 
 
-def _json_response(result: Result) -> Response:
+def prediction_json(result: Result, request_id: str) -> str:
+    """The JSON answer to a prediction (DESIGN.md's public surface)."""
     served = result.served
     body = {
-        "request_id": g.request_id,
+        "request_id": request_id,
         "model": {
             "name": served.name,
             "version": served.version,
@@ -418,10 +422,11 @@ def _json_response(result: Result) -> Response:
         "timing_ms": result.timing_ms,
         "record_id": result.record_id,
     }
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-        mimetype="application/json",
-    )
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _json_response(result: Result) -> Response:
+    return Response(prediction_json(result, g.request_id), mimetype="application/json")
 
 
 def _csv_response(result: Result) -> Response:
@@ -450,6 +455,11 @@ def _read_predict_body() -> Any:
         body = parse_json_body(request.get_data(cache=False))
     except JsonBodyError as exc:
         raise ApiError(400, "invalid_json", str(exc)) from None
+    return inputs_from_body(body)
+
+
+def inputs_from_body(body: Any) -> Any:
+    """The ``inputs`` of a decoded predict body; 422 for any other shape of body."""
     if not isinstance(body, dict):
         raise ApiError(
             422,
@@ -550,14 +560,16 @@ _PREDICT_DOC = {
 
 @blp.post("/models/<ref>/predict")
 @prediction_limit
-@blp.response(
-    200,
-    PredictResponseSchema,
-    content_type="application/json",
-    description="JSON; or text/csv with Accept: text/csv or a CSV body",
+@blp.doc_only(
+    blp.response(
+        200,
+        PredictResponseSchema,
+        content_type="application/json",
+        description="JSON; or text/csv with Accept: text/csv or a CSV body",
+    ),
+    blp.errors(404, 406, 413, 415, 422, 503),
+    blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema)),
 )
-@blp.errors(404, 406, 413, 415, 422, 503)
-@blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema))
 def predict(ref: str) -> Response:
     """Predict with a model: ``name`` (champion alias, else newest) or ``name@alias``."""
     name, _, alias = ref.partition("@")
@@ -566,9 +578,11 @@ def predict(ref: str) -> Response:
 
 @blp.post("/models/<name>/versions/<int:number>/predict")
 @prediction_limit
-@blp.response(200, PredictResponseSchema, content_type="application/json")
-@blp.errors(404, 406, 413, 415, 422, 503)
-@blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema))
+@blp.doc_only(
+    blp.response(200, PredictResponseSchema, content_type="application/json"),
+    blp.errors(404, 406, 413, 415, 422, 503),
+    blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema)),
+)
 def predict_version(name: str, number: int) -> Response:
     """Predict with one version of a model."""
     if number > MAX_ID:
@@ -576,4 +590,11 @@ def predict_version(name: str, number: int) -> Response:
     return _predict(name, version=number)
 
 
-__all__ = ["blp", "may_use", "resolve_for_caller"]
+__all__ = [
+    "blp",
+    "inputs_from_body",
+    "may_use",
+    "prediction_json",
+    "resolve_for_caller",
+    "signed_in_may_use",
+]

@@ -111,7 +111,7 @@ def load_user_from_request(_request: Any) -> User | None:
 
 def refuse_tokens_in_url() -> None:
     """Tokens belong in the Authorization header, never in the URL."""
-    if any(name in request.args for name in TOKEN_QUERY_PARAMS):
+    if request.query_string and any(name in request.args for name in TOKEN_QUERY_PARAMS):
         raise ApiError(
             400,
             "credentials_in_url",

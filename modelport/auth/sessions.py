@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Flask, Response, current_app, g, request, session
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask import Flask, Request, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
@@ -198,6 +198,13 @@ class SiteSessionInterface(SecureCookieSessionInterface):
     script. Answering it with a fresh cookie — any page that renders a CSRF token writes one —
     would replace the browser's own session cookie and sign the member out.
     """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Without a cookie there is nothing to verify: skip building the signing serializer
+        # (a noticeable share of a cookie-less API call such as a prediction).
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if request.method not in SAFE_METHODS and self.get_cookie_name(app) not in request.cookies:

@@ -36,9 +36,9 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
     """A pool created in the master (``--preload``) must not share connections with workers."""
     if not server.cfg.preload_app:
         return  # each worker builds its own app, and its own engine, after the fork
-    from modelport.extensions import db
+    from modelport.extensions import dispose_engines
 
     app = worker.app.wsgi()
     with app.app_context():
         # close=False: the parent's sockets stay open for the parent; the child forgets them.
-        db.engine.dispose(close=False)
+        dispose_engines(close=False)

@@ -60,6 +60,11 @@ class TextFormatter(logging.Formatter):
         return base
 
 
+def request_id_for(incoming: str) -> str:
+    """The caller's X-Request-ID if it is a sane token, else a new random id."""
+    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
 def configure_logging(app: Flask) -> None:
     """Send the app's logs to stderr in the configured format."""
     settings = app.config["MODELPORT"]
@@ -78,8 +83,7 @@ def configure_logging(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def echo_request_id(response):  # noqa: ANN001, ANN202

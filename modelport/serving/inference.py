@@ -120,30 +120,39 @@ def input_rows(batch: Batch, limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result:
-    """Predict a validated batch, record it, and return the public answer."""
+@dataclass
+class Computed:
+    """A model's answer to a validated batch, not yet recorded."""
+
+    prediction: Any  # the flavors.Prediction
+    rows: list[dict[str, Any]]  # in the public format
+    elapsed_ms: float
+
+
+def compute(served: Served, batch: Batch) -> Computed:
+    """Run the model on a validated batch and format its answer; no side effects.
+
+    Raises whatever the model raised (``model_failure`` tells a client's fault from ours) or
+    ``PredictionFailed`` for an output that is not finite.
+    """
     started = time.perf_counter()
-    try:
-        prediction = served.runtime.predict(batch)
-        check_finite(prediction)
-    except Exception as exc:
-        failure = model_failure(exc)
-        if failure is None:
-            raise
-        elapsed = (time.perf_counter() - started) * 1000
-        records.log_prediction(
-            served,
-            source=source,
-            status=Outcome.ERROR.value,
-            rows=batch.rows,
-            latency_ms=elapsed,
-            request_id=request_id,
-            inputs=input_rows(batch, 100),
-            error_code=failure.code,
-        )
-        raise failure from None
+    prediction = served.runtime.predict(batch)
+    check_finite(prediction)
     rows = format_predictions(served, prediction)
-    elapsed = (time.perf_counter() - started) * 1000
+    return Computed(prediction, rows, (time.perf_counter() - started) * 1000)
+
+
+def finish(
+    served: Served,
+    batch: Batch,
+    computed: Computed,
+    *,
+    source: str,
+    request_id: str,
+    caller: tuple[int | None, int | None] | None = None,
+) -> Result:
+    """Record a computed prediction (committed before it returns) and return the answer."""
+    rows = computed.rows
     record_id = None
     if records.recording_enabled():
         kept = _row_budget(batch.rows)
@@ -152,19 +161,51 @@ def run(served: Served, batch: Batch, *, source: str, request_id: str) -> Result
             source=source,
             status=Outcome.OK.value,
             rows=batch.rows,
-            latency_ms=elapsed,
+            latency_ms=computed.elapsed_ms,
             request_id=request_id,
             inputs=input_rows(batch, kept),
             outputs=rows[:kept],
+            caller=caller,
         )
     return Result(
         served=served,
         predictions=rows,
         warnings=batch.warnings,
-        timing_ms=round(elapsed, 3),
+        timing_ms=round(computed.elapsed_ms, 3),
         record_id=record_id,
-        raw=prediction,
+        raw=computed.prediction,
     )
+
+
+def run(
+    served: Served,
+    batch: Batch,
+    *,
+    source: str,
+    request_id: str,
+    caller: tuple[int | None, int | None] | None = None,
+) -> Result:
+    """Predict a validated batch, record it (a failure too), and return the public answer."""
+    started = time.perf_counter()
+    try:
+        computed = compute(served, batch)
+    except Exception as exc:
+        failure = model_failure(exc)
+        if failure is None:
+            raise
+        records.log_prediction(
+            served,
+            source=source,
+            status=Outcome.ERROR.value,
+            rows=batch.rows,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=request_id,
+            inputs=input_rows(batch, 100),
+            error_code=failure.code,
+            caller=caller,
+        )
+        raise failure from None
+    return finish(served, batch, computed, source=source, request_id=request_id, caller=caller)
 
 
 def _row_budget(rows: int) -> int:
@@ -181,4 +222,14 @@ def predict_json(
     return run(served, batch, source=source, request_id=request_id)
 
 
-__all__ = ["InputError", "PredictionFailed", "Result", "model_failure", "predict_json", "run"]
+__all__ = [
+    "Computed",
+    "InputError",
+    "PredictionFailed",
+    "Result",
+    "compute",
+    "finish",
+    "model_failure",
+    "predict_json",
+    "run",
+]

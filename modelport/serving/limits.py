@@ -87,11 +87,20 @@ def _refusal(item: RateLimitItem, key: str) -> float | None:
 
 def check_prediction_budget() -> None:
     """Count one prediction request for the caller; 429 with Retry-After past the limit."""
-    settings = current_app.config["MODELPORT"]
     if current_user.is_authenticated:
-        item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{current_user.id}"
+        count_prediction(current_user.id, None)
     else:
-        item, key = _item(settings["PREDICT_LIMIT_ANONYMOUS"]), f"address:{client_address()}"
+        count_prediction(None, client_address())
+
+
+def count_prediction(user_id: int | None, address: str | None) -> None:
+    """Count one prediction request for a user (else for a client address); 429 with
+    Retry-After past the limit."""
+    settings = current_app.config["MODELPORT"]
+    if user_id is not None:
+        item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{user_id}"
+    else:
+        item, key = _item(settings["PREDICT_LIMIT_ANONYMOUS"]), f"address:{address}"
     wait = _refusal(item, key)
     if wait is None:
         return

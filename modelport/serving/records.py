@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -10,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app, g
 from flask_login import current_user
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from modelport.auth import token_cache
 from modelport.auth.identity import AuthError
+from modelport.config import RECORDS_BIND
 from modelport.extensions import db
 from modelport.models.predictions import Outcome, PredictionRecord
-from modelport.models.types import utcnow
+from modelport.models.types import JSONDocument, utcnow
 from modelport.models.users import Role, User
 
 if TYPE_CHECKING:
@@ -70,13 +74,15 @@ def log_prediction(
     inputs: Any = None,
     outputs: Any = None,
     error_code: str | None = None,
+    caller: tuple[int | None, int | None] | None = None,
 ) -> int | None:
     """Record one prediction request of ``served`` and commit it (durable before the response
-    is sent); return the record's id, or None when recording is off."""
+    is sent); return the record's id, or None when recording is off. ``caller`` is (user id,
+    token id), by default the signed-in caller of the request."""
     if not recording_enabled():
         return None
-    user_id, token_id = caller_ids()
-    stored_in, stored_out, truncated = bounded(inputs, outputs)
+    user_id, token_id = caller if caller is not None else caller_ids()
+    stored_in, stored_out, truncated = bounded_text(inputs, outputs)
     values = {
         "request_id": request_id,
         "user_id": user_id,
@@ -96,17 +102,114 @@ def log_prediction(
         "created_at": utcnow(),
     }
     try:
-        # A Core insert: for one row the ORM's unit of work (flush, then expiring the object
-        # on commit) cost 0.4 ms of a prediction's ~1 ms of recording, measured.
-        result = db.session.execute(insert(PredictionRecord.__table__), values)
+        return _insert_record(values)
     except IntegrityError:
         # The caller's token or account was deleted by another worker after this one
         # last checked it (prediction endpoints remember tokens for a few seconds).
         db.session.rollback()
         token_cache.forget_all()
         raise AuthError("The API token is invalid, expired or revoked.", "invalid_token") from None
-    db.session.commit()
-    return result.inserted_primary_key[0]
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """The INSERT of one record for one database dialect, compiled once."""
+
+    sql: str
+    positions: tuple[str, ...] | None  # parameter order for positional drivers (SQLite)
+    processors: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    returning: bool  # RETURNING id, else the cursor's lastrowid
+
+    def parameters(self, values: dict[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """The driver's parameters for ``values`` (column key → Python value)."""
+        converted = {key: (fn(values[key]) if fn else values[key]) for key, fn in self.processors}
+        if self.positions is None:
+            return converted
+        return tuple(converted[key] for key in self.positions)
+
+    def record_id(self, result: CursorResult) -> int:
+        return result.scalar_one() if self.returning else result.lastrowid
+
+
+_plans: weakref.WeakKeyDictionary[Dialect, _InsertPlan] = weakref.WeakKeyDictionary()
+
+
+def _insert_plan(dialect: Dialect) -> _InsertPlan:
+    plan = _plans.get(dialect)
+    if plan is not None:
+        return plan
+    table = PredictionRecord.__table__
+    keys = [column.key for column in table.columns if column.key != "id"]
+    statement = insert(table)
+    returning = bool(dialect.insert_returning)
+    if returning:
+        statement = statement.returning(table.c.id)
+    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    processors = tuple(
+        (
+            key,
+            # inputs and outputs arrive as JSON text already (bounded_text measured them).
+            None
+            if isinstance(table.c[key].type, JSONDocument)
+            else table.c[key].type.dialect_impl(dialect).bind_processor(dialect),
+        )
+        for key in keys
+    )
+    positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+    plan = _plans[dialect] = _InsertPlan(str(compiled), positions, processors, returning)
+    return plan
+
+
+def _insert_record(values: dict[str, Any]) -> int:
+    """Insert and commit one record; return its id.
+
+    The statement is compiled once per dialect and its parameters converted by the column
+    types' own bind processors, so a record costs the driver's execute and little more:
+    through the ORM session, SQLAlchemy's per-statement work and the BEGIN/COMMIT round
+    trips cost more than the database's own (docs/benchmarks.md, "Serving").
+    """
+    if db.session.registry.has() and db.session().in_transaction():
+        # Whatever the request's session holds commits with the record, as one transaction
+        # (on SQLite a second connection would wait for the session's lock).
+        plan = _insert_plan(db.engine.dialect)
+        result = db.session.connection().exec_driver_sql(plan.sql, plan.parameters(values))
+        record_id = plan.record_id(result)
+        db.session.commit()
+        return record_id
+    # The records engine (config.RECORDS_BIND) autocommits: durable when the database
+    # answers (PostgreSQL flushes its WAL first). The predict hot path never opens the
+    # session, so this is its way.
+    engine = db.engines[RECORDS_BIND]
+    plan = _insert_plan(engine.dialect)
+    parameters = plan.parameters(values)
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                return plan.record_id(connection.exec_driver_sql(plan.sql, parameters))
+        except DBAPIError as exc:
+            # That engine does not ping at checkout: a connection the server dropped (a
+            # restart) fails here before the INSERT reaches it; the pool has been refreshed,
+            # so one more try on a new connection.
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _json_text(value: Any) -> str | None:
+    # The same text JSONDocument would store.
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def bounded_text(inputs: Any, outputs: Any) -> tuple[str | None, str | None, bool]:
+    """``bounded``'s result as the JSON text to store, serialised once when nothing is cut."""
+    text_in, text_out = _json_text(inputs), _json_text(outputs)
+    size = len(text_in or "null") + len(text_out or "null") + 3  # "[in,out]"
+    if size <= current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]:
+        return text_in, text_out, False
+    cut_in, cut_out, truncated = bounded(inputs, outputs)
+    return _json_text(cut_in), _json_text(cut_out), truncated
 
 
 def store_rows(record_id: int, inputs: list, outputs: list, *, more: bool) -> None:

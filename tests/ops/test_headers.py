@@ -168,3 +168,25 @@ def test_no_cors_for_another_origin(app):
     # A cross-origin POST with the session cookie still needs the CSRF token.
     response = client.post("/api/v1/tokens", json={"name": "t"}, headers={"Origin": EVIL})
     assert response.status_code == 400
+
+
+def test_a_views_own_policy_is_kept_and_the_other_headers_enforced(app: Flask) -> None:
+    from flask import Response
+
+    @app.get("/own-policy")
+    def own_policy() -> Response:
+        return Response(
+            "x",
+            headers={
+                "Content-Security-Policy": "default-src 'none'",
+                "Cache-Control": "public, max-age=60",
+                "X-Frame-Options": "SAMEORIGIN",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
+
+    response = app.test_client().get("/own-policy")
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'"
+    assert response.headers.getlist("Cache-Control") == ["no-store"]
+    assert response.headers.getlist("X-Frame-Options") == ["DENY"]
+    assert "Access-Control-Allow-Origin" not in response.headers

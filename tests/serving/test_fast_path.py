@@ -1,0 +1,284 @@
+"""The predict hot path (``modelport.api.fastpath``): the same answer and record as the view,
+and every request it does not own left to the view, with nothing counted or written twice.
+
+``app.extensions["modelport_fast_path"].answered`` counts the requests the hot path answered,
+so each test can say which path served a request. The hot path only trusts tokens this worker
+remembers, so these apps remember them (the test settings turn that memory off elsewhere).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from modelport.extensions import db
+from modelport.models.predictions import PredictionRecord
+from tests.api.conftest import assert_api_error, bearer, issue_token
+from tests.conftest import IRIS_ROW, make_user, register_demo
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+PREDICT = "/api/v1/models/iris/predict"
+BODY = {"inputs": IRIS_ROW}
+# What differs between two answers to the same input, whichever path gave them.
+PER_REQUEST = {"request_id", "timing_ms", "record_id"}
+REMEMBER = {"TOKEN_CACHE_SECONDS": "60"}
+
+
+def answered(app: Flask) -> int:
+    return app.extensions["modelport_fast_path"].answered
+
+
+def records(app: Flask) -> list[PredictionRecord]:
+    with app.app_context():
+        found = list(db.session.scalars(sa.select(PredictionRecord).order_by(PredictionRecord.id)))
+        db.session.expunge_all()
+        return found
+
+
+@pytest.fixture
+def served(app_factory: Any, demo_models: dict[str, Any]) -> Flask:
+    app = app_factory(**REMEMBER, PREDICT_LIMIT_USER="1000 per minute")
+    register_demo(app, demo_models, "iris")
+    return app
+
+
+@pytest.fixture
+def token(served: Flask) -> str:
+    return issue_token(served, make_user(served), scopes=["predict"])
+
+
+@pytest.fixture
+def client(served: Flask) -> FlaskClient:
+    return served.test_client()
+
+
+def warm(client: FlaskClient, token: str) -> TestResponse:
+    """The first request with a token goes through Flask, which checks the token in the
+    database and remembers it; later ones may take the hot path."""
+    response = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response
+
+
+def comparable(response: TestResponse) -> tuple[dict, dict[str, str]]:
+    body = {k: v for k, v in response.get_json().items() if k not in PER_REQUEST}
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in {"X-Request-ID", "Content-Length"}
+    }
+    return body, headers
+
+
+@pytest.mark.db
+def test_the_hot_path_answers_and_records_like_the_view(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    by_view = warm(client, token)
+    assert answered(served) == 0
+    by_hot_path = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert answered(served) == 1
+    assert by_hot_path.status_code == 200
+    assert comparable(by_hot_path) == comparable(by_view)
+    assert by_hot_path.headers["Cache-Control"] == "no-store"
+    assert "object-src 'none'" in by_hot_path.headers["Content-Security-Policy"]
+    first, second = records(served)
+    assert second.id == by_hot_path.get_json()["record_id"]
+    assert second.request_id == by_hot_path.get_json()["request_id"]
+    assert second.request_id == by_hot_path.headers["X-Request-ID"]
+    for field in ("user_id", "token_id", "version_id", "source", "status", "row_count"):
+        assert getattr(second, field) == getattr(first, field), field
+    assert (second.inputs, second.outputs) == (first.inputs, first.outputs)
+    assert first.user_id is not None and first.token_id is not None
+
+
+def test_the_hot_path_keeps_a_sane_request_id_and_replaces_others(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    warm(client, token)
+    kept = client.post(PREDICT, json=BODY, headers={**bearer(token), "X-Request-ID": "job-7.a"})
+    replaced = client.post(PREDICT, json=BODY, headers={**bearer(token), "X-Request-ID": "a b"})
+    assert answered(served) == 2
+    assert kept.headers["X-Request-ID"] == kept.get_json()["request_id"] == "job-7.a"
+    assert replaced.get_json()["request_id"] != "a b"
+    assert replaced.headers["X-Request-ID"] == replaced.get_json()["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "code"),
+    [
+        (PREDICT + "?debug=1", {"json": BODY}, 200, None),
+        (PREDICT, {"json": BODY, "headers": {"Accept": "text/csv"}}, 200, None),
+        (PREDICT, {"data": b"{not json", "content_type": "application/json"}, 400, "invalid_json"),
+        (PREDICT, {"json": {"inputs": {"sepal_length": 1}}}, 422, "invalid_input"),
+        (PREDICT, {"json": {"rows": [IRIS_ROW]}}, 422, "invalid_input"),
+        (PREDICT, {"json": {"inputs": {**IRIS_ROW, "petal_width": 99.0}}}, 200, None),
+        ("/api/v1/models/nope/predict", {"json": BODY}, 404, "model_not_found"),
+        ("/api/v1/models/iris@nope/predict", {"json": BODY}, 404, "model_not_found"),
+        ("/api/v1/models/iris/versions/9/predict", {"json": BODY}, 404, "model_not_found"),
+    ],
+    ids=[
+        "query-string",
+        "accept-csv",
+        "invalid-json",
+        "invalid-inputs",
+        "wrong-body",
+        "out-of-range-warning",
+        "unknown-model",
+        "unknown-alias",
+        "unknown-version",
+    ],
+)
+def test_requests_the_hot_path_does_not_own_get_the_views_answer(
+    served: Flask,
+    client: FlaskClient,
+    token: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    code: str | None,
+) -> None:
+    warm(client, token)
+    before = len(records(served))
+    headers = {**bearer(token), **kwargs.pop("headers", {})}
+    response = client.post(path, headers=headers, **kwargs)
+    assert answered(served) == 0
+    if code is not None:
+        assert_api_error(response, status, code)
+        assert len(records(served)) == before  # refused input is not recorded
+    else:
+        assert response.status_code == status
+        assert len(records(served)) == before + 1
+    if path.endswith("?debug=1") or "Accept" in headers:
+        return
+    if status == 200:  # the warning came from the view, in the response
+        assert response.get_json()["warnings"][0]["field"] == "petal_width"
+
+
+def test_cookies_and_unknown_tokens_go_to_the_view(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    warm(client, token)
+    client.set_cookie("modelport_session", "whatever")
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+    client.delete_cookie("modelport_session")
+    assert_api_error(
+        client.post(PREDICT, json=BODY, headers=bearer("mp_" + "x" * 40)), 401, "invalid_token"
+    )
+    assert answered(served) == 0
+
+
+def test_a_private_model_serves_tokens_on_the_hot_path_and_stays_hidden_from_others(
+    app_factory: Any, demo_models: dict[str, Any]
+) -> None:
+    app = app_factory(**REMEMBER)
+    register_demo(app, demo_models, "iris", visibility="private")
+    token = issue_token(app, make_user(app), scopes=["predict"])
+    client = app.test_client()
+    warm(client, token)
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+    assert answered(app) == 1
+    assert_api_error(client.post(PREDICT, json=BODY), 404, "model_not_found")
+    assert answered(app) == 1
+
+
+def test_the_budget_is_counted_once_per_request_on_either_path(
+    app_factory: Any, demo_models: dict[str, Any]
+) -> None:
+    app = app_factory(**REMEMBER, PREDICT_LIMIT_USER="3 per minute")
+    register_demo(app, demo_models, "iris")
+    token = issue_token(app, make_user(app), scopes=["predict"])
+    client = app.test_client()
+    warm(client, token)
+    for _ in range(2):
+        assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+    assert answered(app) == 2
+    refused = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert_api_error(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert len(records(app)) == 3
+
+
+def test_a_failing_model_is_recorded_once(
+    served: Flask, client: FlaskClient, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelport.serving.inference import PredictionFailed
+
+    warm(client, token)
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise PredictionFailed("The model produced a value that is not a finite number.")
+
+    monkeypatch.setattr("modelport.serving.inference.check_finite", fail)
+    assert_api_error(client.post(PREDICT, json=BODY, headers=bearer(token)), 422)
+    assert answered(served) == 0
+    statuses = [record.status for record in records(served)]
+    assert statuses == ["ok", "error"]
+
+
+def test_a_revoked_token_is_refused_at_once_by_the_worker_that_revoked_it(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    from modelport.auth.tokens import revoke_token
+    from modelport.models.tokens import ApiToken
+
+    warm(client, token)
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+    with served.app_context():
+        issued = db.session.scalars(sa.select(ApiToken)).one()
+        assert revoke_token(issued.user, issued.id)
+        db.session.commit()
+    assert_api_error(client.post(PREDICT, json=BODY, headers=bearer(token)), 401, "invalid_token")
+    assert answered(served) == 1
+
+
+def drop_connections(app: Flask, backend: str) -> None:
+    """End the app's idle database connections the way a database restart would (SQLite has no
+    server: its pooled records connection is closed under the pool instead)."""
+    with app.app_context():
+        if backend == "sqlite":
+            raw = db.engines["records"].raw_connection()
+            raw.dbapi_connection.close()
+            raw.close()
+            return
+        outsider = sa.create_engine(db.engine.url)
+        try:
+            with outsider.connect() as connection:
+                if backend == "postgres":
+                    connection.execute(
+                        sa.text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                else:
+                    ids = connection.execute(
+                        sa.text(
+                            "SELECT id FROM information_schema.processlist "
+                            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                        )
+                    ).scalars()
+                    for process_id in list(ids):
+                        connection.execute(sa.text(f"KILL {int(process_id)}"))
+        finally:
+            outsider.dispose()
+
+
+@pytest.mark.db
+def test_a_dropped_records_connection_is_replaced_without_failing_the_request(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    warm(client, token)
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+    drop_connections(served, backend)
+    again = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert answered(served) == 2  # the hot path's records engine retried on a new connection
+    assert [record.id for record in records(served)][-1] == again.get_json()["record_id"]
+    assert len(records(served)) == 3
