@@ -3,7 +3,9 @@
 One command, one run, the same gunicorn settings for every server (the product's
 ``modelport/ops/gunicorn_conf.py`` with 2 sync workers, access log off), loopback, wrk:
 
-1. bare Flask hello-world (bench/serving_apps.py), the ceiling of Flask + gunicorn here;
+1. bare Flask hello-world (bench/serving_apps.py), the ceiling of Flask + gunicorn here, and
+   (PostgreSQL only) bare Flask doing one durable INSERT per request, the floor under any
+   durably recorded answer;
 2. a minimal hand-written Flask predict endpoint (JSON → numpy → predict_proba → JSON, native
    scikit-learn, no validation), for the iris logistic regression and a 100-tree random forest;
 3. Modelport's ``POST /api/v1/models/<name>/predict`` with an API token, for the same two
@@ -57,7 +59,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
 from server import gunicorn  # noqa: E402
-from serving_apps import ARTIFACTS_VARIABLE  # noqa: E402
+from serving_apps import ARTIFACTS_VARIABLE, DURABLE_VARIABLE  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 GUNICORN_CONFIG = "python:modelport.ops.gunicorn_conf"
@@ -278,6 +280,16 @@ def check_endpoint(endpoint: Endpoint, base: str, headers: dict[str, str]) -> No
 def build_endpoints(postgres: bool) -> list[Endpoint]:
     """The table's rows, in order."""
     rows = [Endpoint("hello", "Flask hello-world", "hello", "/hello", method="GET")]
+    if postgres:
+        rows.append(
+            Endpoint(
+                "durable",
+                "Minimal Flask: one durable INSERT, PostgreSQL",
+                "durable",
+                "/record",
+                body=BODY,
+            )
+        )
     for name in MODELS:
         short = "LR" if name == "iris" else "RF"
         rows.append(
@@ -398,6 +410,9 @@ def acceptance(endpoints: list[Endpoint]) -> list[str]:
             "postgres-iris", ACCEPTANCE["postgres"], "LR predict, durable recording on PostgreSQL,"
         ),
     ]
+    if "durable" in by_key:
+        floor = by_key["durable"].median("requests_per_second") / hello
+        lines[-1] += f" (one durable INSERT and nothing else: {floor:.2f}×)"
     forest = by_key["sqlite-iris-forest"]
     p50 = forest.median("p50_ms", forest.single)
     verdict = "PASS" if p50 <= ACCEPTANCE["single_ms"] else "FAIL"
@@ -549,6 +564,13 @@ def main(argv: list[str] | None = None) -> int:
             ),
             **{name: ("modelport:create_app()", env, "/healthz") for name, env in envs.items()},
         }
+        if "postgres" in envs:
+            libpq_url = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            apps["durable"] = (
+                "serving_apps:durable_app()",
+                {DURABLE_VARIABLE: libpq_url},
+                "/health",
+            )
         for name, (spec, env, ready) in apps.items():
             bases[name] = stack.enter_context(
                 gunicorn(

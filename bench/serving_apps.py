@@ -10,12 +10,21 @@ differ only in what Modelport adds.
 
 The artifacts come from ``MODELPORT_BENCH_ARTIFACTS``: ``name=path.skops`` pairs separated by
 ``;`` (bench/serving.py sets it); the features are the estimator's ``feature_names_in_``.
+
+``durable_app()`` is the floor under any durable record on PostgreSQL: bare Flask that, per
+request, inserts one row into Modelport's ``predictions`` table (same columns and indexes)
+over a connection it keeps open in autocommit mode, and answers once PostgreSQL has
+committed it. No model, no validation, no authentication, no SQLAlchemy: what is left is
+the INSERT's round trip and the database's own work. Its database is
+``MODELPORT_BENCH_DURABLE_URL`` (a libpq URL).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,12 @@ import skops.io
 from flask import Flask, abort, request
 
 ARTIFACTS_VARIABLE = "MODELPORT_BENCH_ARTIFACTS"
+DURABLE_VARIABLE = "MODELPORT_BENCH_DURABLE_URL"
+DURABLE_INSERT = (
+    "INSERT INTO predictions (request_id, model_name, version_number, runtime, source, status, "
+    "row_count, latency_ms, inputs, outputs, truncated, created_at) VALUES (%(request_id)s, "
+    "'iris', 1, 'none', 'api', 'ok', 1, 0, %(inputs)s, '[]', false, %(created_at)s) RETURNING id"
+)
 
 
 def hello_app() -> Flask:
@@ -79,5 +94,39 @@ def predict_app() -> Flask:
                 for p in probabilities
             ]
         }
+
+    return app
+
+
+def durable_app() -> Flask:
+    """One durable INSERT per request, and nothing else: ``POST /record``."""
+    import psycopg
+
+    url = os.environ[DURABLE_VARIABLE]
+    connection: list[psycopg.Connection] = []  # opened in the worker, after the fork
+    app = Flask(__name__)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.post("/record")
+    def record() -> dict[str, Any]:
+        if not connection:
+            connection.append(psycopg.connect(url, autocommit=True))
+        inputs = request.get_json()["inputs"]
+        row = (
+            connection[0]
+            .execute(
+                DURABLE_INSERT,
+                {
+                    "request_id": "bench",
+                    "inputs": json.dumps([inputs]),
+                    "created_at": datetime.now(UTC).replace(tzinfo=None),
+                },
+            )
+            .fetchone()
+        )
+        return {"record_id": row[0]}
 
     return app
