@@ -82,6 +82,10 @@ MATRIX: dict[str, Row] = {
     "serving.admin_archive": Row(
         "/admin/models/nothing/versions/1/archive", {"POST": (LOGIN, 403, 404)}
     ),
+    "serving.admin_schema": Row(
+        "/admin/models/nothing/versions/1/schema",
+        {"GET": (LOGIN, 403, 404), "POST": (LOGIN, 403, 404)},
+    ),
     # the JSON API: 401, never a redirect
     "api-docs.openapi_json": Row("/api/openapi.json", {"GET": (200, 200, 200)}),
     "api_docs.docs": Row("/api/docs", {"GET": (200, 200, 200)}),

@@ -46,11 +46,13 @@ from modelport.serving.forms import (
     HistoryFilterForm,
     ModelForm,
     UploadForm,
+    schema_from_form,
+    schema_rows,
 )
 from modelport.serving.inference import PredictionFailed, Result, predict_json
 from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
-from modelport.serving.schema import Feature, InputError, InputSchema
+from modelport.serving.schema import FEATURE_TYPES, Feature, InputError, InputSchema
 
 bp = Blueprint("serving", __name__)
 
@@ -698,6 +700,48 @@ def admin_alias(name: str) -> Response | tuple[str, int]:
         "success",
     )
     return redirect(url_for("serving.admin_models"))
+
+
+@bp.route("/admin/models/<name>/versions/<int:number>/schema", methods=["GET", "POST"])
+@admin_required
+def admin_schema(name: str, number: int) -> Response | tuple[str, int]:
+    """Edit a version's input schema: types, required, ranges, categories, descriptions."""
+    model = _admin_model(name)
+    version = registry.get_version(model, number) if number <= MAX_VERSION else None
+    if version is None:
+        abort(404, description=_("This model has no such version."))
+    schema = InputSchema.from_dict(version.input_schema)
+    rows, problems, status = schema_rows(schema), [], 200
+    if request.method == "POST":
+        _csrf_checked()
+        edited, rows, problems = schema_from_form(schema, request.form)
+        if not problems:
+            try:
+                registry.update_schema(version, edited)
+            except registry.RegistryError as exc:
+                db.session.rollback()
+                problems = [registry_message(exc)]
+            else:
+                flash(
+                    _(
+                        "The input schema of version %(number)d of %(name)s is saved; every "
+                        "worker uses it within seconds.",
+                        number=number,
+                        name=model.name,
+                    ),
+                    "success",
+                )
+                return redirect(url_for("serving.admin_models"))
+        status = 422
+    return render_template(
+        "admin/schema.html",
+        model=model,
+        version=version,
+        rows=rows,
+        problems=problems,
+        types=FEATURE_TYPES,
+        form=EmptyForm(),
+    ), status
 
 
 @bp.post("/admin/models/<name>/versions/<int:number>/archive")

@@ -119,6 +119,8 @@ def test_each_role_sees_the_pages_it_may(app: Flask, demo_models: dict) -> None:
         ("POST", "/admin/models/iris/upload"),
         ("POST", "/admin/models/iris/aliases"),
         ("POST", "/admin/models/iris/versions/1/archive"),
+        ("GET", "/admin/models/iris/versions/1/schema"),
+        ("POST", "/admin/models/iris/versions/1/schema"),
     ]:
         response = user.open(path, method=method, data={"csrf_token": token})
         assert response.status_code == 403, (method, path)
@@ -128,6 +130,7 @@ def test_each_role_sees_the_pages_it_may(app: Flask, demo_models: dict) -> None:
     assert "iris" in text and "diabetes" in text and "champion" in text
     page(admin, "/admin/models/new")
     page(admin, "/admin/models/iris/upload")
+    page(admin, "/admin/models/iris/versions/1/schema")
     page(admin, "/models")
 
 
@@ -537,3 +540,75 @@ def test_serving_pages_in_korean(app: Flask, client: FlaskClient, demo_models: d
     assert_error_beside_field(html, "feature-0", "숫자를 입력하십시오.")
     text = visible_text(page(client, "/models/iris/batch", "ko"))
     assert "일괄 예측" in text and "예시 CSV 내려받기" in text
+
+
+def schema_form(client: FlaskClient, path: str, schema: InputSchema, **changes: str) -> dict:
+    """The editor's fields as the page fills them in, with ``changes`` (field-index: value)."""
+    data: dict[str, str] = {"csrf_token": csrf_token(client, path)}
+    for i, f in enumerate(schema.features):
+        data[f"type-{i}"] = f.type
+        if f.required:
+            data[f"required-{i}"] = "y"
+        data[f"minimum-{i}"] = "" if f.minimum is None else str(f.minimum)
+        data[f"maximum-{i}"] = "" if f.maximum is None else str(f.maximum)
+        data[f"categories-{i}"] = "\n".join(f.categories or [])
+        data[f"description-{i}"] = f.description
+    for key, value in changes.items():
+        data[key.replace("_", "-")] = value
+    return data
+
+
+def stored_schema(app: Flask, name: str = "iris") -> InputSchema:
+    with app.app_context():
+        version = registry.get_version(registry.get_model(name), 1)
+        return InputSchema.from_dict(version.input_schema)
+
+
+@pytest.mark.db
+def test_admin_edits_a_schema_and_predictions_follow(app_factory: Any, demo_models: dict) -> None:
+    app = app_factory(REGISTRY_POLL_SECONDS="0.001")
+    register_demo(app, demo_models, "iris")
+    admin = signed_in(app, ADMIN, role="admin")
+    path = "/admin/models/iris/versions/1/schema"
+    text = page(admin, path).all_text()
+    assert "sepal_length" in text and "petal_width" in text
+    before = stored_schema(app)
+
+    # A narrower range for petal_width and a description: saved, and the API warns with it.
+    data = schema_form(admin, path, before, maximum_3="1.0", description_3="Petal width in cm")
+    response = admin.post(path, data=data)
+    assert response.status_code == 302 and response.location.endswith("/admin/models")
+    after = stored_schema(app)
+    assert after.features[3].maximum == 1.0
+    assert after.features[3].description == "Petal width in cm"
+    assert after.features[0] == before.features[0]
+    answer = app.test_client().post(
+        "/api/v1/models/iris/predict", json={"inputs": {**IRIS_ROW, "petal_width": 1.5}}
+    )
+    assert answer.status_code == 200
+    assert answer.get_json()["warnings"][0]["field"] == "petal_width"
+
+    # Problems are shown on the page and nothing changes.
+    counts = table_counts(app)
+    for changes, words in [
+        ({"minimum_0": "ten"}, "sepal_length: the minimum must be a number."),
+        ({"minimum_1": "9", "maximum_1": "1"}, "sepal_width: the minimum is above the maximum."),
+        ({"type_2": "category"}, "petal_length: a category feature needs its categories"),
+        ({"type_2": "spreadsheet"}, "petal_length: choose a type."),
+    ]:
+        response = admin.post(path, data=schema_form(admin, path, after, **changes))
+        assert response.status_code == 422, changes
+        assert words in visible_text(parse(response.get_data(as_text=True))), changes
+        assert stored_schema(app) == after
+    assert table_counts(app) == counts
+    assert admin.post(path, data={"type-0": "number"}).status_code == 400  # no CSRF token
+    assert admin.get("/admin/models/iris/versions/7/schema").status_code == 404
+
+
+def test_the_schema_editor_in_korean(app: Flask, demo_models: dict) -> None:
+    register_demo(app, demo_models, "iris")
+    admin = signed_in(app, ADMIN, role="admin")
+    text = page(
+        admin, "/admin/models/iris/versions/1/schema", "ko", headers={"Accept-Language": "ko"}
+    ).all_text()
+    assert "입력 스키마" in text
