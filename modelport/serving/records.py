@@ -182,17 +182,21 @@ def _insert_record(values: dict[str, Any]) -> int:
     engine = db.engines[RECORDS_BIND]
     plan = _insert_plan(engine.dialect)
     parameters = plan.parameters(values)
-    for attempt in (1, 2):
-        try:
-            with engine.connect() as connection:
-                return plan.record_id(connection.exec_driver_sql(plan.sql, parameters))
-        except DBAPIError as exc:
-            # That engine does not ping at checkout: a connection the server dropped (a
-            # restart) fails here before the INSERT reaches it; the pool has been refreshed,
-            # so one more try on a new connection.
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
+
+    def insert_once() -> int:
+        with engine.connect() as connection:
+            return plan.record_id(connection.exec_driver_sql(plan.sql, parameters))
+
+    try:
+        return insert_once()
+    except DBAPIError as exc:
+        # That engine does not ping at checkout. A pooled connection the server dropped while
+        # it sat idle (a restart) fails here without writing anything, and SQLAlchemy has
+        # refreshed the pool: one more try on a new connection. (Only a server that dies
+        # after committing but before answering could leave a record written twice.)
+        if not exc.connection_invalidated:
+            raise
+    return insert_once()
 
 
 def _json_text(value: Any) -> str | None:
