@@ -201,6 +201,25 @@ def case_model_archive(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/admin/models/iris/versions/1/archive", {}, "/admin/models")
 
 
+def case_model_schema(app: Flask, mailbox: Any) -> Case:
+    # The editor's fields as the page fills them in, with one description changed.
+    from modelport.serving import registry
+    from modelport.serving.forms import schema_rows
+    from modelport.serving.schema import InputSchema
+
+    with app.app_context():
+        stored = registry.get_model("iris").versions[0].input_schema
+    data: dict[str, str] = {}
+    for i, row in enumerate(schema_rows(InputSchema.from_dict(stored))):
+        data |= {f"{key}-{i}": str(row[key]) for key in ("type", "minimum", "maximum")}
+        data |= {f"categories-{i}": row["categories"], f"description-{i}": row["description"]}
+        if row["required"]:
+            data[f"required-{i}"] = "y"
+    data["description-0"] = "Sepal length in cm"
+    path = "/admin/models/iris/versions/1/schema"
+    return Case(_admin(app), path, data, path)
+
+
 CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "signup": case_signup,
     "login": case_login,
@@ -223,9 +242,17 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "model-upload": case_model_upload,
     "model-alias": case_model_alias,
     "model-archive": case_model_archive,
+    "model-schema": case_model_schema,
 }
 # Cases that need the demo models: trained once per test process, registered per test.
-WITH_MODELS = {"predict-form", "predict-batch", "model-upload", "model-alias", "model-archive"}
+WITH_MODELS = {
+    "predict-form",
+    "predict-batch",
+    "model-upload",
+    "model-alias",
+    "model-archive",
+    "model-schema",
+}
 
 
 def _state(app: Flask, case: Case, mailbox: Any) -> tuple:
@@ -290,6 +317,7 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "serving.admin_upload",
         "serving.admin_alias",
         "serving.admin_archive",
+        "serving.admin_schema",
     }
     assert len(CASES) == len(posting)
 
@@ -340,6 +368,7 @@ FORM_PAGES = {
     "serving.batch",
     "serving.admin_new_model",
     "serving.admin_upload",
+    "serving.admin_schema",
 }
 # GET links from e-mails that change state by design: only with a valid, signed,
 # single-use token that was sent to the mailbox (an e-mail client follows links with GET).
