@@ -99,9 +99,9 @@ def register_security(app: Flask) -> None:
 
 
 def register_middleware(app: Flask, *, proxy_hops: int) -> None:
-    """WSGI layers around Flask, innermost first: the predict hot path (it must see the
-    client's address and get the security headers like any answer), the security headers,
-    then the proxy fix that corrects the address for everything inside."""
+    """WSGI layers around Flask, innermost first: the predict hot path, the security headers
+    (around it, so its answers carry them like any other), then the proxy fix that corrects
+    the client's address and scheme for everything inside."""
     from modelport.api.fastpath import PredictionFastPath
     from modelport.ops.headers import SecurityHeaders
 
