@@ -358,3 +358,31 @@ DIABETES_ROW = {
     "s5": 4.8598,
     "s6": 87.0,
 }
+
+
+def register_colour_model(app: Flask, folder: Path) -> str:
+    """Register ``colour``: a skops pipeline over iris plus a categorical ``colour`` column
+    (one-hot encoded), classes 0, 1 and 2; return its name."""
+    import numpy as np
+    import skops.io as sio
+    from sklearn.compose import make_column_transformer
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from modelport.serving import registry
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.columns = list(IRIS_ROW)
+    frame = X.assign(colour=np.where(y > 0, "red", "blue"))
+    pipeline = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough"),
+        LogisticRegression(max_iter=1000),
+    ).fit(frame, y)
+    path = folder / "colour.skops"
+    sio.dump(pipeline, path)
+    with app.app_context():
+        model = registry.create_model("colour", task="classification")
+        registry.register_version(model, path, filename=path.name, sample=frame)
+    return "colour"

@@ -20,18 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import skops.io as sio
 import sqlalchemy as sa
 import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
 from flask import Flask
 from flask.testing import FlaskClient
 from onnx import TensorProto, helper
-from sklearn.compose import make_column_transformer
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 from tritonclient.utils import InferenceServerException
 
 from modelport import create_app
@@ -46,6 +40,7 @@ from tests.conftest import (
     login,
     make_user,
     migrated_sqlite,
+    register_colour_model,
     register_demo,
     table_counts,
 )
@@ -438,21 +433,7 @@ def test_tritonclient_request_and_response_through_flask(client: FlaskClient) ->
 @pytest.fixture
 def colour_model(served: Flask, tmp_path: Path) -> str:
     """A skops pipeline over iris plus a categorical ``colour`` column; classes 0, 1, 2."""
-    from modelport.serving import registry
-
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    X.columns = FEATURES
-    frame = X.assign(colour=np.where(y > 0, "red", "blue"))
-    pipeline = make_pipeline(
-        make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough"),
-        LogisticRegression(max_iter=1000),
-    ).fit(frame, y)
-    path = tmp_path / "colour.skops"
-    sio.dump(pipeline, path)
-    with served.app_context():
-        model = registry.create_model("colour", task="classification")
-        registry.register_version(model, path, filename=path.name, sample=frame)
-    return "colour"
+    return register_colour_model(served, tmp_path)
 
 
 def colour_tensors(colours: list[str]) -> list[dict]:

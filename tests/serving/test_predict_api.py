@@ -17,22 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import skops.io as sio
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from onnx import TensorProto, helper
-from sklearn.compose import make_column_transformer
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving.inference import PredictionFailed
 from tests.api.conftest import assert_api_error
-from tests.conftest import IRIS_ROW, register_demo, table_counts
+from tests.conftest import IRIS_ROW, register_colour_model, register_demo, table_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -469,21 +464,7 @@ def test_csv_over_the_row_or_byte_limit_is_413(served: Flask, client: FlaskClien
 @pytest.fixture
 def colour_model(served: Flask, tmp_path: Path) -> str:
     """A skops pipeline over iris plus a categorical ``colour`` column, registered."""
-    from modelport.serving import registry
-
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    X.columns = IRIS_COLUMNS
-    frame = X.assign(colour=np.where(y > 0, "red", "blue"))
-    pipeline = make_pipeline(
-        make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough"),
-        LogisticRegression(max_iter=1000),
-    ).fit(frame, y)
-    path = tmp_path / "colour.skops"
-    sio.dump(pipeline, path)
-    with served.app_context():
-        model = registry.create_model("colour", task="classification")
-        registry.register_version(model, path, filename=path.name, sample=frame)
-    return "colour"
+    return register_colour_model(served, tmp_path)
 
 
 def test_unseen_category_is_422(served: Flask, client: FlaskClient, colour_model: str) -> None:
