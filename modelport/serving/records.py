@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app, g
 from flask_login import current_user
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from modelport.auth import token_cache
@@ -127,8 +128,9 @@ class _InsertPlan:
             return converted
         return tuple(converted[key] for key in self.positions)
 
-    def record_id(self, result: CursorResult) -> int:
-        return result.scalar_one() if self.returning else result.lastrowid
+    def record_id(self, cursor: Any) -> int:
+        """The new record's id from the INSERT's result (SQLAlchemy's or a DBAPI cursor)."""
+        return cursor.fetchone()[0] if self.returning else cursor.lastrowid
 
 
 _plans: weakref.WeakKeyDictionary[Dialect, _InsertPlan] = weakref.WeakKeyDictionary()
@@ -182,21 +184,50 @@ def _insert_record(values: dict[str, Any]) -> int:
     engine = db.engines[RECORDS_BIND]
     plan = _insert_plan(engine.dialect)
     parameters = plan.parameters(values)
-
-    def insert_once() -> int:
-        with engine.connect() as connection:
-            return plan.record_id(connection.exec_driver_sql(plan.sql, parameters))
-
     try:
-        return insert_once()
+        return _execute_raw(engine, plan, parameters)
     except DBAPIError as exc:
         # That engine does not ping at checkout. A pooled connection the server dropped while
-        # it sat idle (a restart) fails here without writing anything, and SQLAlchemy has
-        # refreshed the pool: one more try on a new connection. (Only a server that dies
-        # after committing but before answering could leave a record written twice.)
+        # it sat idle (a restart) fails here without writing anything: one more try on a new
+        # connection. (Only a server that dies after committing but before answering could
+        # leave a record written twice.)
         if not exc.connection_invalidated:
             raise
-    return insert_once()
+        # The other idle connections are likely as dead (a restart): connect afresh.
+        engine.pool.dispose()
+    return _execute_raw(engine, plan, parameters)
+
+
+def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any) -> int:
+    """Run the INSERT on a pooled DBAPI connection of ``engine``; return the record's id.
+
+    SQLAlchemy's Connection would add an execution context and a result object to every
+    record, which cost as much CPU again as the driver's own execute (docs/benchmarks.md,
+    "Serving"). Its error handling is kept: driver errors come out as SQLAlchemy's
+    (IntegrityError, OperationalError…), and a connection the server dropped is invalidated
+    and says so (``connection_invalidated``).
+    """
+    dialect = engine.dialect
+    driver_error = dialect.loaded_dbapi.Error
+    connection = engine.raw_connection()
+    cursor = None
+    try:
+        cursor = connection.cursor()
+        cursor.execute(plan.sql, parameters)
+        return plan.record_id(cursor)
+    except driver_error as exc:
+        gone = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+        if gone:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            plan.sql, parameters, exc, driver_error, connection_invalidated=gone, dialect=dialect
+        ) from exc
+    finally:
+        if cursor is not None:
+            # The cursor of a dropped connection may fail to close; nothing depends on it.
+            with suppress(driver_error):
+                cursor.close()
+        connection.close()  # back to the pool (invalidated ones are discarded)
 
 
 def _json_text(value: Any) -> str | None:

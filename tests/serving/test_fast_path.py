@@ -282,3 +282,25 @@ def test_a_dropped_records_connection_is_replaced_without_failing_the_request(
     assert answered(served) == 2  # the hot path's records engine retried on a new connection
     assert [record.id for record in records(served)][-1] == again.get_json()["record_id"]
     assert len(records(served)) == 3
+
+
+@pytest.mark.db
+def test_after_a_restart_every_dropped_idle_records_connection_is_replaced(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    warm(client, token)
+    with served.app_context():
+        # Two idle connections in the records pool, as a worker has after serving threads.
+        held = [db.engines["records"].raw_connection() for _ in range(2)]
+        for connection in held:
+            connection.close()
+        assert db.engines["records"].pool.checkedin() == 2
+    drop_connections(served, backend)
+    first = client.post(PREDICT, json=BODY, headers=bearer(token))
+    second = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert (first.status_code, second.status_code) == (200, 200), first.get_data(as_text=True)
+    assert answered(served) == 2  # neither fell back: one retry each at most, on a live one
+    assert [record.id for record in records(served)][-2:] == [
+        first.get_json()["record_id"],
+        second.get_json()["record_id"],
+    ]
