@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g
 from flask_login import current_user
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -360,18 +360,29 @@ def list_records(
     return list(rows), total
 
 
-def iter_records(viewer: User, filters: RecordFilter, *, chunk: int = 1000):  # noqa: ANN201
-    """Every record ``viewer`` may see, newest first, read in chunks (CSV export)."""
+def iter_records(
+    viewer: User, filters: RecordFilter, *, chunk: int = 1000
+) -> Iterator[PredictionRecord]:
+    """Every record ``viewer`` may see, newest first, read in chunks (CSV export).
+
+    Each chunk continues after the last row of the one before (keyset), not at an offset:
+    records written while an export streams are newer than its first row and never shift
+    it, so no row comes twice or goes missing, and a deep chunk costs what the first does.
+    """
     query = _visible(viewer, filters).order_by(
         PredictionRecord.created_at.desc(), PredictionRecord.id.desc()
     )
-    offset = 0
-    while True:
-        rows = list(db.session.scalars(query.limit(chunk).offset(offset)))
-        if not rows:
-            return
+    rows = list(db.session.scalars(query.limit(chunk)))
+    while rows:
         yield from rows
-        offset += chunk
+        if len(rows) < chunk:
+            return
+        last = rows[-1]
+        after = or_(
+            PredictionRecord.created_at < last.created_at,
+            and_(PredictionRecord.created_at == last.created_at, PredictionRecord.id < last.id),
+        )
+        rows = list(db.session.scalars(query.where(after).limit(chunk)))
 
 
 def get_record(viewer: User, record_id: int) -> PredictionRecord | None:

@@ -291,6 +291,39 @@ def test_history_filters_and_csv_export(make_app: Any) -> None:
     assert {"inputs", "outputs"}.isdisjoint(exported[0])
 
 
+def test_an_export_streams_each_record_once_while_new_ones_are_written(make_app: Any) -> None:
+    from modelport.extensions import db
+    from modelport.models.users import User
+    from modelport.serving.records import RecordFilter, iter_records
+
+    app = make_app()
+    ann = bearer(issue_token(app, make_user(app), ["predict"]))
+    client = app.test_client()
+    made = [predict(client, IRIS_ROW, headers=ann).get_json()["record_id"] for _ in range(7)]
+    # Ties on the time: the export orders them by id and must not stop or repeat at one.
+    same = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    for record_id in made[1:5]:
+        _age(app, record_id, same)
+    with app.app_context():
+        expected = [
+            record_id
+            for (record_id,) in db.session.execute(
+                sa.select(TABLE.c.id).order_by(TABLE.c.created_at.desc(), TABLE.c.id.desc())
+            )
+        ]
+        viewer = db.session.scalars(sa.select(User)).one()
+        exported = []
+        stream = iter_records(viewer, RecordFilter(), chunk=2)
+        for record in stream:
+            exported.append(record.id)
+            if len(exported) == 3:
+                # Predictions go on while the export streams (another worker, same user).
+                for _ in range(2):
+                    predict(client, SECOND_ROW, headers=ann)
+    assert exported == expected
+    assert len(records(app)) == 9
+
+
 # --- withdrawal and retention --------------------------------------------------------------
 
 
