@@ -15,7 +15,8 @@ from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -251,6 +252,15 @@ class DatabaseUnavailable(HTTPException):
     retry_after = 5
 
 
+@event.listens_for(Engine, "handle_error")
+def _connecting_failed_is_a_lost_connection(context: ExceptionContext) -> None:
+    """A failure to connect (refused, or a server still recovering) is the database being
+    unavailable: no SQL of ours ran. psycopg reports it like any OperationalError, so it is
+    marked as a lost connection (``connection_invalidated``), as a dropped one is."""
+    if context.connection is None and not context.is_pre_ping:
+        context.is_disconnect = True
+
+
 def _database_answers() -> bool:
     try:
         with db.engine.connect() as connection:
@@ -271,7 +281,10 @@ def handle_database_error(error: DBAPIError | SATimeoutError) -> Response | tupl
     with contextlib.suppress(SQLAlchemyError):
         db.session.rollback()
     locked = "database is locked" in str(getattr(error, "orig", ""))
-    if isinstance(error, DBAPIError) and not locked and _database_answers():
+    # A connection that failed or went away says so itself: no need to ask, and asking could
+    # find the database already back (a restart) and blame ourselves.
+    lost = isinstance(error, DBAPIError) and error.connection_invalidated
+    if isinstance(error, DBAPIError) and not (locked or lost) and _database_answers():
         return handle_unexpected(error)
     log.warning(
         "database unavailable",

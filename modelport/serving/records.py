@@ -209,15 +209,16 @@ def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any) -> int:
     """
     dialect = engine.dialect
     driver_error = dialect.loaded_dbapi.Error
-    connection = engine.raw_connection()
-    cursor = None
+    connection = cursor = None
     try:
+        connection = engine.raw_connection()  # connecting can fail too (a server down)
         cursor = connection.cursor()
         cursor.execute(plan.sql, parameters)
         return plan.record_id(cursor)
     except driver_error as exc:
-        gone = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
-        if gone:
+        # Failing to connect counts as a lost connection, as for every engine (errors.py).
+        gone = connection is None or dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+        if gone and connection is not None:
             connection.invalidate(exc)
         raise DBAPIError.instance(
             plan.sql, parameters, exc, driver_error, connection_invalidated=gone, dialect=dialect
@@ -227,7 +228,8 @@ def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any) -> int:
             # The cursor of a dropped connection may fail to close; nothing depends on it.
             with suppress(driver_error):
                 cursor.close()
-        connection.close()  # back to the pool (invalidated ones are discarded)
+        if connection is not None:
+            connection.close()  # back to the pool (invalidated ones are discarded)
 
 
 def _json_text(value: Any) -> str | None:

@@ -6,12 +6,14 @@ import socket
 
 import pytest
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from modelport import create_app
+from modelport.extensions import db
 from tests.conftest import csrf_from
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # nothing listens there once the probe closes
@@ -24,7 +26,7 @@ def _closed_port() -> int:
     ]
 )
 def unreachable_app(request: pytest.FixtureRequest, tmp_path) -> Flask:
-    url = request.param.format(port=_closed_port())
+    url = request.param.format(port=closed_port())
     return create_app(
         {
             "ENV": "testing",
@@ -59,6 +61,14 @@ def test_sign_in_page_answers_503_when_the_database_is_down(unreachable_app):
     assert response.status_code == 503
     assert "Try again" in response.get_data(as_text=True)
     assert response.mimetype == "text/html"
+
+
+def test_a_refused_connection_is_reported_as_a_lost_one(unreachable_app):
+    """The error handler answers 503 at once for a lost connection, without asking the
+    database again (which, after a restart, may answer by then)."""
+    with unreachable_app.app_context(), pytest.raises(DBAPIError) as caught:
+        db.engine.connect()
+    assert caught.value.connection_invalidated
 
 
 def test_readiness_says_not_ready(unreachable_app):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,12 +12,7 @@ from flask.testing import FlaskClient
 from modelport import create_app
 from modelport.extensions import db
 from tests.conftest import empty_database_url
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ops.test_database_down import closed_port
 
 
 @pytest.fixture
@@ -94,9 +88,9 @@ def test_not_ready_on_an_empty_database(
     "url",
     [
         pytest.param(
-            lambda tmp: f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/x", id="pg"
+            lambda tmp: f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x", id="pg"
         ),
-        pytest.param(lambda tmp: f"mysql+pymysql://root@127.0.0.1:{_closed_port()}/x", id="mysql"),
+        pytest.param(lambda tmp: f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x", id="mysql"),
         pytest.param(lambda tmp: f"sqlite:///{tmp / 'no-such-dir' / 'x.db'}", id="sqlite"),
     ],
 )

@@ -20,6 +20,7 @@ from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from tests.api.conftest import assert_api_error, bearer, issue_token
 from tests.conftest import IRIS_ROW, make_user, register_demo
+from tests.ops.test_database_down import closed_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -282,6 +283,37 @@ def test_a_dropped_records_connection_is_replaced_without_failing_the_request(
     assert answered(served) == 2  # the hot path's records engine retried on a new connection
     assert [record.id for record in records(served)][-1] == again.get_json()["record_id"]
     assert len(records(served)) == 3
+
+
+@pytest.mark.db
+def test_a_refused_records_connection_is_a_503_though_the_database_answers_otherwise(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    """The moment of a restart: the record cannot connect, and by the time the error is
+    handled the database answers again. That is the database's outage, not our bug."""
+    warm(client, token)
+    with served.app_context():
+        records_engine = db.engines["records"]
+
+    def refuse(_dialect: Any, _record: Any, cargs: list, cparams: dict) -> None:
+        # Where nothing answers: a closed port, or a SQLite file in a missing folder.
+        if backend == "sqlite":
+            cargs[0] = "/nonexistent/modelport/records.db"
+        else:
+            cparams["port"] = closed_port()
+
+    records_engine.dispose()
+    sa.event.listen(records_engine, "do_connect", refuse)
+    try:
+        before = len(records(served))
+        response = client.post(PREDICT, json=BODY, headers=bearer(token))
+    finally:
+        sa.event.remove(records_engine, "do_connect", refuse)
+    error = assert_api_error(response, 503, "database_unavailable")
+    assert "Try again" in error["message"]
+    assert response.headers["Retry-After"] == "5"
+    assert len(records(served)) == before
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
 
 
 @pytest.mark.db
