@@ -20,8 +20,8 @@ and records) and hands everything else to Flask, unchanged:
 Side effects come last and in the view's order: the budget is counted once the inputs are
 valid and the model has answered, then the record is committed, then the answer is sent.
 Past the budget nothing falls back except a refusal (Flask counts the refused request once
-more, which changes nothing) and a failed record write (Flask starts over, and answers the
-database error or the revoked token as the view does).
+more, which changes nothing) and a failed record write (Flask starts over without counting
+the budget again, and answers the database error or the revoked token as the view does).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from modelport.auth import token_cache
 from modelport.models.predictions import Source
 from modelport.ops.logging import request_id_for
 from modelport.serving.inference import compute, finish
-from modelport.serving.limits import count_prediction
+from modelport.serving.limits import COUNTED, count_prediction
 from modelport.serving.predictor import resolve
 from modelport.serving.schema import validate_inputs
 
@@ -136,6 +136,7 @@ class PredictionFastPath:
                 raise Fallback
             computed = compute(served, batch)
             count_prediction(user.id, None)
+            environ[COUNTED] = True  # should the view answer after all, not twice
             request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
             g.request_id = request_id
             result = finish(

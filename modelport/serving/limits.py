@@ -27,6 +27,8 @@ from modelport.errors import ApiError
 from modelport.extensions import client_address, limiter
 
 SCOPE = "predict"
+# Set in the WSGI environ once a request's prediction has been counted (by the hot path).
+COUNTED = "modelport.prediction_counted"
 # Past this many windows in one process, expired ones are dropped (anonymous callers are
 # counted per address, so the keys are not bounded otherwise).
 _MAX_WINDOWS = 10_000
@@ -87,6 +89,8 @@ def _refusal(item: RateLimitItem, key: str) -> float | None:
 
 def check_prediction_budget() -> None:
     """Count one prediction request for the caller; 429 with Retry-After past the limit."""
+    if request.environ.get(COUNTED):
+        return  # the predict hot path counted it, then left the answer to the view
     if current_user.is_authenticated:
         count_prediction(current_user.id, None)
     else:

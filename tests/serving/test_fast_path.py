@@ -8,6 +8,8 @@ remembers, so these apps remember them (the test settings turn that memory off e
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -285,14 +287,10 @@ def test_a_dropped_records_connection_is_replaced_without_failing_the_request(
     assert len(records(served)) == 3
 
 
-@pytest.mark.db
-def test_a_refused_records_connection_is_a_503_though_the_database_answers_otherwise(
-    served: Flask, client: FlaskClient, token: str, backend: str
-) -> None:
-    """The moment of a restart: the record cannot connect, and by the time the error is
-    handled the database answers again. That is the database's outage, not our bug."""
-    warm(client, token)
-    with served.app_context():
+@contextlib.contextmanager
+def records_refused(app: Flask, backend: str) -> Iterator[None]:
+    """The records engine cannot connect (a server restarting) while the other one can."""
+    with app.app_context():
         records_engine = db.engines["records"]
 
     def refuse(_dialect: Any, _record: Any, cargs: list, cparams: dict) -> None:
@@ -305,15 +303,41 @@ def test_a_refused_records_connection_is_a_503_though_the_database_answers_other
     records_engine.dispose()
     sa.event.listen(records_engine, "do_connect", refuse)
     try:
-        before = len(records(served))
-        response = client.post(PREDICT, json=BODY, headers=bearer(token))
+        yield
     finally:
         sa.event.remove(records_engine, "do_connect", refuse)
+
+
+@pytest.mark.db
+def test_a_refused_records_connection_is_a_503_though_the_database_answers_otherwise(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    """The moment of a restart: the record cannot connect, and by the time the error is
+    handled the database answers again. That is the database's outage, not our bug."""
+    warm(client, token)
+    before = len(records(served))
+    with records_refused(served, backend):
+        response = client.post(PREDICT, json=BODY, headers=bearer(token))
     error = assert_api_error(response, 503, "database_unavailable")
     assert "Try again" in error["message"]
     assert response.headers["Retry-After"] == "5"
     assert len(records(served)) == before
     assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.db
+def test_a_request_the_view_answers_after_the_hot_path_failed_is_counted_once(
+    app_factory: Any, demo_models: dict[str, Any], backend: str
+) -> None:
+    app = app_factory(**REMEMBER, PREDICT_LIMIT_USER="3 per minute")
+    register_demo(app, demo_models, "iris")
+    token = issue_token(app, make_user(app), scopes=["predict"])
+    client = app.test_client()
+    warm(client, token)  # 1
+    with records_refused(app, backend):  # 2: counted on the hot path, answered by the view
+        assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 503
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200  # 3
+    assert_api_error(client.post(PREDICT, json=BODY, headers=bearer(token)), 429, "rate_limited")
 
 
 @pytest.mark.db
