@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 ENVIRONMENTS = ("development", "testing", "production")
 
 # Keys that must never be accepted as a production secret.
@@ -60,6 +62,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_MAX_OVERFLOW", "10", "Extra connections opened under load, then closed.", int),
     Setting("DB_POOL_RECYCLE", "1800", "Seconds after which a pooled connection is replaced.", int),
     Setting("DB_POOL_TIMEOUT", "10", "Seconds to wait for a free pooled connection.", int),
+    Setting(
+        "DB_CONNECT_TIMEOUT",
+        "5",
+        "Seconds to wait for a new server connection before answering 503 (a database host "
+        "that does not answer must not hold workers). Not used for SQLite.",
+        int,
+    ),
     Setting(
         "DB_POOL_PRE_PING",
         "true",
@@ -191,6 +200,7 @@ MINIMUMS: dict[str, int] = {
     "DB_MAX_OVERFLOW": 0,
     "DB_POOL_RECYCLE": -1,
     "DB_POOL_TIMEOUT": 1,
+    "DB_CONNECT_TIMEOUT": 1,
     "SQLITE_BUSY_TIMEOUT_MS": 0,
     "MAX_CONTENT_LENGTH": 1024,
     "PASSWORD_MIN_LENGTH": 8,  # the ASVS floor; 15 (the default) without MFA per NIST
@@ -374,6 +384,10 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
             "pool_recycle": settings["DB_POOL_RECYCLE"],
             "pool_timeout": settings["DB_POOL_TIMEOUT"],
         }
+        # Both drivers take connect_timeout (psycopg: the whole handshake; PyMySQL: the TCP
+        # connection). One given in the URL's query wins.
+        if "connect_timeout" not in make_url(db_url).query:
+            engine_options["connect_args"] = {"connect_timeout": settings["DB_CONNECT_TIMEOUT"]}
     else:
         engine_options["connect_args"] = {"timeout": settings["SQLITE_BUSY_TIMEOUT_MS"] / 1000}
 

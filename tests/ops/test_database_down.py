@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 from flask import Flask
@@ -75,3 +76,32 @@ def test_readiness_says_not_ready(unreachable_app):
     response = unreachable_app.test_client().get("/readyz")
     assert response.status_code == 503
     assert unreachable_app.test_client().get("/healthz").status_code == 200
+
+
+def test_a_database_host_that_never_answers_gives_503_instead_of_a_hung_worker(tmp_path):
+    """A server that takes the TCP connection and then says nothing (frozen, overloaded):
+    without a connect timeout the request would wait for it forever."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nobody ever reads
+        app = create_app(
+            {
+                "ENV": "testing",
+                "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/x",
+                "INSTANCE_PATH": str(tmp_path),
+                "DB_CONNECT_TIMEOUT": 1,
+            }
+        )
+        answers = []
+
+        def call() -> None:
+            headers = {"Authorization": "Bearer mp_0000_notarealtoken"}
+            answers.append(app.test_client().get("/api/v1/me", headers=headers))
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(timeout=60)  # a liveness bound, far above the 1 s timeout
+        assert not caller.is_alive(), "the request hung on a database that never answers"
+    (response,) = answers
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "database_unavailable"
