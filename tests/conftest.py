@@ -61,7 +61,7 @@ def service_url(name: str) -> str:
     return url
 
 
-def _server_database(base_url: str, name: str) -> str:
+def server_database(base_url: str, name: str) -> str:
     """Create (anew) database ``name`` on the server of ``base_url``; return its URL."""
     url = sa.make_url(base_url)
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -90,7 +90,7 @@ def empty_database_url(backend: str, tmp_path: Path, label: str) -> str:
     # The pid keeps concurrent pytest runs on one server out of each other's databases.
     name = f"mp_{label}_{_worker()}_{os.getpid()}"
     _CREATED.append((base, name))
-    return _server_database(base, name)
+    return server_database(base, name)
 
 
 _CREATED: list[tuple[str, str]] = []

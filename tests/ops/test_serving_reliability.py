@@ -36,7 +36,7 @@ from modelport.models import Role
 from modelport.models.predictions import PredictionRecord
 from modelport.serving import registry
 from tests.conftest import IRIS_ROW, PASSWORD, empty_database_url, register_demo
-from tests.ops.private_postgres import private_postgres
+from tests.ops.private_servers import private_server
 from tests.ops.test_workers import Master, _alive, _gunicorn, _wait_for, _wait_for_workers
 
 pytestmark = pytest.mark.slow
@@ -54,8 +54,6 @@ RELOAD_SECONDS = 5.0
 # The access log names the worker (%(p)s) and the request id the response echoed.
 ACCESS_BY_REQUEST = ("--access-logformat", "%(p)s %({x-request-id}o)s %(s)s")
 CSV_ROWS = 200_000
-# What makes a commit durable on PostgreSQL; the crash test checks that both are on.
-DURABLE = ("fsync", "synchronous_commit")
 
 
 @dataclass
@@ -253,17 +251,17 @@ def test_every_2xx_has_a_durable_record_when_workers_are_killed(deployment: Depl
     )
 
 
+@pytest.mark.parametrize("database", ["postgres", "mysql"])
 def test_every_2xx_has_a_durable_record_across_a_database_crash(
-    tmp_path: Path, demo_models: dict[str, Any]
+    tmp_path: Path, demo_models: dict[str, Any], database: str
 ) -> None:
-    """Reliability 1: PostgreSQL crashes under load and comes back. Every 200 still has its
-    record after crash recovery; while the database is down callers get 503 with Retry-After,
-    never a 500; the same workers serve again once it is back, without a restart."""
-    with private_postgres() as cluster:
+    """Reliability 1: the database server crashes under load and comes back. Every 200 still
+    has its record after crash recovery; while the database is down callers get 503 with
+    Retry-After, never a 500; the same workers serve again once it is back, without a
+    restart."""
+    with private_server(database) as cluster:
+        assert cluster.durable()
         deployment = _deploy(tmp_path, cluster.url, demo_models)
-        with deployment.app.app_context(), db.engine.connect() as connection:
-            durability = [connection.exec_driver_sql(f"SHOW {name}").scalar() for name in DURABLE]
-        assert durability == ["on", "on"]
         try:
             # Tokens remembered as in production: predictions take the hot path, and fall
             # back to the view when the database fails them.
