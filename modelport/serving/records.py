@@ -183,53 +183,58 @@ def _insert_record(values: dict[str, Any]) -> int:
     # session, so this is its way.
     engine = db.engines[RECORDS_BIND]
     plan = _insert_plan(engine.dialect)
-    parameters = plan.parameters(values)
-    try:
-        return _execute_raw(engine, plan, parameters)
-    except DBAPIError as exc:
-        # That engine does not ping at checkout. A pooled connection the server dropped while
-        # it sat idle (a restart) fails here without writing anything: one more try on a new
-        # connection. (Only a server that dies after committing but before answering could
-        # leave a record written twice.)
-        if not exc.connection_invalidated:
-            raise
-        # The other idle connections are likely as dead (a restart): connect afresh.
-        engine.pool.dispose()
-    return _execute_raw(engine, plan, parameters)
+    return _execute_raw(engine, plan, plan.parameters(values))
 
 
-def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any) -> int:
+def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any, *, again: bool = True) -> int:
     """Run the INSERT on a pooled DBAPI connection of ``engine``; return the record's id.
 
     SQLAlchemy's Connection would add an execution context and a result object to every
     record, which cost as much CPU again as the driver's own execute (docs/benchmarks.md,
     "Serving"). Its error handling is kept: driver errors come out as SQLAlchemy's
-    (IntegrityError, OperationalError…), and a connection the server dropped is invalidated
-    and says so (``connection_invalidated``).
+    (IntegrityError, OperationalError…), and a lost connection says so
+    (``connection_invalidated``), as a failure to connect does (errors.py).
     """
     dialect = engine.dialect
     driver_error = dialect.loaded_dbapi.Error
-    connection = cursor = None
     try:
-        connection = engine.raw_connection()  # connecting can fail too (a server down)
+        connection = engine.raw_connection()
+    except driver_error as exc:
+        # The database is unavailable. No second try: it would only double the wait (up
+        # to MODELPORT_DB_CONNECT_TIMEOUT) for a host that does not answer.
+        raise DBAPIError.instance(
+            None, None, exc, driver_error, connection_invalidated=True, dialect=dialect
+        ) from exc
+    cursor = None
+    try:
         cursor = connection.cursor()
         cursor.execute(plan.sql, parameters)
         return plan.record_id(cursor)
     except driver_error as exc:
-        # Failing to connect counts as a lost connection, as for every engine (errors.py).
-        gone = connection is None or dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
-        if gone and connection is not None:
+        gone = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
+        if gone:
             connection.invalidate(exc)
-        raise DBAPIError.instance(
-            plan.sql, parameters, exc, driver_error, connection_invalidated=gone, dialect=dialect
-        ) from exc
+        if not (gone and again):
+            raise DBAPIError.instance(
+                plan.sql,
+                parameters,
+                exc,
+                driver_error,
+                connection_invalidated=gone,
+                dialect=dialect,
+            ) from exc
     finally:
         if cursor is not None:
             # The cursor of a dropped connection may fail to close; nothing depends on it.
             with suppress(driver_error):
                 cursor.close()
-        if connection is not None:
-            connection.close()  # back to the pool (invalidated ones are discarded)
+        connection.close()  # back to the pool (invalidated ones are discarded)
+    # That engine does not ping at checkout: a pooled connection the server dropped while it
+    # sat idle (a restart) failed without writing anything. Once more on a new connection,
+    # after dropping the other idle ones, which are likely as dead. (Only a server that dies
+    # after committing but before answering could leave a record written twice.)
+    engine.pool.dispose()
+    return _execute_raw(engine, plan, parameters, again=False)
 
 
 def _json_text(value: Any) -> str | None:
