@@ -19,6 +19,8 @@ and records) and hands everything else to Flask, unchanged:
 
 Side effects come last and in the view's order: the budget is counted once the inputs are
 valid and the model has answered, then the record is committed, then the answer is sent.
+The commit waits until the server asks for the answer's first bytes (``_Answer``), so that
+a worker holding several answers commits their records together (``modelport.ops.worker``).
 Past the budget nothing falls back except a refusal (Flask counts the refused request once
 more, which changes nothing) and a failed record write (Flask starts over without counting
 the budget again, and answers the database error or the revoked token as the view does).
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, g
@@ -38,9 +40,10 @@ from modelport.api.parser import parse_json_body
 from modelport.auth import token_cache
 from modelport.models.predictions import Source
 from modelport.ops.logging import request_id_for
-from modelport.serving.inference import compute, finish
+from modelport.serving.inference import Result, compute, finish
 from modelport.serving.limits import COUNTED, count_prediction
 from modelport.serving.predictor import resolve
+from modelport.serving.records import flush_pending
 from modelport.serving.schema import validate_inputs
 
 # The registry's name and alias patterns; anything else (percent-escapes, a trailing slash)
@@ -57,6 +60,28 @@ _JSON_TYPES = {
 _JSON_ACCEPTS = {"", "*/*", "application/json"}
 # Larger bodies are batches, where the request's fixed cost does not matter.
 FAST_BODY_LIMIT = 64 * 1024
+
+
+def _match(environ: dict[str, Any], body_limit: int) -> re.Match | None:
+    if (
+        environ.get("REQUEST_METHOD") != "POST"
+        or environ.get("QUERY_STRING")
+        or "HTTP_COOKIE" in environ
+        or environ.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES
+        or environ.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS
+        or environ.get("HTTP_AUTHORIZATION", "")[:7].lower() != "bearer "
+    ):
+        return None
+    length = environ.get("CONTENT_LENGTH", "")
+    if not length.isdigit() or not 0 < int(length) <= body_limit:
+        return None
+    return _PREDICT_PATH.match(environ.get("PATH_INFO", ""))
+
+
+def may_answer(environ: dict[str, Any]) -> bool:
+    """Whether the hot path takes this request (it may still hand it to Flask): a request
+    whose answer costs a small prediction at most (``modelport.ops.worker``)."""
+    return _match(environ, FAST_BODY_LIMIT) is not None
 
 
 class Fallback(Exception):
@@ -87,37 +112,20 @@ class PredictionFastPath:
             except Fallback:
                 pass
         if answer is None:
-            # Flask reads the same bytes again (a short body stays short, as it arrived).
-            environ["wsgi.input"] = io.BytesIO(body)
-            return self.wsgi_app(environ, start_response)
-        request_id, payload = answer
-        self.answered += 1
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(payload))),
-                ("X-Request-ID", request_id),
-            ],
-        )
-        return [payload]
+            return self._to_flask(environ, start_response, body)
+        return _Answer(self, environ, start_response, body, *answer)
+
+    def _to_flask(
+        self, environ: dict[str, Any], start_response: Callable, body: bytes
+    ) -> Iterable[bytes]:
+        # Flask reads the same bytes again (a short body stays short, as it arrived).
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.wsgi_app(environ, start_response)
 
     def _eligible(self, environ: dict[str, Any]) -> re.Match | None:
-        if (
-            environ.get("REQUEST_METHOD") != "POST"
-            or environ.get("QUERY_STRING")
-            or "HTTP_COOKIE" in environ
-            or environ.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES
-            or environ.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS
-            or environ.get("HTTP_AUTHORIZATION", "")[:7].lower() != "bearer "
-        ):
-            return None
-        length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or not 0 < int(length) <= self.body_limit:
-            return None
-        return _PREDICT_PATH.match(environ.get("PATH_INFO", ""))
+        return _match(environ, self.body_limit)
 
-    def _predict(self, environ: dict[str, Any], match: re.Match, body: bytes) -> tuple[str, bytes]:
+    def _predict(self, environ: dict[str, Any], match: re.Match, body: bytes) -> tuple[str, Result]:
         remembered = token_cache.recall(environ["HTTP_AUTHORIZATION"][7:].strip())
         if remembered is None:
             raise Fallback
@@ -146,7 +154,71 @@ class PredictionFastPath:
                 source=Source.API.value,
                 request_id=request_id,
                 caller=(user.id, token.id),
+                defer=True,
             )
         except Exception:
             raise Fallback from None
-        return request_id, prediction_json(result, request_id).encode("utf-8")
+        return request_id, result
+
+
+class _Answer:
+    """The hot path's answer, a WSGI iterable: nothing is sent before its record commits.
+
+    The record waits in ``records``' queue until the server asks for the first bytes. A
+    server that calls the application for several waiting connections before sending any
+    answer (``modelport.ops.worker``) so commits their records together; any other server
+    commits each on its own, as if it had been written in ``_predict``. Should the record
+    fail, Flask answers the request from the start, as for any other failure: a database
+    that is down gets its 503, a token deleted meanwhile its 401.
+    """
+
+    def __init__(
+        self,
+        path: PredictionFastPath,
+        environ: dict[str, Any],
+        start_response: Callable,
+        body: bytes,
+        request_id: str,
+        result: Result,
+    ) -> None:
+        self.path = path
+        self.environ = environ
+        self.start_response = start_response
+        self.body = body
+        self.request_id = request_id
+        self.result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = self.result.pending
+        if pending is not None and not pending.done:
+            with self.path.app.app_context():
+                flush_pending()
+        if pending is not None and (pending.error is not None or not pending.done):
+            inner = self.path._to_flask(self.environ, self.start_response, self.body)
+            try:
+                yield from inner
+            finally:
+                if hasattr(inner, "close"):
+                    inner.close()
+            return
+        if pending is not None:
+            self.result.record_id = pending.record_id
+        payload = prediction_json(self.result, self.request_id).encode("utf-8")
+        self.path.answered += 1
+        self.start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("X-Request-ID", self.request_id),
+            ],
+        )
+        yield payload
+
+    def close(self) -> None:
+        pending = self.result.pending
+        if pending is not None and not pending.done:
+            # Never asked for its bytes (the server gave up on the client): the prediction
+            # was made all the same, so it is recorded all the same.
+            with self.path.app.app_context():
+                flush_pending()

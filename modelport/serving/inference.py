@@ -62,6 +62,7 @@ class Result:
     timing_ms: float = 0.0
     record_id: int | None = None
     raw: Any = None  # the flavors.Prediction, for the inference protocol's tensors
+    pending: records.PendingRecord | None = None  # finish(defer=True): committed later
 
 
 def _plain(value: Any) -> Any:
@@ -150,23 +151,31 @@ def finish(
     source: str,
     request_id: str,
     caller: tuple[int | None, int | None] | None = None,
+    defer: bool = False,
 ) -> Result:
-    """Record a computed prediction (committed before it returns) and return the answer."""
+    """Record a computed prediction (committed before it returns) and return the answer.
+
+    ``defer``: queue the record instead (``records.defer_prediction``); the caller sends
+    the answer only once ``records.flush_pending`` has committed it.
+    """
     rows = computed.rows
-    record_id = None
+    record_id = pending = None
     if records.recording_enabled():
         kept = _row_budget(batch.rows)
-        record_id = records.log_prediction(
-            served,
-            source=source,
-            status=Outcome.OK.value,
-            rows=batch.rows,
-            latency_ms=computed.elapsed_ms,
-            request_id=request_id,
-            inputs=input_rows(batch, kept),
-            outputs=rows[:kept],
-            caller=caller,
-        )
+        fields = {
+            "source": source,
+            "status": Outcome.OK.value,
+            "rows": batch.rows,
+            "latency_ms": computed.elapsed_ms,
+            "request_id": request_id,
+            "inputs": input_rows(batch, kept),
+            "outputs": rows[:kept],
+            "caller": caller,
+        }
+        if defer:
+            pending = records.defer_prediction(served, **fields)
+        else:
+            record_id = records.log_prediction(served, **fields)
     return Result(
         served=served,
         predictions=rows,
@@ -174,6 +183,7 @@ def finish(
         timing_ms=round(computed.elapsed_ms, 3),
         record_id=record_id,
         raw=computed.prediction,
+        pending=pending,
     )
 
 

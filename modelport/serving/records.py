@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -64,7 +65,7 @@ def caller_ids() -> tuple[int | None, int | None]:
     return current_user.id, token.id if token is not None else None
 
 
-def log_prediction(
+def record_values(
     served: Served,
     *,
     source: str,
@@ -76,15 +77,12 @@ def log_prediction(
     outputs: Any = None,
     error_code: str | None = None,
     caller: tuple[int | None, int | None] | None = None,
-) -> int | None:
-    """Record one prediction request of ``served`` and commit it (durable before the response
-    is sent); return the record's id, or None when recording is off. ``caller`` is (user id,
-    token id), by default the signed-in caller of the request."""
-    if not recording_enabled():
-        return None
+) -> dict[str, Any]:
+    """The columns of one record of a prediction request of ``served``. ``caller`` is (user
+    id, token id), by default the signed-in caller of the request."""
     user_id, token_id = caller if caller is not None else caller_ids()
     stored_in, stored_out, truncated = bounded_text(inputs, outputs)
-    values = {
+    return {
         "request_id": request_id,
         "user_id": user_id,
         "token_id": token_id,
@@ -102,6 +100,15 @@ def log_prediction(
         "truncated": truncated,
         "created_at": utcnow(),
     }
+
+
+def log_prediction(served: Served, **fields: Any) -> int | None:
+    """Record one prediction request of ``served`` (``record_values``' fields) and commit it
+    (durable before the response is sent); return the record's id, or None when recording
+    is off."""
+    if not recording_enabled():
+        return None
+    values = record_values(served, **fields)
     try:
         return _insert_record(values)
     except IntegrityError:
@@ -110,6 +117,70 @@ def log_prediction(
         db.session.rollback()
         token_cache.forget_all()
         raise AuthError("The API token is invalid, expired or revoked.", "invalid_token") from None
+
+
+@dataclass
+class PendingRecord:
+    """A record written with the others of its group by ``flush_pending``: its id once
+    committed, or the database error that refused the group."""
+
+    values: dict[str, Any]
+    record_id: int | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
+_waiting = threading.local()
+
+
+def _queue(engine: Engine) -> list[PendingRecord]:
+    """This thread's records waiting for ``engine`` (one app's records engine: a process may
+    hold several apps, as the tests do)."""
+    queues = getattr(_waiting, "queues", None)
+    if queues is None:
+        queues = _waiting.queues = weakref.WeakKeyDictionary()
+    return queues.setdefault(engine, [])
+
+
+def defer_prediction(served: Served, **fields: Any) -> PendingRecord | None:
+    """Queue the record of a prediction request for the next ``flush_pending`` of this
+    thread, which must come before the answer is sent; None when recording is off.
+
+    A worker that takes several waiting connections at once (``modelport.ops.worker``)
+    computes all their answers first, so their records commit together: one transaction,
+    one WAL flush, one round trip for the group instead of one each.
+    """
+    if not recording_enabled():
+        return None
+    pending = PendingRecord(record_values(served, **fields))
+    _queue(db.engines[RECORDS_BIND]).append(pending)
+    return pending
+
+
+def flush_pending() -> None:
+    """Commit every record ``defer_prediction`` queued in this thread, as one transaction.
+
+    Each record gets its id, or, when the group fails (the database is gone, a token was
+    deleted meanwhile), the error; the caller then answers as if the record had been
+    written on its own, which for the group's others means trying again one by one.
+    """
+    engine = db.engines[RECORDS_BIND]
+    queue = _queue(engine)
+    if not queue:
+        return
+    group = queue[:]
+    queue.clear()
+    plan = _insert_plan(engine.dialect)
+    try:
+        ids = _execute_raw(engine, plan, [plan.parameters(p.values) for p in group])
+    except Exception as exc:  # noqa: BLE001 - each request then meets it again in the view
+        if isinstance(exc, IntegrityError):
+            token_cache.forget_all()  # as log_prediction does; the view checks them again
+        for pending in group:
+            pending.error, pending.done = exc, True
+        return
+    for pending, record_id in zip(group, ids, strict=True):
+        pending.record_id, pending.done = record_id, True
 
 
 @dataclass(frozen=True)
@@ -183,11 +254,14 @@ def _insert_record(values: dict[str, Any]) -> int:
     # session, so this is its way.
     engine = db.engines[RECORDS_BIND]
     plan = _insert_plan(engine.dialect)
-    return _execute_raw(engine, plan, plan.parameters(values))
+    return _execute_raw(engine, plan, [plan.parameters(values)])[0]
 
 
-def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any, *, again: bool = True) -> int:
-    """Run the INSERT on a pooled DBAPI connection of ``engine``; return the record's id.
+def _execute_raw(
+    engine: Engine, plan: _InsertPlan, rows: list[Any], *, again: bool = True
+) -> list[int]:
+    """Run the INSERT once per parameter set in ``rows`` on a pooled DBAPI connection of
+    ``engine``, in one transaction; return the records' ids.
 
     SQLAlchemy's Connection would add an execution context and a result object to every
     record, which cost as much CPU again as the driver's own execute (docs/benchmarks.md,
@@ -208,16 +282,22 @@ def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any, *, again: b
     cursor = None
     try:
         cursor = connection.cursor()
-        cursor.execute(plan.sql, parameters)
-        return plan.record_id(cursor)
+        if len(rows) == 1:
+            cursor.execute(plan.sql, rows[0])  # autocommit: one statement, one round trip
+            return [plan.record_id(cursor)]
+        return _insert_group(dialect, cursor, plan, rows)
     except driver_error as exc:
         gone = dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
         if gone:
             connection.invalidate(exc)
+        elif len(rows) > 1:
+            # Back to autocommit for the connection's next user.
+            with suppress(driver_error):
+                cursor.execute("ROLLBACK")
         if not (gone and again):
             raise DBAPIError.instance(
                 plan.sql,
-                parameters,
+                rows[0] if len(rows) == 1 else rows,
                 exc,
                 driver_error,
                 connection_invalidated=gone,
@@ -234,7 +314,27 @@ def _execute_raw(engine: Engine, plan: _InsertPlan, parameters: Any, *, again: b
     # after dropping the other idle ones, which are likely as dead. (Only a server that dies
     # after committing but before answering could leave a record written twice.)
     engine.pool.dispose()
-    return _execute_raw(engine, plan, parameters, again=False)
+    return _execute_raw(engine, plan, rows, again=False)
+
+
+def _insert_group(dialect: Dialect, cursor: Any, plan: _InsertPlan, rows: list[Any]) -> list[int]:
+    """The INSERTs of several records as one transaction on an autocommit connection."""
+    # SQLite: take the write lock now rather than on the first INSERT, where two
+    # transactions upgrading at once would make one of them fail.
+    cursor.execute("BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN")
+    if dialect.driver == "psycopg":
+        # psycopg sends them all in one round trip (pipeline mode), each with its id.
+        cursor.executemany(plan.sql, rows, returning=True)
+        ids = [cursor.fetchone()[0]]
+        while cursor.nextset():
+            ids.append(cursor.fetchone()[0])
+    else:
+        ids = []
+        for row in rows:
+            cursor.execute(plan.sql, row)
+            ids.append(plan.record_id(cursor))
+    cursor.execute("COMMIT")
+    return ids
 
 
 def _json_text(value: Any) -> str | None:

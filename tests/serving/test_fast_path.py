@@ -9,6 +9,7 @@ remembers, so these apps remember them (the test settings turn that memory off e
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
@@ -366,3 +367,118 @@ def test_after_a_restart_every_dropped_idle_records_connection_is_replaced(
         first.get_json()["record_id"],
         second.get_json()["record_id"],
     ]
+
+
+# ---- answers held as a group (modelport.ops.worker) -----------------------------------------
+
+
+class Started:
+    """A request the application was called for, as the group worker calls it: its answer
+    not read yet."""
+
+    def __init__(self) -> None:
+        self.answer: Any = None
+        self.status: list[str] = []
+
+    def read(self) -> tuple[int, dict]:
+        try:
+            body = b"".join(self.answer)
+        finally:
+            if hasattr(self.answer, "close"):
+                self.answer.close()
+        return int(self.status[-1][:3]), json.loads(body)
+
+
+def start(app: Flask, token: str, request_id: str) -> Started:
+    environ = EnvironBuilder(
+        path=PREDICT,
+        method="POST",
+        json=BODY,
+        headers={**bearer(token), "X-Request-ID": request_id},
+    ).get_environ()
+    started = Started()
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        started.status.append(status)
+
+    started.answer = app(environ, start_response)
+    return started
+
+
+def transactions(app: Flask, backend: str, ids: list[int]) -> set[str]:
+    """The PostgreSQL transactions that wrote these records (xmin)."""
+    assert backend == "postgres"
+    with app.app_context():
+        found = db.session.execute(
+            sa.text("SELECT xmin::text FROM predictions WHERE id = ANY(:ids)"), {"ids": ids}
+        ).scalars()
+        result = set(found)
+        db.session.remove()
+        return result
+
+
+@pytest.mark.db
+def test_answers_held_together_commit_their_records_together_before_the_first_is_sent(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    warm(client, token)
+    before = len(records(served))
+    group = [start(served, token, f"held-{n}") for n in range(4)]
+    assert answered(served) == 0
+    assert len(records(served)) == before  # nothing written while no answer has been read
+    answers = [started.read() for started in group]
+    assert [status for status, _ in answers] == [200] * 4
+    assert answered(served) == 4
+    stored = {record.id: record for record in records(served)}
+    ids = [body["record_id"] for _, body in answers]
+    assert len(set(ids)) == 4
+    for n, record_id in enumerate(ids):
+        assert stored[record_id].request_id == f"held-{n}"
+        assert stored[record_id].outputs == answers[n][1]["predictions"]
+    if backend == "postgres":
+        assert len(transactions(served, backend, ids)) == 1
+
+
+@pytest.mark.db
+def test_a_group_refused_for_a_token_deleted_meanwhile_is_answered_one_by_one(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    from modelport.models.tokens import ApiToken
+
+    with served.app_context():
+        user_id = db.session.scalars(sa.select(ApiToken.user_id)).one()
+    other = issue_token(served, user_id, scopes=["predict"], name="other")
+    warm(client, token)
+    warm(client, other)
+    before = len(records(served))
+    kept, deleted = start(served, token, "kept"), start(served, other, "deleted")
+    # Another worker deletes the second token; this one still remembers it.
+    outsider = sa.create_engine(served.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        with outsider.begin() as connection:
+            connection.execute(sa.delete(ApiToken).where(ApiToken.name == "other"))
+    finally:
+        outsider.dispose()
+    status, body = kept.read()
+    assert status == 200, body
+    status, body_deleted = deleted.read()
+    assert (status, body_deleted["error"]["code"]) == (401, "invalid_token")
+    assert answered(served) == 0  # both answered by the view, from the start
+    after = records(served)
+    assert [record.request_id for record in after[before:]] == ["kept"]
+    assert after[-1].id == body["record_id"]
+    # The records connection is back in autocommit: the next record is durable at once.
+    again = client.post(PREDICT, json=BODY, headers=bearer(token))
+    assert again.status_code == 200
+    assert records(served)[-1].id == again.get_json()["record_id"]
+
+
+@pytest.mark.db
+def test_an_answer_the_server_never_reads_still_has_its_record(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    warm(client, token)
+    before = len(records(served))
+    started = start(served, token, "never-read")
+    started.answer.close()
+    assert [record.request_id for record in records(served)[before:]] == ["never-read"]
