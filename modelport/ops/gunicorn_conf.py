@@ -10,7 +10,7 @@ import os
 
 bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
-worker_class = "sync"
+worker_class = "modelport.ops.worker.GroupWorker"
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
 graceful_timeout = 30

@@ -76,12 +76,19 @@ class Deployment:
         return {"Authorization": f"Bearer {self.token}"}
 
     @contextlib.contextmanager
-    def serve(self, *options: str, env: dict[str, str] | None = None) -> Iterator[Master]:
-        """gunicorn with two workers on this database; stopped afterwards."""
+    def serve(
+        self, *options: str, env: dict[str, str] | None = None, workers: int = 2
+    ) -> Iterator[Master]:
+        """gunicorn with ``workers`` workers on this database; stopped afterwards."""
         with _gunicorn(
-            self.tmp_path, self.database_url, "-w", "2", *options, env={**self.env, **(env or {})}
+            self.tmp_path,
+            self.database_url,
+            "-w",
+            str(workers),
+            *options,
+            env={**self.env, **(env or {})},
         ) as master:
-            _wait_for_workers(master, 2)
+            _wait_for_workers(master, workers)
             yield master
 
     def records(self, *conditions: Any) -> list[PredictionRecord]:
@@ -204,9 +211,22 @@ def _kill_one_worker(master: Master, victim: int) -> None:
     _wait_for_workers(master, 2)
 
 
-def test_every_2xx_has_a_durable_record_when_workers_are_killed(deployment: Deployment) -> None:
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="view"),
+        # Remembered tokens: the hot path, whose records commit in groups (ops/worker.py).
+        pytest.param({"MODELPORT_TOKEN_CACHE_SECONDS": "60"}, id="hot-path"),
+    ],
+)
+def test_every_2xx_has_a_durable_record_when_workers_are_killed(
+    deployment: Deployment, env: dict[str, str]
+) -> None:
     """Item 6: SIGKILL workers under load; every 2xx answer has its committed record."""
-    with deployment.serve() as master, _load(master.server.url, deployment.auth) as outcomes:
+    with (
+        deployment.serve(env=env) as master,
+        _load(master.server.url, deployment.auth) as outcomes,
+    ):
         killed = sorted(master.workers())
         # Both original workers in turn, each in the middle of a request: the load keeps
         # them busy. Between and after the kills the load goes on for a while.

@@ -1,0 +1,211 @@
+"""gunicorn's sync worker, answering the small predictions waiting for it as a group.
+
+A sync worker answers one connection after another: accept, read the request, call the
+application, send the answer, close. When a prediction's record must be durable before its
+answer leaves, the worker also waits, idle, for one commit per request: on PostgreSQL, one
+WAL flush each.
+
+This worker does the same, except with requests the predict hot path takes
+(``modelport.api.fastpath.may_answer``: a token, a small JSON body). Their answers are
+held, not sent, while the worker accepts the next connection that is already waiting (it
+never waits for one) and has its request in, up to ``MODELPORT_WORKER_GROUP``. Then the
+answers go out in order, and the first one commits the records that the group's answers
+queued (``records.defer_prediction``) as one transaction: one commit and one flush for
+the group, and the worker's work done in one stretch.
+
+An answer still leaves only once its record is durable, and a lone request is a group of
+one. Nothing else waits: a request the hot path does not take has the held answers sent
+first and is then answered as the sync worker answers it. ``MODELPORT_WORKER_GROUP=1``
+makes it the sync worker.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import sys
+from collections.abc import Generator
+from datetime import datetime
+from typing import Any
+
+from gunicorn import http, sock, util
+from gunicorn.http import wsgi
+from gunicorn.workers.sync import StopWaiting, SyncWorker
+
+_AGAIN = (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK)
+
+
+def group_size() -> int:
+    """``MODELPORT_WORKER_GROUP``: the most answers held for one commit (1: plain sync)."""
+    return max(1, int(os.environ.get("MODELPORT_WORKER_GROUP", "8")))
+
+
+def _arrived(client: socket.socket) -> bool:
+    """Whether the client has sent something (or closed) already; reading will not wait."""
+    try:
+        client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass  # reading it will tell
+    return True
+
+
+class _Closing(Exception):
+    """The connection ends without (more of) an answer: where SyncWorker raises
+    StopIteration, which a generator may not."""
+
+
+class GroupWorker(SyncWorker):
+    """See the module's docstring."""
+
+    def run_for_one(self, timeout: float) -> None:
+        # Imported here, in the worker: gunicorn's master loads this class too, and has no
+        # use for the application's modules.
+        from modelport.api import fastpath
+
+        self.may_answer = fastpath.may_answer
+        listener = self.sockets[0]
+        size = group_size()
+        while self.alive:
+            self.notify()
+            try:
+                client = self._accept(listener)
+                self.handle_group(listener, client, size)
+                continue  # as SyncWorker: no select() while connections are waiting
+            except OSError as e:
+                if e.errno not in _AGAIN:
+                    raise
+            if not self.is_parent_alive():
+                return
+            try:
+                self.wait(timeout)
+            except StopWaiting:
+                return
+
+    @staticmethod
+    def _accept(listener: Any) -> tuple[Any, Any]:
+        client, addr = listener.accept()
+        client.setblocking(1)
+        util.close_on_exec(client)
+        return client, addr
+
+    def handle_group(self, listener: Any, first: tuple[Any, Any], size: int) -> None:
+        """Answer ``first``, and the waiting connections its answer can wait for."""
+        held: list[Generator] = []  # answers not sent yet (records queued, if any)
+        client: tuple[Any, Any] | None = first
+        while client is not None:
+            handling = self.handle_in_steps(listener, *client)
+            environ = next(handling, None)  # the request is read, the application not called
+            if environ is not None:
+                small = self.may_answer(environ)
+                if held and not small:
+                    self._send(held)  # its answer may take long: nobody waits behind it
+                if next(handling, None) is not None:
+                    if small:
+                        held.append(handling)
+                    else:
+                        self._send([handling])
+            client = None
+            if held and len(held) < size:
+                try:
+                    client = self._accept(listener)
+                except OSError as e:
+                    if e.errno not in _AGAIN:
+                        self._send(held)
+                        raise
+                    break
+                if not _arrived(client[0]):
+                    self._send(held)  # its request is not here yet: nobody waits for it
+        self._send(held)
+
+    def _send(self, held: list[Generator]) -> None:
+        for handling in held:
+            self.notify()
+            for _ in handling:
+                pass
+        held.clear()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        for _ in self.handle_in_steps(listener, client, addr):
+            pass
+
+    # SyncWorker.handle and handle_request (gunicorn 27) as one generator, which pauses
+    # twice: once the request is read (yielding its environ), and once the application has
+    # returned its answer, before the first byte of it is sent.
+
+    def handle_in_steps(self, listener: Any, client: Any, addr: Any) -> Generator:
+        req = None
+        try:
+            if self.cfg.is_ssl:
+                client = sock.ssl_wrap_socket(client, self.cfg)
+            parser = http.get_parser(self.cfg, client, addr)
+            try:
+                req = next(parser)
+            except StopIteration as e:
+                raise _Closing(str(e)) from None
+            yield from self.handle_request_in_steps(listener, req, client, addr)
+        except http.errors.NoMoreData as e:
+            self.log.debug("Ignored premature client disconnection. %s", e)
+        except _Closing as e:
+            self.log.debug("Closing connection. %s", e)
+        except ssl.SSLError as e:
+            if e.args[0] == ssl.SSL_ERROR_EOF:
+                self.log.debug("ssl connection closed")
+                client.close()
+            else:
+                self.log.debug("Error processing SSL request.")
+                self.handle_error(req, client, addr, e)
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+            else:
+                self.log.debug("Ignoring %s", errno.errorcode.get(e.errno, e.errno))
+        except BaseException as e:
+            self.handle_error(req, client, addr, e)
+        finally:
+            util.close_graceful(client)
+
+    def handle_request_in_steps(self, listener: Any, req: Any, client: Any, addr: Any) -> Generator:
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, client, addr, listener.getsockname(), self.cfg)
+            resp.force_close()
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            yield environ
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                yield True
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                request_time = datetime.now() - request_start
+                self.log.access(resp, req, environ, request_time)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+        except OSError:
+            util.reraise(*sys.exc_info())
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # A timeout's abort is SystemExit: past the headers, a 500 would corrupt it.
+                self.log.exception("Error handling request")
+                util.close_graceful(client)
+                raise _Closing from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")

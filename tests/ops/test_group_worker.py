@@ -1,0 +1,127 @@
+"""The product's gunicorn worker (``modelport.ops.worker``) answering waiting predictions as
+a group: their records committed together, each answer with its own record, and nobody kept
+waiting behind a connection that has not sent its request.
+
+One worker, so that the order of the connections in the listen queue is the order in which
+it takes them. The first prediction's headers go out alone: the worker takes that connection
+and waits, inside the application, for its body; meanwhile the others connect and send
+their whole requests, and are all waiting when the body follows.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from modelport.extensions import db
+from modelport.models.predictions import PredictionRecord
+from tests.conftest import IRIS_ROW, empty_database_url
+from tests.ops.test_serving_reliability import PREDICT, Deployment, _deploy
+
+pytestmark = pytest.mark.slow
+
+# The hot path only takes tokens its worker remembers (the test settings turn that off).
+REMEMBER = {"MODELPORT_TOKEN_CACHE_SECONDS": "60", "MODELPORT_WORKER_GROUP": "8"}
+BODY = json.dumps({"inputs": IRIS_ROW}).encode()
+ANSWER_SECONDS = 20
+
+
+def _request_head(token: str, request_id: str) -> bytes:
+    return (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
+        f"X-Request-ID: {request_id}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=ANSWER_SECONDS)
+
+
+def _answer(connection: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of the answer on ``connection`` (the server closes it)."""
+    data = b""
+    with connection:
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _warm(deployment: Deployment, base_url: str) -> None:
+    """The worker checks the token in the database once, then remembers it."""
+    response = requests.post(
+        base_url + PREDICT, json={"inputs": IRIS_ROW}, headers=deployment.auth, timeout=30
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.db
+def test_predictions_waiting_together_are_answered_as_a_group_each_with_its_record(
+    tmp_path: Path, demo_models: dict[str, Any], backend: str
+) -> None:
+    deployment = _deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
+    try:
+        with deployment.serve(env=REMEMBER, workers=1) as master:
+            _warm(deployment, master.server.url)
+            ids = [uuid.uuid4().hex for _ in range(5)]
+            first = _connect(master.server.port)
+            first.sendall(_request_head(deployment.token, ids[0]))
+            others = []
+            for request_id in ids[1:]:
+                connection = _connect(master.server.port)
+                connection.sendall(_request_head(deployment.token, request_id) + BODY)
+                others.append(connection)
+            first.sendall(BODY)
+            answers = [_answer(connection) for connection in [first, *others]]
+    finally:
+        deployment.close()
+    assert [status for status, _ in answers] == [200] * 5, answers
+    assert [body["request_id"] for _, body in answers] == ids
+    record_ids = [body["record_id"] for _, body in answers]
+    stored = {r.id: r for r in deployment.records(PredictionRecord.id.in_(record_ids))}
+    assert [stored[record_id].request_id for record_id in record_ids] == ids
+    for _, body in answers:
+        assert stored[body["record_id"]].outputs == body["predictions"]
+    if backend == "postgres":
+        # One transaction wrote them all: the group's single commit.
+        with deployment.app.app_context():
+            writers = db.session.execute(
+                sa.text("SELECT DISTINCT xmin::text FROM predictions WHERE id = ANY(:ids)"),
+                {"ids": record_ids},
+            ).all()
+            db.session.remove()
+        assert len(writers) == 1, writers
+
+
+def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_before_it(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "silent"), demo_models)
+    try:
+        with deployment.serve(env=REMEMBER, workers=1) as master:
+            _warm(deployment, master.server.url)
+            first = _connect(master.server.port)
+            first.sendall(_request_head(deployment.token, "first"))
+            second = _connect(master.server.port)
+            second.sendall(_request_head(deployment.token, "second") + BODY)
+            silent = _connect(master.server.port)  # sends nothing until the end
+            first.sendall(BODY)
+            # Held behind the silent connection, these would time out.
+            answers = [_answer(first), _answer(second)]
+            silent.sendall(_request_head(deployment.token, "last") + BODY)
+            answers.append(_answer(silent))
+    finally:
+        deployment.close()
+    assert [(status, body["request_id"]) for status, body in answers] == [
+        (200, "first"),
+        (200, "second"),
+        (200, "last"),
+    ]
