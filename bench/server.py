@@ -59,18 +59,18 @@ def gunicorn(
     """Serve ``app`` (a gunicorn app spec importable from bench/) and yield its base URL.
 
     ``config`` is a gunicorn config (``python:modelport.ops.gunicorn_conf``); the worker
-    count and class, the address and the log settings given here override it.
+    count, the address and the log settings given here override it. Without one the
+    workers are gunicorn's sync workers.
     """
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "gunicorn",
-        *(["--config", config] if config else []),
+        # The config's worker class (the product's), else gunicorn's sync worker.
+        *(["--config", config] if config else ["--worker-class", "sync"]),
         "--workers",
         str(workers),
-        "--worker-class",
-        "sync",
         "--bind",
         f"127.0.0.1:{port}",
         "--chdir",

@@ -1,7 +1,8 @@
 """Modelport's predict endpoint against bare Flask and a hand-written predict endpoint.
 
 One command, one run, the same gunicorn settings for every server (the product's
-``modelport/ops/gunicorn_conf.py`` with 2 sync workers, access log off), loopback, wrk:
+``modelport/ops/gunicorn_conf.py`` with 2 workers of its class, ``modelport.ops.worker``,
+access log off), loopback, wrk:
 
 1. bare Flask hello-world (bench/serving_apps.py), the ceiling of Flask + gunicorn here, and
    (PostgreSQL only) bare Flask doing one durable INSERT per request, the floor under any
@@ -9,7 +10,9 @@ One command, one run, the same gunicorn settings for every server (the product's
 2. a minimal hand-written Flask predict endpoint (JSON → numpy → predict_proba → JSON, native
    scikit-learn, no validation), for the iris logistic regression and a 100-tree random forest;
 3. Modelport's ``POST /api/v1/models/<name>/predict`` with an API token, for the same two
-   models: recording off (SQLite), recording on (SQLite), recording on (PostgreSQL).
+   models: recording off (SQLite), recording on (SQLite), recording on (PostgreSQL); and,
+   for the logistic regression, recording on PostgreSQL with MODELPORT_WORKER_GROUP=1 (each
+   answer waits for its own commit, as on gunicorn's sync worker).
 
 Each endpoint is measured at 16 connections (req/s, p50, p99, and the server's CPU time per
 request from /proc) and at one connection (p50: the latency of one request). Endpoints take
@@ -153,6 +156,7 @@ def clean_environ() -> None:
 
     for setting in SETTINGS:
         os.environ.pop(f"MODELPORT_{setting.name}", None)
+    os.environ.pop("MODELPORT_WORKER_GROUP", None)  # read by the worker class itself
 
 
 def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: Any) -> str:
@@ -307,6 +311,11 @@ def build_endpoints(postgres: bool) -> list[Endpoint]:
         ]
         if postgres:
             setups.append(("postgres", "recording on, PostgreSQL", True))
+            if name == "iris":
+                # What the product's worker gains by answering waiting predictions as a group.
+                setups.append(
+                    ("postgres-one", "recording on, PostgreSQL, MODELPORT_WORKER_GROUP=1", True)
+                )
         for server, words, record in setups:
             rows.append(
                 Endpoint(
@@ -551,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(drop)
                 envs["postgres"] = modelport_env(pg_url, workdir, record=True, secret=secret)
                 pg_token = prepare_database(envs["postgres"], artifacts, features)
+                envs["postgres-one"] = envs["postgres"] | {"MODELPORT_WORKER_GROUP": "1"}
         endpoints = build_endpoints("postgres" in envs)
 
         print(f"starting the servers ({generator_label})", file=sys.stderr, flush=True)
@@ -584,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         # The PostgreSQL database has its own user and token.
-        tokens = {"postgres": pg_token} if "postgres" in envs else {}
+        tokens = {"postgres": pg_token, "postgres-one": pg_token} if "postgres" in envs else {}
 
         def headers(endpoint: Endpoint) -> dict[str, str]:
             return {"Authorization": f"Bearer {tokens.get(endpoint.server, token)}"}
@@ -602,8 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         "## Serving",
         "",
         *machine(pg_version, load_before),
-        f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} sync workers, "
-        "access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, a Bearer token "
+        f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} workers of its "
+        "class (`modelport.ops.worker.GroupWorker`, MODELPORT_WORKER_GROUP 8 unless the row "
+        "says otherwise), access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, a Bearer token "
         f"(scope predict), PREDICT_LIMIT_USER={USER_LIMIT!r}",
         f"- Load: {generator_label}; {args.warmup} s warm-up per endpoint, {args.runs} "
         "interleaved rounds, medians shown; body: one iris row as JSON",
