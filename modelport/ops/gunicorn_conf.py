@@ -8,9 +8,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+from modelport.ops.worker import group_size
+
 bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
+# gunicorn's sync worker, answering waiting predictions as a group (docs/configuration.md).
 worker_class = "modelport.ops.worker.GroupWorker"
+group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
 graceful_timeout = 30

@@ -39,7 +39,10 @@ _AGAIN = (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK)
 
 def group_size() -> int:
     """``MODELPORT_WORKER_GROUP``: the most answers held for one commit (1: plain sync)."""
-    return max(1, int(os.environ.get("MODELPORT_WORKER_GROUP", "8")))
+    value = os.environ.get("MODELPORT_WORKER_GROUP", "8").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MODELPORT_WORKER_GROUP must be a whole number from 1, not {value!r}")
+    return int(value)
 
 
 def _arrived(client: socket.socket) -> bool:

@@ -11,7 +11,10 @@ their whole requests, and are all waiting when the body follows.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
+from modelport.ops.worker import group_size
 from tests.conftest import IRIS_ROW, empty_database_url
 from tests.ops.test_serving_reliability import PREDICT, Deployment, _deploy
 
@@ -125,3 +129,37 @@ def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_be
         (200, "second"),
         (200, "last"),
     ]
+
+
+@pytest.mark.parametrize(("value", "size"), [(None, 8), ("1", 1), (" 16 ", 16)])
+def test_the_group_size_comes_from_its_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, size: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv("MODELPORT_WORKER_GROUP", raising=False)
+    else:
+        monkeypatch.setenv("MODELPORT_WORKER_GROUP", value)
+    assert group_size() == size
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "eight", "2.5", ""])
+def test_a_bad_group_size_stops_the_server_at_start(tmp_path: Path, value: str) -> None:
+    """The master refuses to start (gunicorn reads its config first), naming the setting."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:modelport.ops.gunicorn_conf",
+            "--check-config",
+            "modelport:create_app()",
+        ],
+        env={**os.environ, "MODELPORT_WORKER_GROUP": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "MODELPORT_WORKER_GROUP must be a whole number from 1" in result.stdout + result.stderr
