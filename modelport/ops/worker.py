@@ -112,7 +112,8 @@ class GroupWorker(SyncWorker):
                     else:
                         self._send([handling])
             client = None
-            if held and len(held) < size:
+            # Not once the worker is to stop (SIGTERM, max_requests): it sends what it holds.
+            if held and len(held) < size and self.alive:
                 try:
                     client = self._accept(listener)
                 except OSError as e:
