@@ -482,3 +482,21 @@ def test_an_answer_the_server_never_reads_still_has_its_record(
     started = start(served, token, "never-read")
     started.answer.close()
     assert [record.request_id for record in records(served)[before:]] == ["never-read"]
+
+
+@pytest.mark.db
+def test_a_group_whose_records_cannot_connect_is_answered_503_each(
+    served: Flask, client: FlaskClient, token: str, backend: str
+) -> None:
+    warm(client, token)
+    before = len(records(served))
+    with records_refused(served, backend) as attempts:
+        group = [start(served, token, f"down-{n}") for n in range(3)]
+        answers = [started.read() for started in group]
+    # One attempt for the group, then one in the view for each request.
+    assert len(attempts) == 1 + 3
+    assert [(status, body["error"]["code"]) for status, body in answers] == [
+        (503, "database_unavailable")
+    ] * 3
+    assert len(records(served)) == before
+    assert client.post(PREDICT, json=BODY, headers=bearer(token)).status_code == 200
