@@ -131,6 +131,38 @@ def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_be
     ]
 
 
+def test_a_request_the_hot_path_does_not_take_has_the_held_answers_sent_first(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "other"), demo_models)
+    try:
+        with deployment.serve(env=REMEMBER, workers=1) as master:
+            _warm(deployment, master.server.url)
+            first = _connect(master.server.port)
+            first.sendall(_request_head(deployment.token, "first"))
+            second = _connect(master.server.port)
+            second.sendall(_request_head(deployment.token, "second") + BODY)
+            # A CSV prediction (not the hot path's) whose body is slow to come: its answer
+            # takes as long as the body, and the held answers must not wait for it.
+            upload = _connect(master.server.port)
+            upload.sendall(
+                (
+                    f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {deployment.token}\r\nContent-Type: text/csv\r\n"
+                    "Content-Length: 1000\r\nConnection: close\r\n\r\n"
+                ).encode()
+            )
+            first.sendall(BODY)
+            answers = [_answer(first), _answer(second)]
+            upload.close()
+    finally:
+        deployment.close()
+    assert [(status, body["request_id"]) for status, body in answers] == [
+        (200, "first"),
+        (200, "second"),
+    ]
+
+
 @pytest.mark.parametrize(("value", "size"), [(None, 8), ("1", 1), (" 16 ", 16)])
 def test_the_group_size_comes_from_its_setting(
     monkeypatch: pytest.MonkeyPatch, value: str | None, size: int
