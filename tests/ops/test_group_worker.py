@@ -10,24 +10,25 @@ their whole requests, and are all waiting when the body follows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.ops.worker import group_size
 from tests.conftest import IRIS_ROW, empty_database_url
 from tests.ops.test_serving_reliability import PREDICT, Deployment, _deploy
+from tests.serving.test_fast_path import transactions
 
 pytestmark = pytest.mark.slow
 
@@ -59,34 +60,52 @@ def _answer(connection: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
-def _warm(deployment: Deployment, base_url: str) -> None:
-    """The worker checks the token in the database once, then remembers it."""
-    response = requests.post(
-        base_url + PREDICT, json={"inputs": IRIS_ROW}, headers=deployment.auth, timeout=30
-    )
-    assert response.status_code == 200, response.text
+@contextlib.contextmanager
+def _one_worker(
+    tmp_path: Path, demo_models: dict[str, Any], backend: str
+) -> Iterator[tuple[Deployment, int]]:
+    """gunicorn with one worker that remembers the deployment's token, on a fresh database of
+    ``backend``; yields the deployment and the server's port."""
+    deployment = _deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
+    try:
+        with deployment.serve(env=REMEMBER, workers=1) as master:
+            # The worker checks the token in the database once, then remembers it.
+            response = requests.post(
+                master.server.url + PREDICT,
+                json={"inputs": IRIS_ROW},
+                headers=deployment.auth,
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            yield deployment, master.server.port
+    finally:
+        deployment.close()
+
+
+def _waiting_for_its_body(deployment: Deployment, port: int, request_id: str) -> socket.socket:
+    """A prediction whose headers are sent and body not: the worker takes it and waits."""
+    connection = _connect(port)
+    connection.sendall(_request_head(deployment.token, request_id))
+    return connection
+
+
+def _whole(deployment: Deployment, port: int, request_id: str) -> socket.socket:
+    """A prediction sent whole, waiting for the worker to take it."""
+    connection = _connect(port)
+    connection.sendall(_request_head(deployment.token, request_id) + BODY)
+    return connection
 
 
 @pytest.mark.db
 def test_predictions_waiting_together_are_answered_as_a_group_each_with_its_record(
     tmp_path: Path, demo_models: dict[str, Any], backend: str
 ) -> None:
-    deployment = _deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
-    try:
-        with deployment.serve(env=REMEMBER, workers=1) as master:
-            _warm(deployment, master.server.url)
-            ids = [uuid.uuid4().hex for _ in range(5)]
-            first = _connect(master.server.port)
-            first.sendall(_request_head(deployment.token, ids[0]))
-            others = []
-            for request_id in ids[1:]:
-                connection = _connect(master.server.port)
-                connection.sendall(_request_head(deployment.token, request_id) + BODY)
-                others.append(connection)
-            first.sendall(BODY)
-            answers = [_answer(connection) for connection in [first, *others]]
-    finally:
-        deployment.close()
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    with _one_worker(tmp_path, demo_models, backend) as (deployment, port):
+        first = _waiting_for_its_body(deployment, port, ids[0])
+        others = [_whole(deployment, port, request_id) for request_id in ids[1:]]
+        first.sendall(BODY)
+        answers = [_answer(connection) for connection in [first, *others]]
     assert [status for status, _ in answers] == [200] * 5, answers
     assert [body["request_id"] for _, body in answers] == ids
     record_ids = [body["record_id"] for _, body in answers]
@@ -96,34 +115,21 @@ def test_predictions_waiting_together_are_answered_as_a_group_each_with_its_reco
         assert stored[body["record_id"]].outputs == body["predictions"]
     if backend == "postgres":
         # One transaction wrote them all: the group's single commit.
-        with deployment.app.app_context():
-            writers = db.session.execute(
-                sa.text("SELECT DISTINCT xmin::text FROM predictions WHERE id = ANY(:ids)"),
-                {"ids": record_ids},
-            ).all()
-            db.session.remove()
-        assert len(writers) == 1, writers
+        assert len(transactions(deployment.app, backend, record_ids)) == 1
 
 
 def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_before_it(
     tmp_path: Path, demo_models: dict[str, Any]
 ) -> None:
-    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "silent"), demo_models)
-    try:
-        with deployment.serve(env=REMEMBER, workers=1) as master:
-            _warm(deployment, master.server.url)
-            first = _connect(master.server.port)
-            first.sendall(_request_head(deployment.token, "first"))
-            second = _connect(master.server.port)
-            second.sendall(_request_head(deployment.token, "second") + BODY)
-            silent = _connect(master.server.port)  # sends nothing until the end
-            first.sendall(BODY)
-            # Held behind the silent connection, these would time out.
-            answers = [_answer(first), _answer(second)]
-            silent.sendall(_request_head(deployment.token, "last") + BODY)
-            answers.append(_answer(silent))
-    finally:
-        deployment.close()
+    with _one_worker(tmp_path, demo_models, "sqlite") as (deployment, port):
+        first = _waiting_for_its_body(deployment, port, "first")
+        second = _whole(deployment, port, "second")
+        silent = _connect(port)  # sends nothing until the end
+        first.sendall(BODY)
+        # Held behind the silent connection, these would time out.
+        answers = [_answer(first), _answer(second)]
+        silent.sendall(_request_head(deployment.token, "last") + BODY)
+        answers.append(_answer(silent))
     assert [(status, body["request_id"]) for status, body in answers] == [
         (200, "first"),
         (200, "second"),
@@ -134,29 +140,22 @@ def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_be
 def test_a_request_the_hot_path_does_not_take_has_the_held_answers_sent_first(
     tmp_path: Path, demo_models: dict[str, Any]
 ) -> None:
-    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "other"), demo_models)
-    try:
-        with deployment.serve(env=REMEMBER, workers=1) as master:
-            _warm(deployment, master.server.url)
-            first = _connect(master.server.port)
-            first.sendall(_request_head(deployment.token, "first"))
-            second = _connect(master.server.port)
-            second.sendall(_request_head(deployment.token, "second") + BODY)
-            # A CSV prediction (not the hot path's) whose body is slow to come: its answer
-            # takes as long as the body, and the held answers must not wait for it.
-            upload = _connect(master.server.port)
-            upload.sendall(
-                (
-                    f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    f"Authorization: Bearer {deployment.token}\r\nContent-Type: text/csv\r\n"
-                    "Content-Length: 1000\r\nConnection: close\r\n\r\n"
-                ).encode()
-            )
-            first.sendall(BODY)
-            answers = [_answer(first), _answer(second)]
-            upload.close()
-    finally:
-        deployment.close()
+    with _one_worker(tmp_path, demo_models, "sqlite") as (deployment, port):
+        first = _waiting_for_its_body(deployment, port, "first")
+        second = _whole(deployment, port, "second")
+        # A CSV prediction (not the hot path's) whose body is slow to come: its answer
+        # takes as long as the body, and the held answers must not wait for it.
+        upload = _connect(port)
+        upload.sendall(
+            (
+                f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {deployment.token}\r\nContent-Type: text/csv\r\n"
+                "Content-Length: 1000\r\nConnection: close\r\n\r\n"
+            ).encode()
+        )
+        first.sendall(BODY)
+        answers = [_answer(first), _answer(second)]
+        upload.close()
     assert [(status, body["request_id"]) for status, body in answers] == [
         (200, "first"),
         (200, "second"),
