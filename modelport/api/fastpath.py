@@ -188,11 +188,15 @@ class _Answer:
         self.request_id = request_id
         self.result = result
 
-    def __iter__(self) -> Iterator[bytes]:
+    def _commit(self) -> None:
         pending = self.result.pending
         if pending is not None and not pending.done:
             with self.path.app.app_context():
                 flush_pending()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._commit()
+        pending = self.result.pending
         if pending is not None and (pending.error is not None or not pending.done):
             inner = self.path._to_flask(self.environ, self.start_response, self.body)
             try:
@@ -216,9 +220,6 @@ class _Answer:
         yield payload
 
     def close(self) -> None:
-        pending = self.result.pending
-        if pending is not None and not pending.done:
-            # Never asked for its bytes (the server gave up on the client): the prediction
-            # was made all the same, so it is recorded all the same.
-            with self.path.app.app_context():
-                flush_pending()
+        # Never asked for its bytes (the server gave up on the client): the prediction was
+        # made all the same, so it is recorded all the same.
+        self._commit()
