@@ -125,7 +125,7 @@ def register(
         )
     try:
         parsed = json.loads(metrics) if metrics else None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # also integers of over 4,300 digits
         _fail(f"--metrics is not JSON: {exc}")
     if parsed is not None and not isinstance(parsed, dict):
         _fail("--metrics must be a JSON object.")

@@ -58,6 +58,14 @@ def parse_json_body(data: bytes) -> Any:
         ) from None
     except RecursionError:
         raise JsonBodyError(_("The JSON is nested too deeply.")) from None
+    except JsonBodyError:
+        raise
+    except ValueError:
+        # Python refuses to convert integers of more than 4,300 digits (a guard against
+        # quadratic-time parsing); no feature or field needs such a number.
+        raise JsonBodyError(
+            _("The body holds a number with too many digits; send at most 4,300.")
+        ) from None
 
 
 class StrictJSONProvider(DefaultJSONProvider):

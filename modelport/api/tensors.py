@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.api.parser import JsonBodyError, parse_json_body
+
 # Explicit little-endian dtypes: the wire format is little-endian whatever the host is.
 DATATYPES: dict[str, np.dtype | None] = {
     "BOOL": np.dtype("?"),
@@ -101,37 +103,13 @@ def datatype_of(dtype: np.dtype) -> str:
 # ---------------------------------------------------------------- request parsing
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ProtocolError(f"{name} is not a JSON number; tensor data must be finite numbers")
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ProtocolError(f"the key {json.dumps(key)} appears twice in one JSON object")
-        result[key] = value
-    return result
-
-
 def _load_json(part: bytes) -> Any:
+    # The same strict JSON as the rest of the API (finite numbers, unique keys, bounded
+    # digits and depth), in the protocol's error.
     try:
-        text = part.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolError("the JSON part of the request is not valid UTF-8") from None
-    try:
-        return json.loads(
-            text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates
-        )
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(
-            f"the request is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise ProtocolError("the request JSON is nested too deeply") from None
-    except ValueError as exc:
-        # Integers longer than Python's digit limit (sys.set_int_max_str_digits).
-        raise ProtocolError(f"the request JSON has an unreadable number: {exc}") from None
+        return parse_json_body(part)
+    except JsonBodyError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _check_plain(value: Any, where: str, depth: int = 0) -> None:

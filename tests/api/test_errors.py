@@ -25,6 +25,9 @@ MALFORMED_JSON = [
     (b'{"name": "a", "name": "b"}', "twice"),
     (b"[" * 50_000 + b"]" * 50_000, "nested"),
     (b'{"a":' * 20_000 + b"1" + b"}" * 20_000, "nested"),
+    # Python refuses integers of more than 4,300 digits with a ValueError of its own.
+    (b'{"name": "t", "n": ' + b"1" * 4401 + b"}", "digits"),
+    (b'{"name": -' + b"9" * 10_000 + b"}", "digits"),
 ]
 
 

@@ -20,6 +20,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 from sklearn.datasets import load_iris
 
@@ -383,6 +385,78 @@ def test_non_finite_literals_and_broken_json_are_400(
     before = table_counts(served)
     assert_api_error(post_raw(client, "iris", body, "application/json"), 400, "invalid_json")
     assert table_counts(served) == before
+
+
+BIG = "1" * 4401  # Python parses at most 4,300 digits into an int
+
+
+def test_a_number_of_4401_digits_is_a_400_on_every_channel(
+    served: Flask, client: FlaskClient
+) -> None:
+    from tests.api.conftest import bearer, issue_token
+    from tests.conftest import make_user
+
+    token = bearer(issue_token(served, make_user(served)))
+    before = table_counts(served)
+    body = json.dumps({"inputs": {**IRIS_ROW, "sepal_length": 0}}).replace(
+        '"sepal_length": 0', f'"sepal_length": {BIG}'
+    )
+    for headers in ({}, token, token):  # anonymous, then a token (twice: the hot path)
+        response = post_raw(client, "iris", body, "application/json", headers=headers)
+        error = assert_api_error(response, 400, "invalid_json")
+        assert "digits" in error["message"]
+    tensor = '{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [BIG, 1, 1, 1]}]}'
+    response = client.post(
+        "/v2/models/iris/infer", data=tensor.replace("BIG", BIG), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "digits" in response.get_json()["error"]
+    assert table_counts(served) == before
+
+
+class _Digits(str):
+    """A JSON number written out as text (Python cannot ``json.dumps`` one this long)."""
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, _Digits):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_render(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+_big_numbers = st.builds(
+    lambda sign, digits, tail: _Digits(sign + "1" + "0" * digits + tail),
+    st.sampled_from(["", "-"]),
+    st.integers(4200, 4600),
+    st.sampled_from(["", ".5", "e3", ".0e-2"]),
+)
+_json_with_big_numbers = st.recursive(
+    _big_numbers | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4) | st.none(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from([*IRIS_COLUMNS, "x"]), inner, max_size=5)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(inputs=_json_with_big_numbers)
+def test_any_predict_body_with_huge_numbers_is_answered_without_a_500(
+    served: Flask, client: FlaskClient, inputs: Any
+) -> None:
+    response = post_raw(client, "iris", f'{{"inputs": {_render(inputs)}}}', "application/json")
+    assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
+    if response.status_code != 200:
+        assert_api_error(response, response.status_code)
 
 
 def test_a_number_too_large_for_a_float_is_not_finite(served: Flask, client: FlaskClient) -> None:
