@@ -7,6 +7,7 @@ Basic), for the API surface. Each bad request leaves the database unchanged.
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
@@ -205,6 +206,39 @@ def test_413_for_a_body_over_max_content_length(app_factory):
     )
     assert_api_error(response, 422, "invalid_input")
     assert table_counts(app) == before
+
+
+def _chunked(client, path, body: bytes, headers: dict[str, str]):
+    """POST ``body`` without a Content-Length, as a server passes on a chunked request
+    (gunicorn sets ``wsgi.input_terminated``: it ends the body itself)."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+@pytest.mark.db
+def test_a_chunked_body_over_the_limit_is_413_like_one_with_a_length(app_factory):
+    app = app_factory(MAX_CONTENT_LENGTH=1024)
+    client = app.test_client()
+    user_id = make_user(app)
+    auth = {**bearer(issue_token(app, user_id, ["full"])), "Content-Type": "application/json"}
+    before = table_counts(app)
+    big = json.dumps({"name": "t", "pad": "x" * 2000}).encode()
+    response = _chunked(client, "/api/v1/tokens", big, auth)
+    assert response.request.content_length is None
+    error = assert_api_error(response, 413, "payload_too_large")
+    assert "too large" in error["message"]
+    assert table_counts(app) == before
+    # At the limit exactly, and under it, the body is read whole.
+    exact = json.dumps({"name": "t" * 100, "pad": ""}).encode()
+    exact = exact[:-1] + b" " * (1024 - len(exact)) + b"}"
+    assert len(exact) == 1024
+    assert_api_error(_chunked(client, "/api/v1/tokens", exact, auth), 422, "invalid_input")
+    created = _chunked(client, "/api/v1/tokens", b'{"name": "chunked"}', auth)
+    assert created.status_code == 201, created.get_data(as_text=True)
 
 
 @pytest.mark.db
