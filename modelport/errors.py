@@ -25,14 +25,6 @@ from modelport.extensions import db, login_manager
 
 log = logging.getLogger("modelport.errors")
 
-# error_code values of exceptions raised while resolving who the caller is.
-IDENTITY_ERROR_CODES = {
-    "invalid_token",
-    "unauthorized",
-    "invalid_credentials",
-    "basic_not_allowed",
-    "rate_limited",
-}
 
 CODES = {
     400: "bad_request",
@@ -184,7 +176,7 @@ def _code(error: HTTPException) -> str:
 def error_response(error: HTTPException) -> Response | tuple[Any, int]:
     """Render ``error`` in the caller's format with the right status and headers."""
     status = error.code or 500
-    if getattr(error, "error_code", None) in IDENTITY_ERROR_CODES:
+    if getattr(error, "during_identity", False):
         # Identity failed while resolving the caller: answer as anonymous, without a second
         # try (that would check a Basic password, and count a failure, twice).
         g._login_user = login_manager.anonymous_user()

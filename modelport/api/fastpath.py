@@ -35,11 +35,13 @@ from typing import Any
 
 from flask import Flask, g
 
-from modelport.api.models import inputs_from_body, prediction_json, signed_in_may_use
+from modelport.api.models import inputs_from_body, prediction_json
 from modelport.api.parser import parse_json_body
 from modelport.auth import token_cache
+from modelport.auth.caller import Caller, Credential
 from modelport.models.predictions import Source
 from modelport.ops.logging import request_id_for
+from modelport.serving.access import may_use
 from modelport.serving.inference import Result, compute, finish
 from modelport.serving.limits import COUNTED, count_prediction
 from modelport.serving.predictor import resolve
@@ -135,7 +137,8 @@ class PredictionFastPath:
             served = resolve(
                 match["name"], version=int(version) if version else None, alias=match["alias"]
             )
-            if not signed_in_may_use(served, token):
+            caller = Caller(user.id, user.role, Credential.TOKEN, token)
+            if not may_use(caller, served.visibility, Source.API):
                 raise Fallback
             inputs = inputs_from_body(parse_json_body(body))
             settings = self.app.config["MODELPORT"]

@@ -29,14 +29,15 @@ from modelport.api.model_schemas import (
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import AuthError
+from modelport.auth.identity import AuthError, current_caller, token_scope
 from modelport.errors import ApiError
 from modelport.models.predictions import Source
-from modelport.models.registry import RegisteredModel, Visibility
-from modelport.serving import csvstream, registry
+from modelport.models.registry import RegisteredModel
+from modelport.models.tokens import Scope
+from modelport.serving import access, csvstream, registry
 from modelport.serving.inference import PredictionFailed, Result, predict_json
 from modelport.serving.limits import prediction_limit
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
+from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
 from modelport.serving.schema import InputError
 
 blp = Blueprint("api_models", __name__, url_prefix="/api/v1", description="Models and predictions")
@@ -58,52 +59,39 @@ def csv_200(schema: type) -> dict:
 
 
 # ---- access -----------------------------------------------------------------------------
+# Who may use a model is serving.access's one rule; here its answers become HTTP.
 
 
-def may_use(served: Served) -> bool:
-    """Whether the caller may predict with ``served`` (private models need a signed-in caller)."""
-    if not current_user.is_authenticated:
-        return served.visibility == Visibility.PUBLIC.value
-    return signed_in_may_use(served, g.get("api_token"))
-
-
-def signed_in_may_use(served: Served, token: Any) -> bool:
-    """Whether a signed-in caller may predict with ``served``: a private model needs a session
-    or a token with the predict scope."""
-    return served.visibility == Visibility.PUBLIC.value or token is None or token.allows("predict")
-
-
-def resolve_for_caller(name: str, version: int | None = None, alias: str | None = None) -> Served:
-    """Resolve a model reference the caller may use, else 404 (private models are not
-    revealed to anonymous callers) or 503."""
+def served_or_error(name: str, version: int | None = None, alias: str | None = None) -> Served:
+    """The version of ``name`` the caller may predict with, else 404 or 503."""
     try:
-        served = resolve(name, version=version, alias=alias)
+        return access.served_for(
+            current_caller(), name, channel=Source.API, version=version, alias=alias
+        )
     except ModelNotFound as exc:
         raise ApiError(404, "model_not_found", str(exc)) from None
     except ModelNotReady as exc:
         raise ApiError(503, "model_not_ready", str(exc)) from None
-    if not may_use(served):
-        raise ApiError(
-            404,
-            "model_not_found",
-            f"There is no model named {name} (private models need a signed-in user or a token).",
-        )
-    return served
+
+
+def _model_or_404(name: str) -> RegisteredModel:
+    try:
+        return access.model_for(current_caller(), name, Source.API)
+    except ModelNotFound as exc:
+        raise ApiError(404, "model_not_found", str(exc)) from None
 
 
 def _require_admin() -> None:
     if not current_user.is_authenticated:
         raise AuthError("Sign in or send Authorization: Bearer <token>.")
-    token = g.get("api_token")
-    if token is not None and not token.allows("full"):
-        abort(403, description="This token lacks the 'full' scope.")
-    if not current_user.is_admin:
+    if not current_caller().is_admin:
         abort(403, description="Only administrators may change the registry.")
 
 
 def admin_only(view: Any) -> Any:
-    """Registry changes: admins only (a token needs the full scope). Checked before the body
-    is read, so that a caller without the right learns nothing about the body expected."""
+    """Registry changes: admins only (a token needs the full scope, as every endpoint not
+    marked otherwise does). Checked before the body is read, so that a caller without the
+    right learns nothing about the body expected."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -111,15 +99,6 @@ def admin_only(view: Any) -> Any:
         return view(*args, **kwargs)
 
     return wrapped
-
-
-def _model_or_404(name: str) -> RegisteredModel:
-    model = registry.get_model(name)
-    if model is None or (
-        model.visibility == Visibility.PRIVATE.value and not current_user.is_authenticated
-    ):
-        raise ApiError(404, "model_not_found", f"There is no model named {name}.")
-    return model
 
 
 def _registry_error(exc: registry.RegistryError) -> ApiError:
@@ -163,13 +142,14 @@ def version_detail(model: RegisteredModel, version: Any) -> dict[str, Any]:
 
 
 @blp.get("/models")
+@token_scope(Scope.PREDICT.value)
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, ModelPageSchema)
 @blp.errors(422)
 @blp.doc(security=PREDICT_SECURITY)
 def list_models(query: dict[str, int]) -> dict[str, Any]:
     """Models the caller may use: public ones, and private ones when signed in."""
-    models = registry.visible_models(current_user)
+    models = access.visible_models(current_caller(), Source.API)
     start = (query["page"] - 1) * query["page_size"]
     return {
         "items": [model_summary(m) for m in models[start : start + query["page_size"]]],
@@ -180,6 +160,7 @@ def list_models(query: dict[str, int]) -> dict[str, Any]:
 
 
 @blp.get("/models/<name>")
+@token_scope(Scope.PREDICT.value)
 @blp.response(200, ModelDetailSchema)
 @blp.errors(404)
 @blp.doc(security=PREDICT_SECURITY)
@@ -240,7 +221,7 @@ def _upload_limit(endpoint: str | None, _values: dict[str, Any] | None) -> None:
     # cookie-authenticated upload reads the multipart form: under the general body limit
     # (MAX_CONTENT_LENGTH) an admin's model file over 2 MiB was refused with 413.
     settings = current_app.config["MODELPORT"]
-    if endpoint == f"{blp.name}.upload_version" and getattr(current_user, "is_admin", False):
+    if endpoint == f"{blp.name}.upload_version" and current_caller().is_admin:
         request.max_content_length = settings["UPLOAD_MAX_BYTES"]
     elif endpoint in PREDICT_ENDPOINTS and request.mimetype == "text/csv":
         # CSV uploads have their own, larger limit (MODELPORT_CSV_MAX_BYTES).
@@ -312,6 +293,7 @@ def _version_or_404(model: RegisteredModel, number: int) -> Any:
 
 
 @blp.get("/models/<name>/versions/<int:number>")
+@token_scope(Scope.PREDICT.value)
 @blp.response(200, VersionSchema)
 @blp.errors(404)
 @blp.doc(security=PREDICT_SECURITY)
@@ -527,7 +509,7 @@ def predict_csv(served: Served) -> Response:
 
 
 def _predict(name: str, version: int | None = None, alias: str | None = None) -> Response:
-    served = resolve_for_caller(name, version=version, alias=alias)
+    served = served_or_error(name, version=version, alias=alias)
     if request.mimetype == "text/csv":
         if not _wants_csv():
             raise ApiError(
@@ -559,6 +541,7 @@ _PREDICT_DOC = {
 
 
 @blp.post("/models/<ref>/predict")
+@token_scope(Scope.PREDICT.value)
 @prediction_limit
 @blp.doc_only(
     blp.response(
@@ -577,6 +560,7 @@ def predict(ref: str) -> Response:
 
 
 @blp.post("/models/<name>/versions/<int:number>/predict")
+@token_scope(Scope.PREDICT.value)
 @prediction_limit
 @blp.doc_only(
     blp.response(200, PredictResponseSchema, content_type="application/json"),
@@ -590,11 +574,4 @@ def predict_version(name: str, number: int) -> Response:
     return _predict(name, version=number)
 
 
-__all__ = [
-    "blp",
-    "inputs_from_body",
-    "may_use",
-    "prediction_json",
-    "resolve_for_caller",
-    "signed_in_may_use",
-]
+__all__ = ["blp", "inputs_from_body", "prediction_json", "served_or_error"]

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, stream_with_context
-from flask_login import current_user
 
 from modelport.api.blueprint import Blueprint
 from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import scope_required
+from modelport.auth.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
 from modelport.serving import records
@@ -87,12 +86,12 @@ def list_predictions(query: dict[str, Any]) -> Any:
     """Prediction records, newest first; filter by model, time and status; CSV export."""
     filters = _filters(query)
     if query["format"] == "csv":
-        rows = records.iter_records(current_user, filters)
+        rows = records.iter_records(current_caller(), filters)
         response = Response(stream_with_context(export_csv(rows)), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
         return response
     items, total = records.list_records(
-        current_user, filters, page=query["page"], page_size=query["page_size"]
+        current_caller(), filters, page=query["page"], page_size=query["page_size"]
     )
     return {
         "items": items,
@@ -109,7 +108,7 @@ def list_predictions(query: dict[str, Any]) -> Any:
 @blp.doc(security=SECURITY)
 def get_prediction(record_id: int) -> Any:
     """One record with its stored inputs and outputs (yours, or any for admins)."""
-    record = records.get_record(current_user, record_id) if record_id <= MAX_ID else None
+    record = records.get_record(current_caller(), record_id) if record_id <= MAX_ID else None
     if record is None:
         raise ApiError(404, "not_found", "No such prediction record.")
     return record

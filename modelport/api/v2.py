@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, abort, current_app, g, request
-from flask_login import current_user
 from sqlalchemy import select
 
 from modelport.api.tensors import (
@@ -32,14 +31,16 @@ from modelport.api.tensors import (
     parse_infer_request,
 )
 from modelport.api.v1 import MAX_ID
+from modelport.auth.identity import current_caller, token_scope
 from modelport.extensions import db, limiter, login_manager
 from modelport.models.predictions import Source
-from modelport.models.registry import ModelVersion, RegisteredModel, VersionStatus, Visibility
+from modelport.models.registry import ModelVersion, VersionStatus
 from modelport.models.tokens import Scope
 from modelport.ops import health
+from modelport.serving import access
 from modelport.serving.inference import PredictionFailed, predict_json
 from modelport.serving.limits import prediction_limit
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
+from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
 from modelport.serving.schema import InputError, InputSchema
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -77,6 +78,7 @@ def identify_by_header_only() -> None:
 
 
 @bp.get("/health/live", endpoint="live")
+@token_scope(Scope.PREDICT.value)
 @limiter.exempt
 def live() -> dict[str, bool]:
     """The server answers."""
@@ -84,6 +86,7 @@ def live() -> dict[str, bool]:
 
 
 @bp.get("/health/ready", endpoint="ready")
+@token_scope(Scope.PREDICT.value)
 @limiter.exempt
 def ready() -> dict[str, bool]:
     """Ready when the database answers and is at this code's migration (as ``/readyz``)."""
@@ -95,38 +98,13 @@ def ready() -> dict[str, bool]:
 
 
 @bp.get("", endpoint="server_metadata")
+@token_scope(Scope.PREDICT.value)
 def server_metadata() -> dict[str, Any]:
     """Server name, version and the protocol extensions it supports."""
     return {"name": SERVER_NAME, "version": VERSION, "extensions": EXTENSIONS}
 
 
 # ---- model references and access ------------------------------------------------------------
-
-
-def may_use(served: Served) -> bool:
-    """Public models: anyone; private ones: a Bearer token with the ``predict`` scope."""
-    if served.visibility == Visibility.PUBLIC.value:
-        return True
-    if not current_user.is_authenticated or g.get("auth_method") != "token":
-        return False
-    token = g.get("api_token")
-    return token is not None and token.allows(Scope.PREDICT.value)
-
-
-def _hidden(name: str) -> bool:
-    """Whether ``name`` is a private model the caller may not know about."""
-    if current_user.is_authenticated and g.get("auth_method") == "token":
-        return False
-    model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
-    return model is not None and model.visibility != Visibility.PUBLIC.value
-
-
-def _no_model(name: str) -> None:
-    abort(
-        404,
-        description=f"There is no model named {name} (private models need "
-        "Authorization: Bearer <token>).",
-    )
 
 
 def served_for_caller(ref: str, version: str | None = None) -> Served:
@@ -145,17 +123,13 @@ def served_for_caller(ref: str, version: str | None = None) -> Served:
         if number > MAX_ID:
             abort(404, description=f"{name} has no version {version}.")
     try:
-        served = resolve(name, version=number, alias=alias or None)
+        return access.served_for(
+            current_caller(), name, channel=Source.V2, version=number, alias=alias or None
+        )
     except ModelNotFound as exc:
-        # An unknown alias or version of a private model must not reveal that it exists.
-        if _hidden(name):
-            _no_model(name)
         abort(404, description=str(exc))
     except ModelNotReady as exc:
         abort(503, description=str(exc))
-    if not may_use(served):
-        _no_model(name)
-    return served
 
 
 # ---- model metadata and readiness ---------------------------------------------------------
@@ -217,6 +191,7 @@ def _ready_versions(served: Served) -> list[str]:
 
 @bp.get("/models/<ref>", endpoint="model_metadata")
 @bp.get("/models/<ref>/versions/<version>", endpoint="version_metadata")
+@token_scope(Scope.PREDICT.value)
 def model_metadata(ref: str, version: str | None = None) -> dict[str, Any]:
     """Inputs, outputs, platform and ready versions of a model."""
     served = served_for_caller(ref, version)
@@ -237,6 +212,7 @@ def model_metadata(ref: str, version: str | None = None) -> dict[str, Any]:
 
 @bp.get("/models/<ref>/ready", endpoint="model_ready")
 @bp.get("/models/<ref>/versions/<version>/ready", endpoint="version_ready")
+@token_scope(Scope.PREDICT.value)
 def model_ready(ref: str, version: str | None = None) -> dict[str, Any]:
     """200 when the model is loaded and can predict (404 unknown, 503 not loadable)."""
     served = served_for_caller(ref, version)
@@ -376,6 +352,7 @@ def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]
 
 @bp.post("/models/<ref>/infer", endpoint="infer")
 @bp.post("/models/<ref>/versions/<version>/infer", endpoint="version_infer")
+@token_scope(Scope.PREDICT.value)
 @prediction_limit
 def infer(ref: str, version: str | None = None) -> Response:
     """Predict: tensors in, ``label``/``probabilities`` or ``value`` tensors out."""

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from modelport.auth import accounts
 from modelport.auth.forms import EmptyForm, RoleForm
+from modelport.auth.identity import current_caller
 from modelport.extensions import db
 from modelport.models import User
 from modelport.ops.logging import security_event
@@ -28,7 +29,7 @@ def admin_required(view: Callable) -> Callable:
     @wraps(view)
     @login_required
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not current_user.is_admin:
+        if not current_caller().is_admin:
             security_event("authorisation_denied", user_id=current_user.id, path=request.path)
             abort(403)
         return view(*args, **kwargs)

@@ -2,7 +2,13 @@
 
 Flask-Login's ``current_user`` is filled from here for every request. ``g.auth_method`` says
 how (``session``, ``token``, ``basic``) and ``g.api_token`` holds the token, so that scope
-checks and CSRF know what they are dealing with.
+checks and CSRF know what they are dealing with; ``current_caller()`` hands the three to
+the domain services as one ``Caller``.
+
+A token is checked against the scope of the endpoint it is sent to at the moment it is
+turned into an identity, so no view can act with more than the token carries. Endpoints
+declare the scope a token needs with ``token_scope`` (or ``scope_required``); any other
+endpoint needs ``full``: a route added without a thought for tokens fails closed.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from modelport.auth import accounts, sessions, throttle, token_cache
+from modelport.auth.caller import ANONYMOUS, Caller, Credential
 from modelport.auth.tokens import authenticate_token
 from modelport.errors import ApiError
 from modelport.extensions import csrf, login_manager
@@ -44,23 +51,59 @@ class AuthError(HTTPException):
     """401 with a reason, rendered by the API error handler."""
 
     code = 401
+    during_identity = True
 
     def __init__(self, message: str, error_code: str = "unauthorized") -> None:
         super().__init__(message)
         self.error_code = error_code
 
 
+class ScopeError(HTTPException):
+    """403: the token does not carry the scope this endpoint needs."""
+
+    code = 403
+    error_code = "forbidden"
+    # Raised while the caller is being identified: errors.py then answers as anonymous.
+    during_identity = True
+
+
+def token_scope(scope: str) -> Callable:
+    """Mark a view as open to tokens carrying ``scope`` (unmarked views need ``full``)."""
+
+    def mark(view: Callable) -> Callable:
+        view.token_scope = scope  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def endpoint_scope() -> str:
+    """The scope a token needs for this request's endpoint."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "token_scope", Scope.FULL.value)
+
+
+def _check_scope(token: Any, user_id: int) -> None:
+    scope = endpoint_scope()
+    if not token.allows(scope):
+        security_event("scope_denied", user_id=user_id, scope=scope)
+        raise ScopeError(f"This token lacks the '{scope}' scope.")
+
+
 def _bearer(header: str) -> Any:
     plaintext = header[7:].strip()
     cacheable = request.endpoint in token_cache.CACHED_ENDPOINTS
     if cacheable and (remembered := token_cache.recall(plaintext)) is not None:
+        token, user = remembered
+        _check_scope(token, user.id)
         g.auth_method = "token"
-        g.api_token, user = remembered
+        g.api_token = token
         return user
     token = authenticate_token(plaintext)
     if token is None:
         security_event("token_rejected")
         raise AuthError("The API token is invalid, expired or revoked.", "invalid_token")
+    _check_scope(token, token.user_id)
     if cacheable:
         token_cache.remember(plaintext, token)
     g.auth_method = "token"
@@ -148,21 +191,30 @@ def _carries_cookies() -> bool:
     )
 
 
+def current_caller() -> Caller:
+    """The caller of this request, for the domain services."""
+    if not current_user.is_authenticated:
+        return ANONYMOUS
+    return Caller(
+        user_id=current_user.id,
+        role=current_user.role,
+        credential=Credential(g.get("auth_method", Credential.SESSION.value)),
+        token=g.get("api_token"),
+    )
+
+
 def scope_required(scope: str) -> Callable:
-    """A view for signed-in callers whose token (if any) carries ``scope``."""
+    """A view for signed-in callers whose token (if any) carries ``scope``; the token's scope
+    is checked when it is read (``_bearer``)."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
                 raise AuthError("Sign in or send Authorization: Bearer <token>.")
-            token = g.get("api_token")
-            if token is not None and not token.allows(scope):
-                security_event("scope_denied", user_id=current_user.id, scope=scope)
-                abort(403, description=f"This token lacks the '{scope}' scope.")
             return view(*args, **kwargs)
 
-        return wrapped
+        return token_scope(scope)(wrapped)
 
     return decorator
 

@@ -22,7 +22,7 @@ from flask_login import UserMixin
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from modelport.models.tokens import ApiToken, Scope
+from modelport.models.tokens import ApiToken, scopes_allow
 from modelport.models.types import utcnow
 from modelport.models.users import Role, User
 
@@ -49,7 +49,7 @@ class TokenSnapshot:
 
     def allows(self, scope: str) -> bool:
         """Same rule as ``ApiToken.allows``."""
-        return Scope.FULL.value in self.scopes or scope in self.scopes
+        return scopes_allow(self.scopes, scope)
 
 
 class UserSnapshot(UserMixin):

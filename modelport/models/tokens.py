@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 class Scope(enum.StrEnum):
     PREDICT = "predict"  # predictions and reading one's own records only
     FULL = "full"  # everything the user may do, tokens and account included
+
+
+def scopes_allow(granted: Iterable[str], scope: str) -> bool:
+    """Whether a token granted ``granted`` carries ``scope`` (``full`` carries every scope)."""
+    granted = tuple(granted)
+    return Scope.FULL.value in granted or scope in granted
 
 
 class ApiToken(db.Model):
@@ -43,5 +50,4 @@ class ApiToken(db.Model):
 
     def allows(self, scope: str) -> bool:
         """Whether this token carries ``scope`` (``full`` carries every scope)."""
-        granted = self.scope_list
-        return Scope.FULL.value in granted or scope in granted
+        return scopes_allow(self.scope_list, scope)

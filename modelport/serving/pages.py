@@ -1,9 +1,9 @@
 """Serving pages: the model catalog, a model's page and its prediction form, CSV batches, the
 prediction history, and the registry's admin pages.
 
-Views are thin. Who may use a model, how inputs are validated, how a prediction is made and
-recorded, and what the registry allows all live in ``modelport.serving`` (and ``may_use`` in
-the API module), called here exactly as the JSON API calls them.
+Views are thin. Who may use a model (``serving.access``), how inputs are validated, how a
+prediction is made and recorded, and what the registry allows all live in
+``modelport.serving``, called here exactly as the JSON API calls them.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.datastructures import FileStorage
 
-from modelport.api.models import may_use
 from modelport.auth.admin import admin_required
 from modelport.auth.forms import EmptyForm
+from modelport.auth.identity import current_caller, token_scope
 from modelport.extensions import db
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, RegisteredModel, VersionStatus, Visibility
-from modelport.serving import csvstream, records, registry
+from modelport.models.tokens import Scope
+from modelport.serving import access, csvstream, records, registry
 from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.forms import (
     MAX_VERSION,
@@ -51,7 +52,7 @@ from modelport.serving.forms import (
 )
 from modelport.serving.inference import PredictionFailed, Result, predict_json
 from modelport.serving.limits import prediction_limit
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
+from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
 from modelport.serving.schema import FEATURE_TYPES, Feature, InputError, InputSchema
 
 bp = Blueprint("serving", __name__)
@@ -105,11 +106,7 @@ def _upload_body_limits(endpoint: str | None, _values: dict[str, Any] | None) ->
         return
     if endpoint == "serving.batch":
         request.max_content_length = _setting("CSV_MAX_BYTES") + MULTIPART_OVERHEAD
-    elif (
-        endpoint == "serving.admin_upload"
-        and current_user.is_authenticated
-        and current_user.is_admin
-    ):
+    elif endpoint == "serving.admin_upload" and current_caller().is_admin:
         # Only administrators may send model files; others keep the ordinary limit.
         request.max_content_length = _setting("UPLOAD_MAX_BYTES")
 
@@ -118,11 +115,11 @@ def _upload_body_limits(endpoint: str | None, _values: dict[str, Any] | None) ->
 
 
 def _visible_model(name: str) -> RegisteredModel:
-    """The model called ``name`` if the visitor may see it; 404 otherwise, private or absent."""
-    model = registry.get_model(name)
-    if model is None or not registry.may_see(model, current_user):
-        abort(404, description=_("There is no model named %(name)s.", name=name))
-    return model
+    """The model called ``name`` if the visitor may use it; 404 otherwise, private or absent."""
+    try:
+        return access.model_for(current_caller(), name, Source.PAGE)
+    except ModelNotFound as exc:
+        abort(404, description=str(exc))
 
 
 @dataclass(frozen=True)
@@ -136,14 +133,11 @@ class Unserved:
 def _served(model: RegisteredModel) -> Served | Unserved:
     """The version requests without a version get (champion, else newest), or why none."""
     try:
-        served = resolve(model.name)
+        return access.served_for(current_caller(), model.name, channel=Source.PAGE)
     except ModelNotFound:
         return Unserved(_("This model has no version ready to serve yet."), 404)
     except ModelNotReady:
         return Unserved(_("This model cannot be loaded right now. Try again shortly."), 503)
-    if not may_use(served):
-        abort(404, description=_("There is no model named %(name)s.", name=model.name))
-    return served
 
 
 def _require_served(served: Served | Unserved) -> Served:
@@ -258,16 +252,18 @@ def figure(value: Any) -> str:
 
 
 @bp.get("/models")
+@token_scope(Scope.PREDICT.value)
 def catalog() -> str:
     """Models the visitor may use, with the version each serves."""
     rows = []
-    for model in registry.visible_models(current_user):
+    for model in access.visible_models(current_caller(), Source.PAGE):
         version = registry.served_version(model)
         rows.append({"model": model, "version": version, "metric": key_metric(version)})
     return render_template("serving/catalog.html", rows=rows)
 
 
 @bp.route("/models/<name>", methods=["GET", "POST"])
+@token_scope(Scope.PREDICT.value)
 @prediction_limit
 def model_page(name: str) -> tuple[str, int]:
     """A model: description, schema, metrics, versions, examples, and a prediction form."""
@@ -343,6 +339,7 @@ def _csv_cell(value: Any) -> Any:
 
 
 @bp.get("/models/<name>/example.csv")
+@token_scope(Scope.PREDICT.value)
 def example_csv(name: str) -> Response:
     """A CSV the model accepts: the header in feature order and the example row, repeated."""
     served = _require_served(_served(_visible_model(name)))
@@ -408,6 +405,7 @@ def _batch_problems(schema: InputSchema, details: list[dict]) -> list[dict[str, 
 
 
 @bp.route("/models/<name>/batch", methods=["GET", "POST"])
+@token_scope(Scope.PREDICT.value)
 @prediction_limit
 def batch(name: str) -> Response | tuple[str, int]:
     """Upload a CSV, download it back with prediction columns appended."""
@@ -465,12 +463,13 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 @bp.get("/predictions")
+@token_scope(Scope.PREDICT.value)
 @login_required
 def history() -> tuple[str, int]:
     """The visitor's prediction records (an admin's: everyone's), newest first, paged."""
     form = HistoryFilterForm(formdata=request.args)
     form.model.choices = [("", _("All models"))] + [
-        (m.name, m.name) for m in registry.visible_models(current_user)
+        (m.name, m.name) for m in access.visible_models(current_caller(), Source.PAGE)
     ]
     page = _bounded("page", 1, MAX_PAGE)
     page_size = _bounded("page_size", PAGE_SIZE, MAX_PAGE_SIZE)
@@ -484,7 +483,9 @@ def history() -> tuple[str, int]:
             since=_start(form.since.data),
             until=_end(form.until.data),
         )
-        items, total = records.list_records(current_user, filters, page=page, page_size=page_size)
+        items, total = records.list_records(
+            current_caller(), filters, page=page, page_size=page_size
+        )
     else:
         status = 400
     query = {
@@ -509,7 +510,7 @@ def history() -> tuple[str, int]:
         pages=max(1, -(-total // page_size)),
         query={k: v for k, v in query.items() if v},
         export=export,
-        show_user=current_user.is_admin,
+        show_user=current_caller().is_admin,
     ), status
 
 
@@ -536,10 +537,11 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @bp.get("/predictions/<int:record_id>")
+@token_scope(Scope.PREDICT.value)
 @login_required
 def record(record_id: int) -> str:
     """One record with its stored inputs and outputs: the visitor's own (admins: any)."""
-    found = records.get_record(current_user, record_id) if record_id <= MAX_RECORD_ID else None
+    found = records.get_record(current_caller(), record_id) if record_id <= MAX_RECORD_ID else None
     if found is None:
         abort(404, description=_("There is no such prediction record."))
     return render_template(
@@ -547,7 +549,7 @@ def record(record_id: int) -> str:
         record=found,
         inputs=_table(found.inputs),
         outputs=_table(found.outputs),
-        show_user=current_user.is_admin,
+        show_user=current_caller().is_admin,
     )
 
 
@@ -590,7 +592,7 @@ def _admin_model(name: str) -> RegisteredModel:
 
 
 def _admin_models_page(status: int = 200) -> tuple[str, int]:
-    models = registry.visible_models(current_user)
+    models = access.visible_models(current_caller(), Source.PAGE)
     serving = {m.id: registry.served_version(m) for m in models}
     return render_template(
         "admin/models.html",

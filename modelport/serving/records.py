@@ -18,12 +18,12 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from modelport.auth import token_cache
+from modelport.auth.caller import Caller
 from modelport.auth.identity import AuthError
 from modelport.config import RECORDS_BIND
 from modelport.extensions import db
 from modelport.models.predictions import Outcome, PredictionRecord
 from modelport.models.types import JSONDocument, utcnow
-from modelport.models.users import Role, User
 
 if TYPE_CHECKING:
     from modelport.serving.predictor import Served
@@ -437,11 +437,12 @@ class RecordFilter:
     status: str | None = None
 
 
-def _visible(viewer: User, filters: RecordFilter):  # noqa: ANN202
+def _visible(viewer: Caller, filters: RecordFilter):  # noqa: ANN202
     query = select(PredictionRecord)
-    # Admins see everyone's records; everybody else only their own.
-    if viewer.role != Role.ADMIN.value:
-        query = query.where(PredictionRecord.user_id == viewer.id)
+    # Admins see everyone's records; everybody else (an admin's predict token too) only
+    # their own.
+    if not viewer.is_admin:
+        query = query.where(PredictionRecord.user_id == viewer.user_id)
     if filters.model:
         query = query.where(PredictionRecord.model_name == filters.model)
     if filters.since:
@@ -454,7 +455,7 @@ def _visible(viewer: User, filters: RecordFilter):  # noqa: ANN202
 
 
 def list_records(
-    viewer: User, filters: RecordFilter, *, page: int = 1, page_size: int = 50
+    viewer: Caller, filters: RecordFilter, *, page: int = 1, page_size: int = 50
 ) -> tuple[list[PredictionRecord], int]:
     """Records ``viewer`` may see, newest first, one page, and the total."""
     query = _visible(viewer, filters)
@@ -468,7 +469,7 @@ def list_records(
 
 
 def iter_records(
-    viewer: User, filters: RecordFilter, *, chunk: int = 1000
+    viewer: Caller, filters: RecordFilter, *, chunk: int = 1000
 ) -> Iterator[PredictionRecord]:
     """Every record ``viewer`` may see, newest first, read in chunks (CSV export).
 
@@ -492,12 +493,12 @@ def iter_records(
         rows = list(db.session.scalars(query.where(after).limit(chunk)))
 
 
-def get_record(viewer: User, record_id: int) -> PredictionRecord | None:
+def get_record(viewer: Caller, record_id: int) -> PredictionRecord | None:
     """One record, if ``viewer`` may see it (None otherwise: no difference between the two)."""
     record = db.session.get(PredictionRecord, record_id)
     if record is None:
         return None
-    if viewer.role != Role.ADMIN.value and record.user_id != viewer.id:
+    if not viewer.is_admin and (record.user_id is None or record.user_id != viewer.user_id):
         return None
     return record
 

@@ -424,21 +424,6 @@ def served_version(model: RegisteredModel) -> ModelVersion | None:
     return ready[-1] if ready else None
 
 
-def may_see(model: RegisteredModel, user: User | None) -> bool:
-    """Whether ``user`` may see ``model``: public ones, private ones when signed in."""
-    if model.visibility == Visibility.PUBLIC.value:
-        return True
-    return user is not None and bool(user.is_authenticated)
-
-
-def visible_models(user: User | None) -> list[RegisteredModel]:
-    """Models ``user`` may see: public ones, and private ones for signed-in users."""
-    query = select(RegisteredModel).order_by(RegisteredModel.name)
-    if user is None or not user.is_authenticated:
-        query = query.where(RegisteredModel.visibility == Visibility.PUBLIC.value)
-    return list(db.session.scalars(query))
-
-
 def configure_mlflow() -> None:
     """Point mlflow at ``MODELPORT_MLFLOW_TRACKING_URI`` (for ``models:/`` URIs), if set."""
     uri = current_app.config["MODELPORT"]["MLFLOW_TRACKING_URI"]

@@ -817,7 +817,9 @@ def test_tritonclient_against_gunicorn(tmp_path: Path, served_database: str) -> 
     assert as_json.as_numpy("probabilities").tolist() == probabilities
     assert as_json.get_response()["id"] == "42"
     assert unknown.value.status() == "404"
-    assert unknown.value.message() == "There is no model named nope."
+    assert unknown.value.message() == (
+        "There is no model named nope (private models need Authorization: Bearer <token>)."
+    )
     assert bad_shape.value.status() == "400"
     assert "[rows, 4]" in bad_shape.value.message()
     live, ready, aio_labels = aio_results

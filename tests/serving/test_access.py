@@ -140,6 +140,88 @@ def test_private_model_is_invisible_to_anonymous_callers(make_app: Any) -> None:
     assert table_counts(app) == before
 
 
+ABSENT = "nosuchmodel"
+V2_ROW = {
+    "inputs": [
+        {"name": n, "shape": [1], "datatype": "FP64", "data": [v]} for n, v in DIABETES_ROW.items()
+    ]
+}
+CSV_ROW = ",".join(DIABETES_ROW) + "\n" + ",".join(str(v) for v in DIABETES_ROW.values()) + "\n"
+
+
+def _model_requests(name: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every way to name a model on the pages, the JSON API and /v2: (method, path, kwargs),
+    with versions and aliases that exist for the private model and ones that do not."""
+    api, v2 = f"/api/v1/models/{name}", f"/v2/models/{name}"
+    predict = {"json": {"inputs": DIABETES_ROW}}
+    return [
+        ("POST", f"{api}/predict", predict),
+        ("POST", f"{api}@champion/predict", predict),
+        ("POST", f"{api}@nope/predict", predict),
+        ("POST", f"{api}/versions/1/predict", predict),
+        ("POST", f"{api}/versions/7/predict", predict),
+        ("POST", f"{api}/predict", {"data": CSV_ROW, "content_type": "text/csv"}),
+        ("GET", api, {}),
+        ("GET", f"{api}/versions/1", {}),
+        ("GET", f"{api}/versions/7", {}),
+        ("GET", v2, {}),
+        ("GET", f"{v2}/versions/1", {}),
+        ("GET", f"{v2}/versions/7/ready", {}),
+        ("GET", f"/v2/models/{name}@nope/ready", {}),
+        ("POST", f"{v2}/infer", {"json": V2_ROW}),
+        ("POST", f"{v2}/versions/1/infer", {"json": V2_ROW}),
+        ("GET", f"/models/{name}", {}),
+        ("GET", f"/models/{name}/batch", {}),
+        ("GET", f"/models/{name}/example.csv", {}),
+    ]
+
+
+def _same_answers(client: FlaskClient, headers: dict[str, str] | None = None) -> list[str]:
+    """Where the private model and a model that does not exist get different answers."""
+    differences = []
+    for (method, path, kwargs), (_, absent_path, absent_kwargs) in zip(
+        _model_requests(PRIVATE), _model_requests(ABSENT), strict=True
+    ):
+        private = client.open(path, method=method, headers=headers, **kwargs)
+        absent = client.open(absent_path, method=method, headers=headers, **absent_kwargs)
+        seen = (private.status_code, private.get_data(as_text=True).replace(PRIVATE, ABSENT))
+        if private.status_code != 404 or seen != (
+            absent.status_code,
+            absent.get_data(as_text=True),
+        ):
+            differences.append(f"{method} {path}: {seen[0]} {seen[1][:200]!r}")
+    return differences
+
+
+@pytest.mark.db
+def test_a_private_model_answers_as_no_model_at_all_on_every_channel(make_app: Any) -> None:
+    """Apart from the name, nothing tells a private model from a model that does not exist,
+    whichever version or alias is asked for, on the pages, the JSON API and /v2."""
+    app = make_app()
+    make_user(app)
+    client, _csrf = session_client(app, "ann@example.com")
+    before = table_counts(app)
+    assert _same_answers(app.test_client()) == []
+    # /v2 takes no session (it has no CSRF check): a signed-in member is anonymous there.
+    v2 = [path for path in _same_answers(client) if " /v2/" in path]
+    assert v2 == []
+    assert table_counts(app) == before
+
+
+@pytest.mark.db
+def test_a_private_model_that_cannot_be_loaded_still_answers_as_no_model(
+    make_app: Any, tmp_path: Any
+) -> None:
+    import shutil
+
+    app = make_app(ARTIFACTS_DIR=str(tmp_path / "store"))
+    shutil.rmtree(tmp_path / "store")  # every version now fails to load: 503 to its users
+    token = bearer(issue_token(app, make_user(app)))
+    ready = app.test_client().get(f"/v2/models/{PRIVATE}/ready", headers=token)
+    assert ready.status_code == 503
+    assert _same_answers(app.test_client()) == []
+
+
 @pytest.mark.db
 def test_private_model_for_tokens_and_sessions(make_app: Any) -> None:
     app = make_app()

@@ -204,9 +204,11 @@ def test_users_see_only_their_own_records_and_admins_see_all(make_app: Any) -> N
     app = make_app()
     ann = bearer(issue_token(app, make_user(app), ["predict"]))
     bob = bearer(issue_token(app, make_user(app, "bob@example.com", name="Bob"), ["predict"]))
-    root = bearer(
-        issue_token(app, make_user(app, "root@example.com", name="Root", role="admin"), ["predict"])
-    )
+    root_id = make_user(app, "root@example.com", name="Root", role="admin")
+    root = bearer(issue_token(app, root_id, ["full"]))
+    # A token carries its scope and no more, whoever owns it: an admin's predict token reads
+    # its owner's records only ("predictions and reading one's own records").
+    root_predict = bearer(issue_token(app, root_id, ["predict"], name="p"))
     client = app.test_client()
     ann_id = predict(client, IRIS_ROW, headers=ann).get_json()["record_id"]
     bob_id = predict(client, SECOND_ROW, headers=bob).get_json()["record_id"]
@@ -220,6 +222,7 @@ def test_users_see_only_their_own_records_and_admins_see_all(make_app: Any) -> N
     assert listed(ann) == [ann_id]
     assert listed(bob) == [bob_id]
     assert listed(root) == sorted([ann_id, bob_id, anonymous_id])
+    assert listed(root_predict) == []
 
     own = client.get(f"/api/v1/predictions/{ann_id}", headers=ann)
     assert own.status_code == 200
@@ -234,6 +237,11 @@ def test_users_see_only_their_own_records_and_admins_see_all(make_app: Any) -> N
     assert client.get(f"/api/v1/predictions/{ann_id}", headers=bob).status_code == 404
     for record_id in (ann_id, bob_id, anonymous_id):
         assert client.get(f"/api/v1/predictions/{record_id}", headers=root).status_code == 200
+        assert_api_error(
+            client.get(f"/api/v1/predictions/{record_id}", headers=root_predict), 404, "not_found"
+        )
+    export = client.get("/api/v1/predictions?format=csv", headers=root_predict)
+    assert export.get_data(as_text=True).count("\n") == 1  # the header alone
     # CSV export shows the same rows as the list.
     export = client.get("/api/v1/predictions?format=csv", headers=bob)
     assert [int(r["id"]) for r in csv.DictReader(io.StringIO(export.get_data(as_text=True)))] == [
@@ -292,6 +300,7 @@ def test_history_filters_and_csv_export(make_app: Any) -> None:
 
 
 def test_an_export_streams_each_record_once_while_new_ones_are_written(make_app: Any) -> None:
+    from modelport.auth.caller import Caller, Credential
     from modelport.extensions import db
     from modelport.models.users import User
     from modelport.serving.records import RecordFilter, iter_records
@@ -311,7 +320,8 @@ def test_an_export_streams_each_record_once_while_new_ones_are_written(make_app:
                 sa.select(TABLE.c.id).order_by(TABLE.c.created_at.desc(), TABLE.c.id.desc())
             )
         ]
-        viewer = db.session.scalars(sa.select(User)).one()
+        owner = db.session.scalars(sa.select(User)).one()
+        viewer = Caller(owner.id, owner.role, Credential.SESSION)
         exported = []
         stream = iter_records(viewer, RecordFilter(), chunk=2)
         for record in stream:
