@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from modelport.auth import devices, passwords, sessions, throttle
 from modelport.auth.links import make_link_token, read_link_token
 from modelport.auth.tokens import revoke_all_tokens
-from modelport.extensions import db
+from modelport.extensions import checkpoint_erasure, db
 from modelport.mail import send_mail
 from modelport.models import Role, User
 from modelport.models.types import utcnow
@@ -357,6 +357,7 @@ def delete_account(user: User, password: str) -> None:
     erase_user_records(user_id)
     db.session.delete(user)
     db.session.commit()
+    checkpoint_erasure()
     security_event("account_deleted", user_id=user_id)
 
 
