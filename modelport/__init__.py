@@ -122,7 +122,9 @@ def register_cli(app: Flask) -> None:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL for concurrent readers, and foreign keys on (account deletion cascades)."""
+    """WAL for concurrent readers, foreign keys on (account deletion cascades), and freed
+    space zeroed so that erased values do not linger in it (``extensions.checkpoint_erasure``
+    then empties the WAL)."""
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):
         return
@@ -130,4 +132,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Debian's SQLite is built with it on, python.org's and macOS's are not (docs/security.md 16).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -160,6 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
         "10 per 15 minutes",
         "Failed sign-ins allowed per account before 429 (any client address).",
     ),
+    Setting(
+        "LOGIN_LIMIT_DEVICE",
+        "10 per 15 minutes",
+        "Failed sign-ins allowed per device cookie: a browser that signed in to the account "
+        "before is counted by this instead of the account's limit.",
+    ),
     Setting("LOGIN_LIMIT_IP", "50 per 15 minutes", "Failed sign-ins allowed per client address."),
     Setting("SIGNUP_LIMIT", "10 per hour", "Sign-ups and reset requests per client address."),
     Setting("RATELIMIT_DEFAULT", "", "Default limit for every route (empty: none)."),
@@ -223,6 +229,7 @@ MINIMUMS: dict[str, int] = {
 # Rate-limit settings, in Flask-Limiter's notation ("10 per 15 minutes").
 RATE_LIMITS = (
     "LOGIN_LIMIT_ACCOUNT",
+    "LOGIN_LIMIT_DEVICE",
     "LOGIN_LIMIT_IP",
     "SIGNUP_LIMIT",
     "RATELIMIT_DEFAULT",
@@ -423,6 +430,7 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         "SESSION_COOKIE_PATH": "/",
         "PERMANENT_SESSION_LIFETIME": timedelta(days=settings["REMEMBER_DAYS"]),
         "MODELPORT_REMEMBER_COOKIE": f"{cookie_prefix}modelport_remember",
+        "DEVICE_COOKIE_NAME": f"{cookie_prefix}modelport_device",
         # Flask-Login's own remember cookie is not used: ours is checked on the server.
         "REMEMBER_COOKIE_NAME": "modelport_flask_login_unused",
         "PREFERRED_URL_SCHEME": "https" if production else "http",

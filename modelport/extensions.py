@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app, request
 from flask_babel import Babel
 from flask_limiter import Limiter
@@ -70,3 +72,22 @@ def dispose_engines(*, close: bool = True) -> None:
     """Dispose every engine of the current app: the default one and the records engine."""
     for engine in db.engines.values():
         engine.dispose(close=close)
+
+
+def checkpoint_erasure() -> None:
+    """Call after an erasure commits (withdrawal, purge). On SQLite, copy the WAL into the
+    database file and truncate it to zero bytes: until then the erased values stay in the
+    ``-wal`` file, and their old pages in the database file. ``PRAGMA secure_delete``
+    (``modelport._sqlite_pragmas``) has zeroed them in the pages written back. What servers
+    keep until their own vacuum or purge is in docs/security.md, item 16."""
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        # Waits (busy timeout) for readers of older snapshots and for a writer to finish.
+        busy, _frames, _done = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    if busy:
+        logging.getLogger(__name__).warning(
+            "The WAL could not be checkpointed after an erasure (the database stayed busy); "
+            "the erased values leave the -wal file at a later checkpoint."
+        )

@@ -14,10 +14,10 @@ from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from modelport.auth import passwords, sessions, throttle
+from modelport.auth import devices, passwords, sessions, throttle
 from modelport.auth.links import make_link_token, read_link_token
 from modelport.auth.tokens import revoke_all_tokens
-from modelport.extensions import db
+from modelport.extensions import checkpoint_erasure, db
 from modelport.mail import send_mail
 from modelport.models import Role, User
 from modelport.models.types import utcnow
@@ -161,20 +161,24 @@ class NotConfirmed(Exception):
     """Right password, but the e-mail address is not confirmed yet."""
 
 
-def authenticate(email: str, password: str) -> User:
+def authenticate(email: str, password: str, *, trust_device: bool = False) -> User:
     """The user with this e-mail and password. Always exactly one hash check; throttled per
-    account and per address. Raises ``Throttled``, ``LoginFailed`` or ``NotConfirmed``."""
-    try:
-        throttle.check_login_allowed(email)
-    except throttle.Throttled:
-        known = find_user_by_email(email)
-        security_event("login_throttled", user_id=known.id if known else None)
-        raise
+    account and per address. Raises ``Throttled``, ``LoginFailed`` or ``NotConfirmed``.
+
+    ``trust_device`` (the sign-in page): a device cookie this browser holds for the account
+    replaces the account's count by its own (``devices``). HTTP Basic carries no cookie.
+    """
     user = find_user_by_email(email)
+    device = devices.recognised(user.id) if trust_device and user is not None else None
+    try:
+        throttle.check_login_allowed(email, device)
+    except throttle.Throttled:
+        security_event("login_throttled", user_id=user.id if user else None, device=bool(device))
+        raise
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.is_active:
-        throttle.record_login_failure(email)
-        security_event("login_failed", user_id=user.id if user else None)
+        throttle.record_login_failure(email, device)
+        security_event("login_failed", user_id=user.id if user else None, device=bool(device))
         raise LoginFailed
     if (
         user.email_confirmed_at is None
@@ -183,13 +187,15 @@ def authenticate(email: str, password: str) -> User:
         raise NotConfirmed
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    throttle.clear_account_failures(email)
+    throttle.record_login_success(email, device)
     return user
 
 
 def login(user: User, *, remember: bool) -> None:
-    """Start a new server-side session for ``user`` on this client."""
+    """Start a new server-side session for ``user`` on this client, and give the browser a
+    device cookie for the account."""
     sessions.start_session(user, remember=remember)
+    devices.remember_device(user)
     db.session.commit()
     security_event("login", user_id=user.id, remember=remember)
 
@@ -205,22 +211,27 @@ def reauthenticate(user: User, password: str, *, field: str = "password") -> Non
     """Check the current password before a sensitive action (throttled like sign-in).
 
     ``field`` names the form field the error belongs to, so that it is shown beside it.
+    Every caller is a page, so this browser's device cookie for the account counts instead
+    of the account (``devices``).
     """
+    device = devices.recognised(user.id)
     try:
-        throttle.check_login_allowed(user.email)
+        throttle.check_login_allowed(user.email, device)
     except throttle.Throttled:
-        security_event("login_throttled", user_id=user.id)
+        security_event("login_throttled", user_id=user.id, device=bool(device))
         raise AccountError(_("Too many attempts. Try again later."), field, "throttled") from None
     if not passwords.verify_password(user.password_hash, password):
-        throttle.record_login_failure(user.email)
-        security_event("reauth_failed", user_id=user.id)
+        throttle.record_login_failure(user.email, device)
+        security_event("reauth_failed", user_id=user.id, device=bool(device))
         raise AccountError(_("The password is not correct."), field, "wrong_password")
 
 
 def confirm_password(user: User, password: str) -> None:
-    """Re-authentication for a remember-me session: check the password, then renew it."""
+    """Re-authentication for a remember-me session: check the password, then renew it (and
+    the browser's device cookie for the account)."""
     reauthenticate(user, password)
     sessions.renew_session(user)
+    devices.remember_device(user)
     db.session.commit()
     security_event("reauthenticated", user_id=user.id)
 
@@ -279,7 +290,7 @@ def reset_password(token: str, new: str) -> User | None:
     # Following the link proves the mailbox, so an unconfirmed address becomes confirmed.
     user.email_confirmed_at = user.email_confirmed_at or utcnow()
     db.session.commit()
-    throttle.clear_account_failures(user.email)
+    throttle.clear_account_failures(user.email, devices.recognised(user.id))
     security_event("password_reset", user_id=user.id)
     return user
 
@@ -346,6 +357,7 @@ def delete_account(user: User, password: str) -> None:
     erase_user_records(user_id)
     db.session.delete(user)
     db.session.commit()
+    checkpoint_erasure()
     security_event("account_deleted", user_id=user_id)
 
 

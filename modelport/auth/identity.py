@@ -23,7 +23,7 @@ from flask import Flask, current_app, g, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from modelport.auth import accounts, sessions, throttle, token_cache
+from modelport.auth import accounts, devices, sessions, throttle, token_cache
 from modelport.auth.caller import ANONYMOUS, Caller, Credential
 from modelport.auth.tokens import authenticate_token
 from modelport.errors import ApiError
@@ -230,3 +230,4 @@ def register_identity(app: Flask) -> None:
     app.before_request(refuse_tokens_in_url)
     app.before_request(protect_cookie_requests)
     app.after_request(sessions.apply_remember_cookie)
+    app.after_request(devices.apply_device_cookie)

@@ -116,7 +116,7 @@ def login() -> str | Response | tuple[str, int]:
     status = 200
     if form.validate_on_submit():
         try:
-            user = accounts.authenticate(form.email.data, form.password.data)
+            user = accounts.authenticate(form.email.data, form.password.data, trust_device=True)
         except throttle.Throttled as exc:
             return (
                 render_template(

@@ -1,7 +1,12 @@
-"""Sign-in throttling per account and per client address (ASVS 6.3.1).
+"""Sign-in throttling per account, per client address and per device cookie (ASVS 6.3.1).
 
 Counts live in the limiter's storage: memory in one process, Redis when
 ``MODELPORT_REDIS_URL`` is set, so that every gunicorn worker shares one count.
+
+An attempt from a browser holding a device cookie for the account (``modelport.auth.devices``)
+is counted against that cookie instead of the account: the account's lockout does not stop
+it, and its failures do not add to the account's count. The address's count applies to
+every attempt.
 """
 
 from __future__ import annotations
@@ -23,20 +28,31 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-def _keys(email: str) -> list[tuple[str, str]]:
-    settings = current_app.config["MODELPORT"]
+def _account(email: str) -> tuple[str, str]:
     # The account key is hashed so the storage holds no e-mail address.
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    return current_app.config["MODELPORT"]["LOGIN_LIMIT_ACCOUNT"], f"login-account/{account}"
+
+
+def _device(nonce: str) -> tuple[str, str]:
+    return current_app.config["MODELPORT"]["LOGIN_LIMIT_DEVICE"], f"login-device/{nonce}"
+
+
+def _keys(email: str, device: str | None) -> list[tuple[str, str]]:
+    """(limit, key) pairs an attempt counts against: the account's, or the device cookie's
+    when ``device`` (its nonce) is given; and the address's."""
+    settings = current_app.config["MODELPORT"]
     return [
-        (settings["LOGIN_LIMIT_ACCOUNT"], f"login-account/{account}"),
+        _device(device) if device else _account(email),
         (settings["LOGIN_LIMIT_IP"], f"login-ip/{client_address()}"),
     ]
 
 
-def check_login_allowed(email: str) -> None:
-    """Raise ``Throttled`` when this account or this address has failed too often."""
+def check_login_allowed(email: str, device: str | None = None) -> None:
+    """Raise ``Throttled`` when this account (or this device cookie, given its nonce) or
+    this address has failed too often."""
     strategy = limiter.limiter
-    for spec, key in _keys(email):
+    for spec, key in _keys(email, device):
         limit = parse(spec)
         if not strategy.test(limit, key):
             reset_at, _ = strategy.get_window_stats(limit, key)
@@ -44,14 +60,28 @@ def check_login_allowed(email: str) -> None:
             raise Throttled(max(1, int(reset_at - time.time())))
 
 
-def record_login_failure(email: str) -> None:
-    """Count one failed sign-in against the account and the address."""
+def record_login_failure(email: str, device: str | None = None) -> None:
+    """Count one failed sign-in against the account (or the device cookie) and the address."""
     strategy = limiter.limiter
-    for spec, key in _keys(email):
+    for spec, key in _keys(email, device):
         strategy.hit(parse(spec), key)
 
 
-def clear_account_failures(email: str) -> None:
-    """Forget the account's failures after a successful sign-in or password reset."""
-    spec, key = _keys(email)[0]
-    limiter.limiter.clear(parse(spec), key)
+def record_login_success(email: str, device: str | None = None) -> None:
+    """Forget the failures a successful sign-in answers: the device cookie's, and the
+    account's unless the account is locked and this sign-in came through a device cookie
+    (the guesser's count stands, or each sign-in of the owner would give it a new budget)."""
+    spec, key = _account(email)
+    if device and not limiter.limiter.test(parse(spec), key):
+        spec, key = _device(device)
+        limiter.limiter.clear(parse(spec), key)
+        return
+    clear_account_failures(email, device)
+
+
+def clear_account_failures(email: str, device: str | None = None) -> None:
+    """Forget the account's failures, and those of the device cookie whose nonce is
+    ``device``, after a successful sign-in or password reset."""
+    strategy = limiter.limiter
+    for spec, key in (_account(email), *([_device(device)] if device else [])):
+        strategy.clear(parse(spec), key)

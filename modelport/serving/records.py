@@ -21,7 +21,7 @@ from modelport.auth import token_cache
 from modelport.auth.caller import Caller
 from modelport.auth.identity import AuthError
 from modelport.config import RECORDS_BIND
-from modelport.extensions import db
+from modelport.extensions import checkpoint_erasure, db
 from modelport.models.predictions import Outcome, PredictionRecord
 from modelport.models.types import JSONDocument, utcnow
 
@@ -388,7 +388,8 @@ def erase_user_records(user_id: int) -> int:
     """Withdrawal: drop the user's stored inputs and outputs and unlink the records.
 
     Counts, models, times and latencies stay for statistics; nothing left names the user.
-    The caller commits, together with the account's deletion.
+    The caller commits, together with the account's deletion, then calls
+    ``extensions.checkpoint_erasure``.
     """
     result = db.session.execute(
         update(PredictionRecord)
@@ -417,6 +418,7 @@ def purge(older_than_days: int | None = None, *, now: datetime | None = None) ->
         .values(inputs=None, outputs=None)
     )
     db.session.commit()
+    checkpoint_erasure()
     return result.rowcount or 0
 
 

@@ -14,6 +14,7 @@ from modelport.ops.logging import SECURITY_LOGGER, JsonFormatter
 from tests.auth.conftest import (
     NEW_PASSWORD,
     change_password,
+    cookie,
     remember_cookie,
     reset_link,
     reset_with,
@@ -41,7 +42,8 @@ def _all_lines(caplog: pytest.LogCaptureFixture) -> str:
 
 @pytest.mark.db
 def test_auth_flow_logs_each_event_with_who_when_where_and_no_secret(app_factory, mailbox, caplog):
-    app = app_factory(LOGIN_LIMIT_ACCOUNT="2 per 15 minutes")
+    # The client signs in before it fails: its device cookie has a count of its own.
+    app = app_factory(LOGIN_LIMIT_ACCOUNT="2 per 15 minutes", LOGIN_LIMIT_DEVICE="2 per 15 minutes")
     caplog.set_level(logging.INFO, logger="modelport")
     ann = make_user(app)
     ip = {"REMOTE_ADDR": "192.0.2.7"}
@@ -52,7 +54,11 @@ def test_auth_flow_logs_each_event_with_who_when_where_and_no_secret(app_factory
     bad = {"email": "ann@example.com", "password": "wrong guess number one"}
     client.post("/auth/login", data={**bad, "csrf_token": csrf_token(client)})
     assert login(client, remember=True).status_code == 302
-    seen_secrets |= {session_cookie(app, client), remember_cookie(app, client)}
+    seen_secrets |= {
+        session_cookie(app, client),
+        remember_cookie(app, client),
+        cookie(client, app.config["DEVICE_COOKIE_NAME"]),
+    }
 
     created = client.post(
         "/account/tokens",

@@ -326,7 +326,7 @@ def test_password_change_email_change_and_delete_always_ask_for_the_password(
 
 
 def cookie_problems(set_cookie: str, *, production: bool) -> list[str]:
-    """What is wrong with one Set-Cookie header for a session or remember cookie."""
+    """What is wrong with one Set-Cookie header for a session, remember or device cookie."""
     parsed = SimpleCookie()
     parsed.load(set_cookie)
     ((name, morsel),) = parsed.items()
@@ -382,7 +382,11 @@ def test_session_and_remember_cookies_are_httponly_lax_path_root(app):
     make_user(app)
     cookies = _login_cookies(app)
     names = {SimpleCookie(c).popitem()[0] for c in cookies}
-    assert names == {app.config["SESSION_COOKIE_NAME"], app.config["MODELPORT_REMEMBER_COOKIE"]}
+    assert names == {
+        app.config["SESSION_COOKIE_NAME"],
+        app.config["MODELPORT_REMEMBER_COOKIE"],
+        app.config["DEVICE_COOKIE_NAME"],
+    }
     for header in cookies:
         assert cookie_problems(header, production=False) == []
     # The same check fails on an unconfigured Flask app (no SameSite, no Secure, no prefix).
@@ -401,6 +405,10 @@ def test_production_cookies_are_secure_with_the_host_prefix(app_factory):
     make_user(app)
     cookies = _login_cookies(app, base_url="https://localhost")
     names = {SimpleCookie(c).popitem()[0] for c in cookies}
-    assert names == {"__Host-modelport_session", "__Host-modelport_remember"}
+    assert names == {
+        "__Host-modelport_session",
+        "__Host-modelport_remember",
+        "__Host-modelport_device",
+    }
     for header in cookies:
         assert cookie_problems(header, production=True) == []
