@@ -166,6 +166,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PROXY_HOPS", "0", "Reverse proxies in front; X-Forwarded-* trusted from this many.", int
     ),
+    Setting(
+        "REQUEST_HEAD_TIMEOUT",
+        "5",
+        "Seconds a connection has, from when a gunicorn worker takes it, to send its whole "
+        "request head (a deadline, not per read); then it is closed. Keeps silent or slow "
+        "clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
+        float,
+    ),
     Setting("MAIL_SERVER", "", "SMTP host. Empty: e-mails are written to the log (development)."),
     Setting("MAIL_PORT", "25", "SMTP port.", int),
     Setting("MAIL_USERNAME", "", "SMTP user (optional)."),
