@@ -164,7 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIGNUP_LIMIT", "10 per hour", "Sign-ups and reset requests per client address."),
     Setting("RATELIMIT_DEFAULT", "", "Default limit for every route (empty: none)."),
     Setting(
-        "PROXY_HOPS", "0", "Reverse proxies in front; X-Forwarded-* trusted from this many.", int
+        "PROXY_HOPS",
+        "0",
+        "Reverse proxies in front; X-Forwarded-* trusted from this many. The shipped nginx "
+        "config (`deploy/nginx`) is one. Never set it without that many proxies in front: a "
+        "client could then choose its own address and escape rate limits.",
+        int,
     ),
     Setting(
         "REQUEST_HEAD_TIMEOUT",
