@@ -170,7 +170,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIGNUP_LIMIT", "10 per hour", "Sign-ups and reset requests per client address."),
     Setting("RATELIMIT_DEFAULT", "", "Default limit for every route (empty: none)."),
     Setting(
-        "PROXY_HOPS", "0", "Reverse proxies in front; X-Forwarded-* trusted from this many.", int
+        "PROXY_HOPS",
+        "0",
+        "Reverse proxies in front; X-Forwarded-* trusted from this many. The shipped nginx "
+        "config (`deploy/nginx`) is one. Never set it without that many proxies in front: a "
+        "client could then choose its own address and escape rate limits.",
+        int,
+    ),
+    Setting(
+        "REQUEST_HEAD_TIMEOUT",
+        "5",
+        "Seconds a connection has, from when a gunicorn worker takes it, to send its whole "
+        "request head (a deadline, not per read); then it is closed. Keeps silent or slow "
+        "clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
+        float,
     ),
     Setting("MAIL_SERVER", "", "SMTP host. Empty: e-mails are written to the log (development)."),
     Setting("MAIL_PORT", "25", "SMTP port.", int),

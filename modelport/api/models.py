@@ -505,6 +505,7 @@ def predict_csv(served: Served) -> Response:
         f'attachment; filename="{served.name}-predictions.csv"'
     )
     response.headers["X-Rows"] = str(rows)
+    response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
     return response
 
 

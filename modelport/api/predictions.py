@@ -89,6 +89,7 @@ def list_predictions(query: dict[str, Any]) -> Any:
         rows = records.iter_records(current_caller(), filters)
         response = Response(stream_with_context(export_csv(rows)), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
+        response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
         return response
     items, total = records.list_records(
         current_caller(), filters, page=query["page"], page_size=query["page_size"]

@@ -334,6 +334,12 @@ def output_tensors(served: Served, prediction: Any) -> list[Tensor]:
     return tensors
 
 
+def infer_body_limit(settings: dict[str, Any], features: int) -> int:
+    """The largest inference body for a model of ``features`` inputs: a full batch must fit,
+    at up to 24 bytes per element as JSON text (8 in binary)."""
+    return max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_ROWS"] * features * 24 + 65536)
+
+
 def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -359,10 +365,7 @@ def infer(ref: str, version: str | None = None) -> Response:
     served = served_for_caller(ref, version)
     settings = current_app.config["MODELPORT"]
     max_rows = settings["MAX_BATCH_ROWS"]
-    # A full batch must fit: up to 24 bytes per element as JSON text, 8 in binary.
-    request.max_content_length = max(
-        settings["MAX_CONTENT_LENGTH"], max_rows * len(served.schema.features) * 24 + 65536
-    )
+    request.max_content_length = infer_body_limit(settings, len(served.schema.features))
     parsed, columns = _parse(served, max_rows)
     try:
         result = predict_json(

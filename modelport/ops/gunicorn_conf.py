@@ -8,7 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-from modelport.ops.worker import group_size
+from modelport.ops.worker import group_size, head_timeout
 
 bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
@@ -17,6 +17,9 @@ worker_class = "modelport.ops.worker.GroupWorker"
 group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
+# A connection that has not sent its whole request head by then is closed (GroupWorker).
+if head_timeout() >= timeout:
+    raise ValueError("MODELPORT_REQUEST_HEAD_TIMEOUT must be below MODELPORT_WORKER_TIMEOUT")
 graceful_timeout = 30
 keepalive = 5
 # The heartbeat file on tmpfs: on a full disk, fchmod would block the worker.

@@ -17,15 +17,25 @@ An answer still leaves only once its record is durable, and a lone request is a 
 one. Nothing else waits: a request the hot path does not take has the held answers sent
 first and is then answered as the sync worker answers it. ``MODELPORT_WORKER_GROUP=1``
 makes it the sync worker.
+
+One more change, for a server without a buffering proxy in front (``modelport serve`` on
+a laptop; production runs behind ``deploy/nginx``): a connection must deliver its whole
+request head within ``MODELPORT_REQUEST_HEAD_TIMEOUT`` seconds of the worker taking it, or
+it is closed. The sync worker would wait for it as long as the client likes (until the
+master kills the worker), so two silent sockets stopped a two-worker server. It is a
+deadline, not a timeout per read: a client sending a byte a second gets no more time. The
+body is read as before.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Generator
 from datetime import datetime
 from typing import Any
@@ -45,6 +55,20 @@ def group_size() -> int:
     return int(value)
 
 
+def head_timeout() -> float:
+    """``MODELPORT_REQUEST_HEAD_TIMEOUT``: seconds a connection has to send its request head."""
+    value = os.environ.get("MODELPORT_REQUEST_HEAD_TIMEOUT", "5").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < 3600:  # as modelport.config checks the setting
+        raise ValueError(
+            f"MODELPORT_REQUEST_HEAD_TIMEOUT must be a number of seconds above 0, not {value!r}"
+        )
+    return seconds
+
+
 def _arrived(client: socket.socket) -> bool:
     """Whether the client has sent something (or closed) already; reading will not wait."""
     try:
@@ -61,8 +85,43 @@ class _Closing(Exception):
     StopIteration, which a generator may not."""
 
 
+class _HeadTimeout(_Closing):
+    """The request head did not arrive in time."""
+
+
+class _HeadDeadline:
+    """The client socket as the request parser reads it: until the head is in, a read waits
+    only for what is left of the deadline."""
+
+    def __init__(self, client: Any, seconds: float) -> None:
+        self.client = client
+        self.seconds = seconds
+        self.deadline: float | None = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        if self.deadline is None:
+            return self.client.recv(size)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _HeadTimeout(f"no complete request head within {self.seconds:g} s")
+        self.client.settimeout(left)
+        try:
+            return self.client.recv(size)
+        except TimeoutError:
+            raise _HeadTimeout(f"no complete request head within {self.seconds:g} s") from None
+
+    def head_read(self) -> None:
+        """The body, and the answer, wait as the sync worker waits: blocking."""
+        self.deadline = None
+        self.client.settimeout(None)
+
+
 class GroupWorker(SyncWorker):
     """See the module's docstring."""
+
+    def init_process(self) -> None:
+        self.head_seconds = head_timeout()
+        super().init_process()
 
     def run_for_one(self, timeout: float) -> None:
         # Imported here, in the worker: gunicorn's master loads this class too, and has no
@@ -145,14 +204,20 @@ class GroupWorker(SyncWorker):
         try:
             if self.cfg.is_ssl:
                 client = sock.ssl_wrap_socket(client, self.cfg)
-            parser = http.get_parser(self.cfg, client, addr)
+            reading = _HeadDeadline(client, self.head_seconds)
+            parser = http.get_parser(self.cfg, reading, addr)
             try:
                 req = next(parser)
             except StopIteration as e:
                 raise _Closing(str(e)) from None
+            reading.head_read()
             yield from self.handle_request_in_steps(listener, req, client, addr)
         except http.errors.NoMoreData as e:
             self.log.debug("Ignored premature client disconnection. %s", e)
+        except _HeadTimeout as e:
+            self.log.debug("Closing connection. %s", e)
+            # Nothing was answered: no lingering for the client's own close (close_graceful).
+            client.close()
         except _Closing as e:
             self.log.debug("Closing connection. %s", e)
         except ssl.SSLError as e:

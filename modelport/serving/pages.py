@@ -384,6 +384,7 @@ def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[d
         f'attachment; filename="{served.name}-predictions.csv"'
     )
     response.headers["X-Rows"] = str(rows)
+    response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
     return response
 
 
