@@ -34,6 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_logging(app)
     register_extensions(app)
+    register_erasures(app)
     register_blueprints(app)
     register_errors(app)
     register_security(app)
@@ -66,6 +67,14 @@ def register_extensions(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale)
     api.init_app(app)
     app.context_processor(template_context)
+
+
+def register_erasures(app: Flask) -> None:
+    """What deleting an account erases beyond it, feature by feature, in this order."""
+    from modelport.auth.erasure import register_erasure
+    from modelport.serving.records import erase_user_records
+
+    register_erasure(app, "prediction records", erase_user_records)
 
 
 def register_blueprints(app: Flask) -> None:

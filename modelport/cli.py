@@ -190,15 +190,13 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(purge)
 
 
-def _factory() -> Flask:
-    from modelport import create_app
-
-    return create_app()
-
-
-cli = FlaskGroup(create_app=_factory, add_version_option=False, help="Modelport command line.")
+# The app comes from Flask's factory discovery (``--app modelport`` finds ``create_app``), as
+# for ``flask --app modelport``: importing the package from here would close an import circle
+# (the package registers these commands).
+cli = FlaskGroup(add_version_option=False, help="Modelport command line.")
 
 
 def main() -> None:
     """Entry point of the ``modelport`` console script."""
+    os.environ["FLASK_APP"] = "modelport"  # this command serves this app, whatever else is set
     cli.main(prog_name="modelport")

@@ -287,7 +287,17 @@ def handle_database_error(error: DBAPIError | SATimeoutError) -> Response | tupl
     )
 
 
+def handle_caller_gone(error: Exception) -> Response | tuple[Any, int]:
+    """The caller's token or account went while its prediction was made (a 401)."""
+    refused = ApiError(401, "invalid_token", str(error))
+    refused.during_identity = True  # type: ignore[attr-defined]
+    return handle_http_exception(refused)
+
+
 def register_error_handlers(app: Flask) -> None:
+    from modelport.serving.records import CallerGone
+
+    app.register_error_handler(CallerGone, handle_caller_gone)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(SATimeoutError, handle_database_error)

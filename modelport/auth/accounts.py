@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from modelport.auth import devices, passwords, sessions, throttle
+from modelport.auth.erasure import erase_user_data
 from modelport.auth.links import make_link_token, read_link_token
 from modelport.auth.tokens import revoke_all_tokens
 from modelport.extensions import checkpoint_erasure, db
@@ -346,15 +347,14 @@ def delete_account(user: User, password: str) -> None:
     """Withdrawal: after the password is re-entered, remove the user and everything personal.
 
     Sessions and tokens go with the user row (ON DELETE CASCADE), so the very next request
-    with an old cookie or token is anonymous. Prediction records lose their inputs, outputs
-    and owner in the same transaction; what stays is anonymous statistics.
+    with an old cookie or token is anonymous. Every feature's erasure (``erasure``: the
+    prediction records lose their inputs, outputs and owner) runs in the same transaction;
+    what stays is anonymous statistics.
     """
-    from modelport.serving.records import erase_user_records
-
     reauthenticate(user, password)
     user_id = user.id
     sessions.end_session()
-    erase_user_records(user_id)
+    erase_user_data(user_id)
     db.session.delete(user)
     db.session.commit()
     checkpoint_erasure()

@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from modelport.auth import token_cache
 from modelport.auth.caller import Caller
-from modelport.auth.identity import AuthError
 from modelport.config import RECORDS_BIND
 from modelport.extensions import checkpoint_erasure, db
 from modelport.models.predictions import Outcome, PredictionRecord
@@ -27,6 +26,11 @@ from modelport.models.types import JSONDocument, utcnow
 
 if TYPE_CHECKING:
     from modelport.serving.predictor import Served
+
+
+class CallerGone(Exception):
+    """The caller's token or account was deleted while the prediction was made: nothing is
+    recorded, and the caller is not who it was (a 401)."""
 
 
 def recording_enabled() -> bool:
@@ -116,7 +120,7 @@ def log_prediction(served: Served, **fields: Any) -> int | None:
         # last checked it (prediction endpoints remember tokens for a few seconds).
         db.session.rollback()
         token_cache.forget_all()
-        raise AuthError("The API token is invalid, expired or revoked.", "invalid_token") from None
+        raise CallerGone("The API token is invalid, expired or revoked.") from None
 
 
 @dataclass

@@ -92,3 +92,41 @@ def test_deleting_needs_a_signed_in_user(app, client):
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/auth/login")
     assert table_counts(app) == before
+
+
+@pytest.mark.db
+def test_every_registered_erasure_runs_in_the_deletions_transaction(app):
+    """Features register what withdrawal erases (create_app does, for every process); one
+    that fails takes the whole deletion back with it."""
+    from modelport.auth import accounts
+    from modelport.auth.erasure import register_erasure
+    from modelport.extensions import db
+    from modelport.models import User
+
+    calls: list[int] = []
+
+    def refusing(user_id: int) -> int:
+        calls.append(user_id)
+        raise RuntimeError("this feature cannot erase now")
+
+    user_id = make_user(app)
+    names = [name for name, _erase in app.extensions["modelport_erasures"]]
+    assert names == ["prediction records"]
+    register_erasure(app, "refusing", refusing)
+    before = table_counts(app)
+    with app.test_request_context("/account/delete"):
+        with pytest.raises(RuntimeError, match="cannot erase"):
+            accounts.delete_account(db.session.get(User, user_id), PASSWORD)
+        db.session.rollback()
+    assert calls == [user_id]
+    assert table_counts(app) == before
+
+
+def test_an_app_without_registered_erasures_refuses_to_delete_accounts():
+    from flask import Flask
+
+    from modelport.auth.erasure import erase_user_data
+
+    bare = Flask(__name__)
+    with bare.app_context(), pytest.raises(RuntimeError, match="create_app"):
+        erase_user_data(1)
