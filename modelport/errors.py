@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_babel import gettext as _
@@ -22,6 +22,9 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from modelport.extensions import db, login_manager
+
+if TYPE_CHECKING:
+    from modelport.serving.schema import InputError
 
 log = logging.getLogger("modelport.errors")
 
@@ -287,17 +290,91 @@ def handle_database_error(error: DBAPIError | SATimeoutError) -> Response | tupl
     )
 
 
-def handle_caller_gone(error: Exception) -> Response | tuple[Any, int]:
-    """The caller's token or account went while its prediction was made (a 401)."""
-    refused = ApiError(401, "invalid_token", str(error))
-    refused.during_identity = True  # type: ignore[attr-defined]
-    return handle_http_exception(refused)
+# ---- domain errors ------------------------------------------------------------------------
+# The services raise errors of their own (a model that is not there, a budget spent, inputs
+# that do not fit); this is the one place they become HTTP, in each channel's format.
+
+MAX_LISTED = 10  # input problems a /v2 error message lists (the protocol's error is a string)
+
+
+def input_error_message(error: InputError) -> str:
+    """The problems of a request's inputs in one line."""
+    details = error.details
+    if len(details) == 1:
+        return details[0]["message"]
+    if not _wants_v2(request.path):
+        first = details[0]["message"] if details else "The input does not match the schema."
+        return f"{len(details)} problems in the input; first: {first}"
+    parts = [
+        (f"row {d['row']}: " if d.get("row") is not None else "") + d["message"].rstrip(".")
+        for d in details[:MAX_LISTED]
+    ]
+    if error.truncated or len(details) > MAX_LISTED:
+        parts.append(f"and more (the first {min(len(details), MAX_LISTED)} are listed)")
+    count = f"{len(details)}{'+' if error.truncated else ''}"
+    return f"{count} problems in the input: {'; '.join(parts)}."
+
+
+def domain_http_error(error: Exception) -> HTTPException:
+    """A service's error as the HTTP error a client gets (status, code, message, details).
+
+    The inference protocol answers bad input with 400, the JSON API with 422.
+    """
+    from modelport.serving.csvstream import TooLarge
+    from modelport.serving.inference import PredictionFailed
+    from modelport.serving.limits import BudgetSpent
+    from modelport.serving.predictor import ModelNotFound, ModelNotReady
+    from modelport.serving.records import CallerGone
+    from modelport.serving.schema import InputError
+
+    bad_input = 400 if _wants_v2(request.path) else 422
+    if isinstance(error, ModelNotFound):
+        return ApiError(404, "model_not_found", str(error))
+    if isinstance(error, ModelNotReady):
+        return ApiError(503, "model_not_ready", str(error))
+    if isinstance(error, BudgetSpent):
+        limited = ApiError(
+            429,
+            "rate_limited",
+            _("Too many requests: %(limit)s. Try again later.", limit=error.limit),
+        )
+        limited.retry_after = error.retry_after  # type: ignore[attr-defined]
+        return limited
+    if isinstance(error, InputError):
+        return ApiError(bad_input, "invalid_input", input_error_message(error), error.details)
+    if isinstance(error, PredictionFailed):
+        return ApiError(bad_input, "prediction_failed", error.message, error.details)
+    if isinstance(error, TooLarge):
+        return ApiError(413, "payload_too_large", str(error))
+    if isinstance(error, CallerGone):
+        refused = ApiError(401, "invalid_token", str(error))
+        refused.during_identity = True  # type: ignore[attr-defined]
+        return refused
+    raise TypeError(f"not a domain error: {error!r}")
+
+
+def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
+    return handle_http_exception(domain_http_error(error))
 
 
 def register_error_handlers(app: Flask) -> None:
+    from modelport.serving.csvstream import TooLarge
+    from modelport.serving.inference import PredictionFailed
+    from modelport.serving.limits import BudgetSpent
+    from modelport.serving.predictor import ModelNotFound, ModelNotReady
     from modelport.serving.records import CallerGone
+    from modelport.serving.schema import InputError
 
-    app.register_error_handler(CallerGone, handle_caller_gone)
+    for domain_error in (
+        ModelNotFound,
+        ModelNotReady,
+        BudgetSpent,
+        InputError,
+        PredictionFailed,
+        TooLarge,
+        CallerGone,
+    ):
+        app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(SATimeoutError, handle_database_error)

@@ -5,48 +5,50 @@ A prediction from a program (a Bearer token, a small JSON body, a JSON answer) i
 request Modelport serves most, and the model itself is the smallest part of its cost: a
 compiled model answers in about 15 µs, while a request context, the session and
 identity hooks, URL matching and the response object cost many times that. This WSGI
-middleware answers that one request directly with the same service functions as the view
-(token cache, registry cache, body rules, schema validation, prediction budget, inference
-and records) and hands everything else to Flask, unchanged:
+middleware answers that one request directly through the same prediction service as the
+view (``modelport.serving.prediction.predict``: resolve → access → budget → validate →
+compute → record) and hands everything else to Flask, unchanged:
 
 * any other path, method, query string, cookie, content type, ``Accept``, or a body over
   ``FAST_BODY_LIMIT`` bytes or without a length;
 * a token this worker has not checked in the last ``MODELPORT_TOKEN_CACHE_SECONDS`` (Flask
-  checks it in the database and remembers it), or a model or version it cannot use;
-* every refusal and failure: invalid JSON or inputs, warnings about the inputs, a budget
-  that is spent, a model that fails, a database error. Flask then answers it in full, in
-  the caller's language, from a copy of the body.
+  checks it in the database and remembers it);
+* every refusal and failure the service raises: a model the token may not use, a spent
+  budget, invalid JSON or inputs, a model that fails, a database error. Flask then answers
+  it in full, in the caller's language, from a copy of the body. The budget is counted once
+  per request (``COUNTED``), and a record the hot path made is dropped before Flask runs.
 
-Side effects come last and in the view's order: the budget is counted once the inputs are
-valid and the model has answered, then the record is committed, then the answer is sent.
-The commit waits until the server asks for the answer's first bytes (``_Answer``), so that
-a worker holding several answers commits their records together (``modelport.ops.worker``).
-Past the budget nothing falls back except a refusal (Flask counts the refused request once
-more, which changes nothing) and a failed record write (Flask starts over without counting
-the budget again, and answers the database error or the revoked token as the view does).
+The record waits in a ``RecordGroup`` until the server asks for the answer's first bytes
+(``_Answer``): a worker holding several answers hands them one group (``GROUP`` in the
+environ, ``modelport.ops.worker``) and their records commit together; any other server gets
+a group per request. Should the record fail, Flask answers the request from the start (the
+database's 503, a revoked token's 401). Why each request went to Flask is counted by reason
+(``PredictionFastPath.fallbacks``).
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, g
 
 from modelport.api.models import inputs_from_body, prediction_json
-from modelport.api.parser import parse_json_body
+from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.auth import token_cache
 from modelport.auth.caller import Caller, Credential
+from modelport.errors import ApiError
 from modelport.models.predictions import Source
 from modelport.ops.logging import request_id_for
-from modelport.serving.access import may_use
-from modelport.serving.inference import Result, compute, finish
-from modelport.serving.limits import COUNTED, count_prediction
-from modelport.serving.predictor import resolve
-from modelport.serving.records import flush_pending
-from modelport.serving.schema import validate_inputs
+from modelport.serving import prediction
+from modelport.serving.inference import PredictionFailed, Result
+from modelport.serving.limits import COUNTED, BudgetSpent
+from modelport.serving.predictor import ModelNotFound, ModelNotReady
+from modelport.serving.records import RecordGroup
+from modelport.serving.schema import InputError
 
 # The registry's name and alias patterns; anything else (percent-escapes, a trailing slash)
 # is Flask's to route.
@@ -62,6 +64,19 @@ _JSON_TYPES = {
 _JSON_ACCEPTS = {"", "*/*", "application/json"}
 # Larger bodies are batches, where the request's fixed cost does not matter.
 FAST_BODY_LIMIT = 64 * 1024
+# The environ key under which a server hands the hot path the RecordGroup its answer joins.
+GROUP = "modelport.record_group"
+
+# Why a request the hot path took was answered by Flask after all.
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (ModelNotFound, "model_not_found"),
+    (ModelNotReady, "model_not_ready"),
+    (BudgetSpent, "budget_spent"),
+    (JsonBodyError, "invalid_json"),
+    (ApiError, "invalid_body"),
+    (InputError, "invalid_input"),
+    (PredictionFailed, "prediction_failed"),
+)
 
 
 def _match(environ: dict[str, Any], body_limit: int) -> re.Match | None:
@@ -87,7 +102,11 @@ def may_answer(environ: dict[str, Any]) -> bool:
 
 
 class Fallback(Exception):
-    """This request is Flask's to answer."""
+    """This request is Flask's to answer; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PredictionFastPath:
@@ -98,24 +117,25 @@ class PredictionFastPath:
         self.wsgi_app = wsgi_app
         self.body_limit = min(FAST_BODY_LIMIT, app.config["MAX_CONTENT_LENGTH"] or FAST_BODY_LIMIT)
         self.answered = 0  # requests answered here, for tests and diagnostics
+        self.fallbacks: Counter[str] = Counter()  # requests handed to Flask, by reason
         app.extensions["modelport_fast_path"] = self
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        match = self._eligible(environ)
+        match = _match(environ, self.body_limit)
         if match is None:
             return self.wsgi_app(environ, start_response)
         length = int(environ["CONTENT_LENGTH"])
         body = environ["wsgi.input"].read(length)
-        answer = None
-        if len(body) == length:
-            try:
-                with self.app.app_context():
-                    answer = self._predict(environ, match, body)
-            except Fallback:
-                pass
-        if answer is None:
+        group = environ.get(GROUP) or RecordGroup()
+        try:
+            if len(body) != length:
+                raise Fallback("short_body")
+            with self.app.app_context():
+                request_id, result = self._predict(environ, match, body, group)
+        except Fallback as fallback:
+            self.fallbacks[fallback.reason] += 1
             return self._to_flask(environ, start_response, body)
-        return _Answer(self, environ, start_response, body, *answer)
+        return _Answer(self, environ, start_response, body, request_id, result, group)
 
     def _to_flask(
         self, environ: dict[str, Any], start_response: Callable, body: bytes
@@ -124,55 +144,54 @@ class PredictionFastPath:
         environ["wsgi.input"] = io.BytesIO(body)
         return self.wsgi_app(environ, start_response)
 
-    def _eligible(self, environ: dict[str, Any]) -> re.Match | None:
-        return _match(environ, self.body_limit)
-
-    def _predict(self, environ: dict[str, Any], match: re.Match, body: bytes) -> tuple[str, Result]:
+    def _predict(
+        self, environ: dict[str, Any], match: re.Match, body: bytes, group: RecordGroup
+    ) -> tuple[str, Result]:
         remembered = token_cache.recall(environ["HTTP_AUTHORIZATION"][7:].strip())
         if remembered is None:
-            raise Fallback
+            raise Fallback("token_not_remembered")
         token, user = remembered
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
+        g.request_id = request_id
         version = match["version"]
+        call = prediction.Call(
+            Caller(user.id, user.role, Credential.TOKEN, token),
+            match["name"],
+            Source.API,
+            request_id,
+            version=int(version) if version else None,
+            alias=match["alias"],
+        )
+        queued = len(group.pending)
         try:
-            served = resolve(
-                match["name"], version=int(version) if version else None, alias=match["alias"]
+            result = prediction.predict(
+                call,
+                lambda _served: inputs_from_body(parse_json_body(body)),
+                max_rows=self.app.config["MODELPORT"]["MAX_BATCH_ROWS"],
+                group=group,
             )
-            caller = Caller(user.id, user.role, Credential.TOKEN, token)
-            if not may_use(caller, served.visibility, Source.API):
-                raise Fallback
-            inputs = inputs_from_body(parse_json_body(body))
-            settings = self.app.config["MODELPORT"]
-            batch = validate_inputs(served.schema, inputs, settings["MAX_BATCH_ROWS"])
-            if batch.warnings:
-                raise Fallback
-            computed = compute(served, batch)
-            count_prediction(user.id, None)
-            environ[COUNTED] = True  # should the view answer after all, not twice
-            request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
-            g.request_id = request_id
-            result = finish(
-                served,
-                batch,
-                computed,
-                source=Source.API.value,
-                request_id=request_id,
-                caller=(user.id, token.id),
-                defer=True,
-            )
-        except Exception:
-            raise Fallback from None
+        except Exception as exc:
+            # Flask answers from the start, recording what it answers itself (the failure
+            # of a model, say), not what was queued here.
+            del group.pending[queued:]
+            reason = next((name for kind, name in _REASONS if isinstance(exc, kind)), "error")
+            raise Fallback(reason) from None
+        finally:
+            # Should Flask answer after all (now, or when the record fails), it does not
+            # count the budget again.
+            environ[COUNTED] = call.counted
         return request_id, result
 
 
 class _Answer:
     """The hot path's answer, a WSGI iterable: nothing is sent before its record commits.
 
-    The record waits in ``records``' queue until the server asks for the first bytes. A
-    server that calls the application for several waiting connections before sending any
-    answer (``modelport.ops.worker``) so commits their records together; any other server
-    commits each on its own, as if it had been written in ``_predict``. Should the record
-    fail, Flask answers the request from the start, as for any other failure: a database
-    that is down gets its 503, a token deleted meanwhile its 401.
+    The record waits in its group until the server asks for the first bytes. A server that
+    calls the application for several waiting connections before sending any answer, with
+    one group (``modelport.ops.worker``), so commits their records together; any other
+    server commits each on its own, as if it had been written in ``_predict``. Should the
+    record fail, Flask answers the request from the start, as for any other failure: a
+    database that is down gets its 503, a token deleted meanwhile its 401.
     """
 
     def __init__(
@@ -183,6 +202,7 @@ class _Answer:
         body: bytes,
         request_id: str,
         result: Result,
+        group: RecordGroup,
     ) -> None:
         self.path = path
         self.environ = environ
@@ -190,17 +210,19 @@ class _Answer:
         self.body = body
         self.request_id = request_id
         self.result = result
+        self.group = group
 
     def _commit(self) -> None:
         pending = self.result.pending
         if pending is not None and not pending.done:
             with self.path.app.app_context():
-                flush_pending()
+                self.group.commit()
 
     def __iter__(self) -> Iterator[bytes]:
         self._commit()
         pending = self.result.pending
         if pending is not None and (pending.error is not None or not pending.done):
+            self.path.fallbacks["record_failed"] += 1
             inner = self.path._to_flask(self.environ, self.start_response, self.body)
             try:
                 yield from inner

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from functools import wraps
-from typing import Any
+from typing import IO, Any
 
 from flask import Response, abort, current_app, g, request, stream_with_context
 from flask_login import current_user
@@ -31,14 +31,15 @@ from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
 from modelport.auth.identity import AuthError, current_caller, token_scope
 from modelport.errors import ApiError
+from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
 from modelport.models.tokens import Scope
-from modelport.serving import access, csvstream, registry
-from modelport.serving.inference import PredictionFailed, Result, predict_json
-from modelport.serving.limits import prediction_limit
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
-from modelport.serving.schema import InputError
+from modelport.serving import access, csvstream, prediction, registry
+from modelport.serving.inference import Result
+from modelport.serving.limits import COUNTED, prediction_limit
+from modelport.serving.prediction import Call
+from modelport.serving.predictor import Served
 
 blp = Blueprint("api_models", __name__, url_prefix="/api/v1", description="Models and predictions")
 
@@ -62,23 +63,9 @@ def csv_200(schema: type) -> dict:
 # Who may use a model is serving.access's one rule; here its answers become HTTP.
 
 
-def served_or_error(name: str, version: int | None = None, alias: str | None = None) -> Served:
-    """The version of ``name`` the caller may predict with, else 404 or 503."""
-    try:
-        return access.served_for(
-            current_caller(), name, channel=Source.API, version=version, alias=alias
-        )
-    except ModelNotFound as exc:
-        raise ApiError(404, "model_not_found", str(exc)) from None
-    except ModelNotReady as exc:
-        raise ApiError(503, "model_not_ready", str(exc)) from None
-
-
 def _model_or_404(name: str) -> RegisteredModel:
-    try:
-        return access.model_for(current_caller(), name, Source.API)
-    except ModelNotFound as exc:
-        raise ApiError(404, "model_not_found", str(exc)) from None
+    # ModelNotFound becomes the 404 in errors.py.
+    return access.model_for(current_caller(), name, Source.API)
 
 
 def _require_admin() -> None:
@@ -366,15 +353,6 @@ def delete_alias(name: str, alias: str) -> None:
 # ---- prediction ---------------------------------------------------------------------------
 
 
-def _input_error(exc: InputError) -> ApiError:
-    details = exc.details
-    first = details[0]["message"] if details else "The input does not match the schema."
-    message = (
-        first if len(details) == 1 else f"{len(details)} problems in the input; first: {first}"
-    )
-    return ApiError(422, "invalid_input", message, details)
-
-
 def _wants_csv() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
     if request.mimetype == "text/csv":
@@ -481,55 +459,45 @@ def inputs_from_body(body: Any) -> Any:
     return body["inputs"]
 
 
-def predict_csv(served: Served) -> Response:
-    """Validate a CSV upload whole, then stream the CSV answer."""
-    settings = current_app.config["MODELPORT"]
-    request.max_content_length = settings["CSV_MAX_BYTES"]
-    body = csvstream.spool(request.stream, settings["CSV_MAX_BYTES"])
-    try:
-        rows = csvstream.check_csv(served, body, settings["CSV_MAX_ROWS"])
-    except InputError as exc:
-        body.close()
-        raise _input_error(exc) from None
-    except ApiError:
-        body.close()
-        raise
-    try:
-        stream = csvstream.stream_predictions(
-            served, body, source=Source.CSV.value, request_id=g.request_id
-        )
-    except PredictionFailed as exc:
-        raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
-    response = Response(stream_with_context(stream), mimetype="text/csv")
+def _csv_body(served: Served) -> IO[bytes]:
+    """The CSV upload, spooled (within ``MODELPORT_CSV_MAX_BYTES``), once it may be read."""
+    if not _wants_csv():
+        raise ApiError(406, "not_acceptable", "A CSV upload answers CSV; JSON takes a JSON body.")
+    limit = current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
+    request.max_content_length = limit
+    return csvstream.spool(request.stream, limit)
+
+
+def _csv_answer(answer: csvstream.CsvAnswer) -> Response:
+    response = Response(stream_with_context(answer.chunks), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
-        f'attachment; filename="{served.name}-predictions.csv"'
+        f'attachment; filename="{answer.served.name}-predictions.csv"'
     )
-    response.headers["X-Rows"] = str(rows)
+    response.headers["X-Rows"] = str(answer.rows)
     response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
     return response
 
 
 def _predict(name: str, version: int | None = None, alias: str | None = None) -> Response:
-    served = served_or_error(name, version=version, alias=alias)
+    call = Call(
+        current_caller(),
+        name,
+        Source.API,
+        g.request_id,
+        address=client_address(),
+        version=version,
+        alias=alias,
+        counted=bool(request.environ.get(COUNTED)),
+    )
+    settings = current_app.config["MODELPORT"]
     if request.mimetype == "text/csv":
-        if not _wants_csv():
-            raise ApiError(
-                406, "not_acceptable", "A CSV upload answers CSV; JSON takes a JSON body."
-            )
-        return predict_csv(served)
-    inputs = _read_predict_body()
-    try:
-        result = predict_json(
-            served,
-            inputs,
-            source=Source.API.value,
-            request_id=g.request_id,
-            max_rows=current_app.config["MODELPORT"]["MAX_BATCH_ROWS"],
+        call.channel = Source.CSV
+        return _csv_answer(
+            prediction.predict_csv(call, _csv_body, max_rows=settings["CSV_MAX_ROWS"])
         )
-    except InputError as exc:
-        raise _input_error(exc) from None
-    except PredictionFailed as exc:
-        raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
+    result = prediction.predict(
+        call, lambda _served: _read_predict_body(), max_rows=settings["MAX_BATCH_ROWS"]
+    )
     if _wants_csv():
         return _csv_response(result)
     return _json_response(result)
@@ -575,4 +543,4 @@ def predict_version(name: str, number: int) -> Response:
     return _predict(name, version=number)
 
 
-__all__ = ["blp", "inputs_from_body", "prediction_json", "served_or_error"]
+__all__ = ["blp", "inputs_from_body", "prediction_json"]

@@ -2,8 +2,8 @@
 
 The contract is ``reference/open-inference-protocol.md`` with the binary tensor data
 extension; tensors are parsed and encoded by :mod:`modelport.api.tensors`. Inference goes
-through the same service as the JSON API (:func:`modelport.serving.inference.predict_json`),
-so validation, rate limits and the prediction record are shared. Errors are rendered by
+through the same service as the JSON API (:func:`modelport.serving.prediction.predict`),
+so access, rate limits, validation and the prediction record are shared. Errors are rendered by
 :mod:`modelport.errors` as ``{"error": "message"}``: 400 bad input, 404 unknown model (or a
 private one without a token), 503 not ready.
 
@@ -32,16 +32,16 @@ from modelport.api.tensors import (
 )
 from modelport.api.v1 import MAX_ID
 from modelport.auth.identity import current_caller, token_scope
-from modelport.extensions import db, limiter, login_manager
+from modelport.extensions import client_address, db, limiter, login_manager
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, VersionStatus
 from modelport.models.tokens import Scope
 from modelport.ops import health
-from modelport.serving import access
-from modelport.serving.inference import PredictionFailed, predict_json
+from modelport.serving import access, prediction
 from modelport.serving.limits import prediction_limit
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
-from modelport.serving.schema import InputError, InputSchema
+from modelport.serving.prediction import Call
+from modelport.serving.predictor import Served
+from modelport.serving.schema import InputSchema
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -58,8 +58,6 @@ FEATURE_DATATYPES = {
 }
 _MAX_DECIMALS = 22
 _POWERS_OF_TEN = 10.0 ** np.arange(_MAX_DECIMALS + 1)
-# Input problems listed in one error message; the first ones are what a client fixes first.
-MAX_LISTED = 10
 
 try:
     VERSION = importlib.metadata.version("modelport")
@@ -107,8 +105,8 @@ def server_metadata() -> dict[str, Any]:
 # ---- model references and access ------------------------------------------------------------
 
 
-def served_for_caller(ref: str, version: str | None = None) -> Served:
-    """Resolve ``name``, ``name@alias`` or a version of ``name`` the caller may use."""
+def _reference(ref: str, version: str | None) -> tuple[str, int | None, str | None]:
+    """(name, version, alias) of ``name``, ``name@alias`` or a version of ``name``."""
     name, _, alias = ref.partition("@")
     number = None
     if version is not None:
@@ -122,14 +120,13 @@ def served_for_caller(ref: str, version: str | None = None) -> Served:
         number = int(version)
         if number > MAX_ID:
             abort(404, description=f"{name} has no version {version}.")
-    try:
-        return access.served_for(
-            current_caller(), name, channel=Source.V2, version=number, alias=alias or None
-        )
-    except ModelNotFound as exc:
-        abort(404, description=str(exc))
-    except ModelNotReady as exc:
-        abort(503, description=str(exc))
+    return name, number, alias or None
+
+
+def served_for_caller(ref: str, version: str | None = None) -> Served:
+    """The version ``ref`` names that the caller may use (ModelNotFound: errors.py's 404)."""
+    name, number, alias = _reference(ref, version)
+    return access.served_for(current_caller(), name, channel=Source.V2, version=number, alias=alias)
 
 
 # ---- model metadata and readiness ---------------------------------------------------------
@@ -296,21 +293,6 @@ def columns_from_tensors(schema: InputSchema, tensors: list[Tensor]) -> dict[str
     return columns
 
 
-def input_error_message(exc: InputError) -> str:
-    """The schema problems of a request in one line (the protocol's error is a string)."""
-    details = exc.details
-    if len(details) == 1:
-        return details[0]["message"]
-    parts = [
-        (f"row {d['row']}: " if d.get("row") is not None else "") + d["message"].rstrip(".")
-        for d in details[:MAX_LISTED]
-    ]
-    if exc.truncated or len(details) > MAX_LISTED:
-        parts.append(f"and more (the first {min(len(details), MAX_LISTED)} are listed)")
-    count = f"{len(details)}{'+' if exc.truncated else ''}"
-    return f"{count} problems in the input: {'; '.join(parts)}."
-
-
 def _labels(labels: np.ndarray, datatype: str) -> tuple[str, np.ndarray]:
     if datatype == "INT64" and labels.dtype.kind in "iu":
         return datatype, labels.astype(np.int64)
@@ -362,30 +344,36 @@ def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]
 @prediction_limit
 def infer(ref: str, version: str | None = None) -> Response:
     """Predict: tensors in, ``label``/``probabilities`` or ``value`` tensors out."""
-    served = served_for_caller(ref, version)
+    name, number, alias = _reference(ref, version)
     settings = current_app.config["MODELPORT"]
     max_rows = settings["MAX_BATCH_ROWS"]
-    request.max_content_length = infer_body_limit(settings, len(served.schema.features))
-    parsed, columns = _parse(served, max_rows)
-    try:
-        result = predict_json(
-            served,
-            columns,
-            source=Source.V2.value,
-            request_id=g.request_id,
-            max_rows=max_rows,
-        )
-    except InputError as exc:
-        abort(400, description=input_error_message(exc))
-    except PredictionFailed as exc:
-        abort(400, description=exc.message)
+    parsed: list[InferRequest] = []
+
+    def read(served: Served) -> dict[str, Any]:
+        # The tensors are read once the version (and so its width) is known.
+        request.max_content_length = infer_body_limit(settings, len(served.schema.features))
+        request_, columns = _parse(served, max_rows)
+        parsed.append(request_)
+        return columns
+
+    call = Call(
+        current_caller(),
+        name,
+        Source.V2,
+        g.request_id,
+        address=client_address(),
+        version=number,
+        alias=alias,
+    )
+    result = prediction.predict(call, read, max_rows=max_rows)
+    served = result.served
     try:
         body, headers = encode_infer_response(
             model_name=served.name,
             model_version=str(served.version),
-            request_id=parsed.id,
+            request_id=parsed[0].id,
             outputs=output_tensors(served, result.raw),
-            request=parsed,
+            request=parsed[0],
         )
     except ProtocolError as exc:  # e.g. probabilities asked of a model that gave none
         abort(400, description=str(exc))

@@ -8,14 +8,17 @@ WAL flush each.
 This worker does the same, except with requests the predict hot path takes
 (``modelport.api.fastpath.may_answer``: a token, a small JSON body). Their answers are
 held, not sent, while the worker accepts the next connection that is already waiting (it
-never waits for one) and has its request in, up to ``MODELPORT_WORKER_GROUP``. Then the
-answers go out in order, and the first one commits the records that the group's answers
-queued (``records.defer_prediction``) as one transaction: one commit and one flush for
-the group, and the worker's work done in one stretch.
+never waits for one) and has its whole request in (head and body, peeked at without
+reading), up to ``MODELPORT_WORKER_GROUP``. Each held answer's record waits in one
+``RecordGroup``, handed to the hot path in the environ (``fastpath.GROUP``). Then the
+answers go out in order, and the first one commits the group's records as one
+transaction: one commit and one flush for the group, and the worker's work done in one
+stretch.
 
 An answer still leaves only once its record is durable, and a lone request is a group of
-one. Nothing else waits: a request the hot path does not take has the held answers sent
-first and is then answered as the sync worker answers it. ``MODELPORT_WORKER_GROUP=1``
+one. Nothing else waits: a connection whose request is not all in yet (a client still
+sending, or silent), and a request the hot path does not take, have the held answers sent
+first, and are then answered as the sync worker answers them. ``MODELPORT_WORKER_GROUP=1``
 makes it the sync worker.
 
 One more change, for a server without a buffering proxy in front (``modelport serve`` on
@@ -69,15 +72,37 @@ def head_timeout() -> float:
     return seconds
 
 
-def _arrived(client: socket.socket) -> bool:
-    """Whether the client has sent something (or closed) already; reading will not wait."""
+# What a waiting connection may have sent for its whole request to count as in: a head of
+# up to gunicorn's limits and a hot-path body (modelport.api.fastpath.FAST_BODY_LIMIT).
+_PEEK_BYTES = 16 * 1024 + 64 * 1024
+
+
+def _whole_request_in(client: socket.socket, buffer: bytearray) -> bool:
+    """Whether the client's whole request, head and ``Content-Length`` body, is waiting in
+    the socket already (or the client closed it): reading it cannot wait for the client."""
     try:
-        client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        size = client.recv_into(buffer, len(buffer), socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return False
+        return False  # nothing sent yet
     except OSError:
-        pass  # reading it will tell
-    return True
+        return True  # reading it will tell at once (a reset, say)
+    if size == 0:
+        return True  # closed: reading it ends at once
+    data = memoryview(buffer)[:size]
+    end = bytes(data[: min(size, 16 * 1024)]).find(b"\r\n\r\n")
+    if end < 0:
+        return False  # a head still coming in
+    length = 0
+    for line in bytes(data[:end]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return False  # a chunked body: its end cannot be told from here
+        if name == b"content-length":
+            if not value.strip().isdigit():
+                return True  # the parser refuses it at once
+            length = int(value.strip())
+    return size >= end + 4 + length
 
 
 class _Closing(Exception):
@@ -127,8 +152,12 @@ class GroupWorker(SyncWorker):
         # Imported here, in the worker: gunicorn's master loads this class too, and has no
         # use for the application's modules.
         from modelport.api import fastpath
+        from modelport.serving.records import RecordGroup
 
         self.may_answer = fastpath.may_answer
+        self.group_key = fastpath.GROUP
+        self.new_group = RecordGroup
+        self.peek_buffer = bytearray(_PEEK_BYTES)
         listener = self.sockets[0]
         size = group_size()
         while self.alive:
@@ -156,7 +185,8 @@ class GroupWorker(SyncWorker):
 
     def handle_group(self, listener: Any, first: tuple[Any, Any], size: int) -> None:
         """Answer ``first``, and the waiting connections its answer can wait for."""
-        held: list[Generator] = []  # answers not sent yet (records queued, if any)
+        held: list[Generator] = []  # answers not sent yet (their records in ``group``)
+        group = self.new_group()
         client: tuple[Any, Any] | None = first
         while client is not None:
             handling = self.handle_in_steps(listener, *client)
@@ -165,6 +195,9 @@ class GroupWorker(SyncWorker):
                 small = self.may_answer(environ)
                 if held and not small:
                     self._send(held)  # its answer may take long: nobody waits behind it
+                    group = self.new_group()
+                if small:
+                    environ[self.group_key] = group  # its record commits with the others
                 if next(handling, None) is not None:
                     if small:
                         held.append(handling)
@@ -180,8 +213,11 @@ class GroupWorker(SyncWorker):
                         self._send(held)
                         raise
                     break
-                if not _arrived(client[0]):
-                    self._send(held)  # its request is not here yet: nobody waits for it
+                if self.cfg.is_ssl or not _whole_request_in(client[0], self.peek_buffer):
+                    # Its request is not all here yet (or cannot be told, under TLS): the
+                    # held answers leave before the worker waits for it.
+                    self._send(held)
+                    group = self.new_group()
         self._send(held)
 
     def _send(self, held: list[Generator]) -> None:

@@ -12,13 +12,13 @@ import io
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-from modelport.errors import ApiError
-from modelport.models.predictions import Outcome
+from modelport.models.predictions import Outcome, Source
 from modelport.serving import records
 from modelport.serving.inference import check_finite, input_rows, model_failure
 from modelport.serving.predictor import Served
@@ -29,9 +29,8 @@ COPY_BYTES = 1 << 20
 MAX_DETAILS = 100
 
 
-class TooLarge(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(413, "payload_too_large", message)
+class TooLarge(Exception):
+    """The upload passes a limit of its size (bytes, rows): a 413 that names the limit."""
 
 
 def spool(stream: IO[bytes], max_bytes: int) -> IO[bytes]:
@@ -100,6 +99,37 @@ def check_csv(served: Served, body: IO[bytes], max_rows: int) -> int:
     return rows
 
 
+@dataclass
+class CsvAnswer:
+    """A validated CSV upload's answer: its rows, and the CSV chunks to stream."""
+
+    served: Served
+    rows: int
+    chunks: Iterator[bytes]
+
+
+def predict_file(
+    served: Served,
+    body: IO[bytes],
+    *,
+    max_rows: int,
+    request_id: str,
+    caller: tuple[int | None, int | None],
+) -> CsvAnswer:
+    """Check every row of a spooled CSV, then predict its first chunk and return the answer
+    that streams the rest (``stream_predictions``). ``InputError``, ``TooLarge`` or
+    ``PredictionFailed``, with no model run for the first two."""
+    try:
+        rows = check_csv(served, body, max_rows)
+        chunks = stream_predictions(
+            served, body, source=Source.CSV.value, request_id=request_id, caller=caller
+        )
+    except BaseException:
+        body.close()
+        raise
+    return CsvAnswer(served, rows, chunks)
+
+
 def prediction_columns(served: Served, prediction: Any) -> dict[str, Any]:
     """Columns appended to the CSV: ``prediction`` and one ``probability_<class>`` per class."""
     if prediction.values is not None:
@@ -114,7 +144,12 @@ def prediction_columns(served: Served, prediction: Any) -> dict[str, Any]:
 
 
 def stream_predictions(
-    served: Served, body: IO[bytes], *, source: str, request_id: str
+    served: Served,
+    body: IO[bytes],
+    *,
+    source: str,
+    request_id: str,
+    caller: tuple[int | None, int | None],
 ) -> Iterator[bytes]:
     """Predict a validated CSV chunk by chunk and yield the CSV answer.
 
@@ -124,7 +159,7 @@ def stream_predictions(
     and completed when the last chunk has been handed to the server; a client that goes
     away leaves it incomplete, a model failure further down marks it ``error``.
     """
-    chunks = _predicted_chunks(served, body, source=source, request_id=request_id)
+    chunks = _predicted_chunks(served, body, source=source, request_id=request_id, caller=caller)
     try:
         first = next(chunks)
     except StopIteration:
@@ -143,7 +178,12 @@ def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _predicted_chunks(
-    served: Served, body: IO[bytes], *, source: str, request_id: str
+    served: Served,
+    body: IO[bytes],
+    *,
+    source: str,
+    request_id: str,
+    caller: tuple[int | None, int | None],
 ) -> Iterator[bytes]:
     started = time.perf_counter()
     record_id = records.log_prediction(
@@ -154,6 +194,7 @@ def _predicted_chunks(
         latency_ms=0.0,
         request_id=request_id,
         inputs=None,
+        caller=caller,
     )
     done = 0
     outcome = Outcome.INCOMPLETE.value

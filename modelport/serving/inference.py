@@ -1,7 +1,8 @@
-"""One prediction request from validated input to recorded answer, for every channel.
+"""A prediction from validated input to recorded answer: ``compute`` runs the model,
+``finish`` records the answer, ``run`` does both (a failure recorded too).
 
-The JSON API, the model page's form and the inference protocol all call ``predict_batch``;
-CSV uploads go through ``modelport.serving.csvstream``, which uses the same pieces.
+``modelport.serving.prediction`` calls them for every channel, after resolving, checking
+access and budget, and validating; CSV uploads use the same pieces (``csvstream``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from flask import current_app
 from modelport.models.predictions import Outcome
 from modelport.serving import flavors, records
 from modelport.serving.predictor import Served
-from modelport.serving.schema import Batch, InputError, validate_inputs
+from modelport.serving.schema import Batch, InputError
 
 
 class PredictionFailed(Exception):
@@ -62,7 +63,7 @@ class Result:
     timing_ms: float = 0.0
     record_id: int | None = None
     raw: Any = None  # the flavors.Prediction, for the inference protocol's tensors
-    pending: records.PendingRecord | None = None  # finish(defer=True): committed later
+    pending: records.PendingRecord | None = None  # finish(group=...): committed with it
 
 
 def _plain(value: Any) -> Any:
@@ -150,13 +151,13 @@ def finish(
     *,
     source: str,
     request_id: str,
-    caller: tuple[int | None, int | None] | None = None,
-    defer: bool = False,
+    caller: tuple[int | None, int | None],
+    group: records.RecordGroup | None = None,
 ) -> Result:
     """Record a computed prediction (committed before it returns) and return the answer.
 
-    ``defer``: queue the record instead (``records.defer_prediction``); the caller sends
-    the answer only once ``records.flush_pending`` has committed it.
+    ``group``: queue the record in it instead; the caller sends the answer only once the
+    group has committed it (``RecordGroup.commit``).
     """
     rows = computed.rows
     record_id = pending = None
@@ -172,8 +173,8 @@ def finish(
             "outputs": rows[:kept],
             "caller": caller,
         }
-        if defer:
-            pending = records.defer_prediction(served, **fields)
+        if group is not None:
+            pending = group.add(served, **fields)
         else:
             record_id = records.log_prediction(served, **fields)
     return Result(
@@ -193,7 +194,8 @@ def run(
     *,
     source: str,
     request_id: str,
-    caller: tuple[int | None, int | None] | None = None,
+    caller: tuple[int | None, int | None],
+    group: records.RecordGroup | None = None,
 ) -> Result:
     """Predict a validated batch, record it (a failure too), and return the public answer."""
     started = time.perf_counter()
@@ -203,33 +205,30 @@ def run(
         failure = model_failure(exc)
         if failure is None:
             raise
-        records.log_prediction(
-            served,
-            source=source,
-            status=Outcome.ERROR.value,
-            rows=batch.rows,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=request_id,
-            inputs=input_rows(batch, 100),
-            error_code=failure.code,
-            caller=caller,
-        )
+        fields = {
+            "source": source,
+            "status": Outcome.ERROR.value,
+            "rows": batch.rows,
+            "latency_ms": (time.perf_counter() - started) * 1000,
+            "request_id": request_id,
+            "inputs": input_rows(batch, 100),
+            "error_code": failure.code,
+            "caller": caller,
+        }
+        if group is not None:
+            group.add(served, **fields)
+        else:
+            records.log_prediction(served, **fields)
         raise failure from None
-    return finish(served, batch, computed, source=source, request_id=request_id, caller=caller)
+    return finish(
+        served, batch, computed, source=source, request_id=request_id, caller=caller, group=group
+    )
 
 
 def _row_budget(rows: int) -> int:
     # Rows worth turning into objects before the record's byte limit cuts them anyway.
     limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
     return min(rows, max(limit // 16, 1))
-
-
-def predict_json(
-    served: Served, inputs: Any, *, source: str, request_id: str, max_rows: int
-) -> Result:
-    """Validate JSON ``inputs`` against the version's schema, then ``run``."""
-    batch = validate_inputs(served.schema, inputs, max_rows)
-    return run(served, batch, source=source, request_id=request_id)
 
 
 __all__ = [
@@ -240,6 +239,5 @@ __all__ = [
     "compute",
     "finish",
     "model_failure",
-    "predict_json",
     "run",
 ]

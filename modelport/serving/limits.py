@@ -14,17 +14,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from functools import cache, wraps
+from functools import cache
 from typing import Any
 
-from flask import current_app, request
-from flask_babel import gettext as _
-from flask_login import current_user
+from flask import current_app
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 
-from modelport.errors import ApiError
-from modelport.extensions import client_address, limiter
+from modelport.auth.caller import Caller
+from modelport.extensions import limiter
 
 SCOPE = "predict"
 # Set in the WSGI environ once a request's prediction has been counted (by the hot path).
@@ -87,45 +85,31 @@ def _refusal(item: RateLimitItem, key: str) -> float | None:
     return strategy.get_window_stats(item, SCOPE, key).reset_time - time.time()
 
 
-def check_prediction_budget() -> None:
-    """Count one prediction request for the caller; 429 with Retry-After past the limit."""
-    if request.environ.get(COUNTED):
-        return  # the predict hot path counted it, then left the answer to the view
-    if current_user.is_authenticated:
-        count_prediction(current_user.id, None)
-    else:
-        count_prediction(None, client_address())
+class BudgetSpent(Exception):
+    """The caller's prediction budget is spent: a 429, ``retry_after`` seconds to wait."""
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        super().__init__(f"Too many requests: {limit}. Try again later.")
+        self.limit = limit
+        self.retry_after = retry_after
 
 
-def count_prediction(user_id: int | None, address: str | None) -> None:
-    """Count one prediction request for a user (else for a client address); 429 with
-    Retry-After past the limit."""
+def spend_budget(caller: Caller, address: str | None) -> None:
+    """Count one prediction request against the caller's budget: a signed-in caller's (all
+    their tokens and sessions together), else the client address's. ``BudgetSpent`` past
+    the limit."""
     settings = current_app.config["MODELPORT"]
-    if user_id is not None:
-        item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{user_id}"
+    if caller.signed_in:
+        item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{caller.user_id}"
     else:
         item, key = _item(settings["PREDICT_LIMIT_ANONYMOUS"]), f"address:{address}"
     wait = _refusal(item, key)
-    if wait is None:
-        return
-    error = ApiError(
-        429,
-        "rate_limited",
-        _("Too many requests: %(limit)s. Try again later.", limit=str(item)),
-    )
-    error.retry_after = max(1, math.ceil(wait))
-    raise error
+    if wait is not None:
+        raise BudgetSpent(str(item), max(1, math.ceil(wait)))
 
 
 def prediction_limit(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Apply the prediction budget to a view's POST requests."""
-
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if request.method == "POST":
-            check_prediction_budget()
-        return view(*args, **kwargs)
-
-    # Flask-Limiter's own per-request pass has nothing to add here: this is the budget.
-    wrapped.own_rate_limit = True  # type: ignore[attr-defined]  (read by SiteLimiter)
-    return limiter.exempt(wrapped)
+    """Mark a view whose predictions count the budget themselves (``spend_budget``, in the
+    prediction service): Flask-Limiter's per-request pass has nothing to add there."""
+    view.own_rate_limit = True  # type: ignore[attr-defined]  (read by SiteLimiter)
+    return limiter.exempt(view)

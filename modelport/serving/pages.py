@@ -34,11 +34,11 @@ from werkzeug.datastructures import FileStorage
 from modelport.auth.admin import admin_required
 from modelport.auth.forms import EmptyForm
 from modelport.auth.identity import current_caller, token_scope
-from modelport.extensions import db
+from modelport.extensions import client_address, db
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, RegisteredModel, VersionStatus, Visibility
 from modelport.models.tokens import Scope
-from modelport.serving import access, csvstream, records, registry
+from modelport.serving import access, csvstream, prediction, records, registry
 from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.forms import (
     MAX_VERSION,
@@ -50,8 +50,8 @@ from modelport.serving.forms import (
     schema_from_form,
     schema_rows,
 )
-from modelport.serving.inference import PredictionFailed, Result, predict_json
-from modelport.serving.limits import prediction_limit
+from modelport.serving.inference import PredictionFailed, Result
+from modelport.serving.limits import COUNTED, prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
 from modelport.serving.schema import FEATURE_TYPES, Feature, InputError, InputSchema
 
@@ -138,6 +138,18 @@ def _served(model: RegisteredModel) -> Served | Unserved:
         return Unserved(_("This model has no version ready to serve yet."), 404)
     except ModelNotReady:
         return Unserved(_("This model cannot be loaded right now. Try again shortly."), 503)
+
+
+def _call(name: str, channel: str) -> prediction.Call:
+    """This request's prediction with the model ``name`` (the service checks the rest)."""
+    return prediction.Call(
+        current_caller(),
+        name,
+        channel,
+        g.request_id,
+        address=client_address(),
+        counted=bool(request.environ.get(COUNTED)),
+    )
 
 
 def _require_served(served: Served | Unserved) -> Served:
@@ -283,11 +295,9 @@ def model_page(name: str) -> tuple[str, int]:
         _csrf_checked()
         values = _form_inputs(served.schema)
         try:
-            result = predict_json(
-                served,
-                values,
-                source=Source.PAGE.value,
-                request_id=g.request_id,
+            result = prediction.predict(
+                _call(model.name, Source.PAGE),
+                lambda chosen: _form_inputs(chosen.schema),
                 max_rows=_setting("MAX_BATCH_ROWS"),
             )
         except InputError as exc:
@@ -365,25 +375,22 @@ def _too_large() -> str:
 def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[dict], str, int]:
     """The streamed CSV answer, or the problems that stop it (with their status)."""
     try:
-        body = csvstream.spool(upload.stream, _setting("CSV_MAX_BYTES"))
-    except csvstream.TooLarge:
-        return [], _too_large(), 413
-    try:
-        rows = csvstream.check_csv(served, body, _setting("CSV_MAX_ROWS"))
+        answer = prediction.predict_csv(
+            _call(served.name, Source.CSV),
+            lambda _chosen: csvstream.spool(upload.stream, _setting("CSV_MAX_BYTES")),
+            max_rows=_setting("CSV_MAX_ROWS"),
+        )
     except InputError as exc:
-        body.close()
         return exc.details, "", 422
     except csvstream.TooLarge:
-        body.close()
         return [], _too_large(), 413
-    stream = csvstream.stream_predictions(
-        served, body, source=Source.CSV.value, request_id=g.request_id
-    )
-    response = Response(stream_with_context(stream), mimetype="text/csv")
+    except PredictionFailed as exc:
+        return exc.details, exc.message, 422
+    response = Response(stream_with_context(answer.chunks), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="{served.name}-predictions.csv"'
     )
-    response.headers["X-Rows"] = str(rows)
+    response.headers["X-Rows"] = str(answer.rows)
     response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
     return response
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -11,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g
-from flask_login import current_user
+from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -61,14 +59,6 @@ def bounded(inputs: Any, outputs: Any) -> tuple[Any, Any, bool]:
     return None, None, True
 
 
-def caller_ids() -> tuple[int | None, int | None]:
-    """(user id, token id) of the caller; (None, None) for anonymous."""
-    if not current_user.is_authenticated:
-        return None, None
-    token = g.get("api_token")
-    return current_user.id, token.id if token is not None else None
-
-
 def record_values(
     served: Served,
     *,
@@ -80,11 +70,11 @@ def record_values(
     inputs: Any = None,
     outputs: Any = None,
     error_code: str | None = None,
-    caller: tuple[int | None, int | None] | None = None,
+    caller: tuple[int | None, int | None],
 ) -> dict[str, Any]:
     """The columns of one record of a prediction request of ``served``. ``caller`` is (user
-    id, token id), by default the signed-in caller of the request."""
-    user_id, token_id = caller if caller is not None else caller_ids()
+    id, token id): (None, None) for an anonymous caller."""
+    user_id, token_id = caller
     stored_in, stored_out, truncated = bounded_text(inputs, outputs)
     return {
         "request_id": request_id,
@@ -125,7 +115,7 @@ def log_prediction(served: Served, **fields: Any) -> int | None:
 
 @dataclass
 class PendingRecord:
-    """A record written with the others of its group by ``flush_pending``: its id once
+    """A record written with the others of its group by ``RecordGroup.commit``: its id once
     committed, or the database error that refused the group."""
 
     values: dict[str, Any]
@@ -134,57 +124,51 @@ class PendingRecord:
     done: bool = False
 
 
-_waiting = threading.local()
-
-
-def _queue(engine: Engine) -> list[PendingRecord]:
-    """This thread's records waiting for ``engine`` (one app's records engine: a process may
-    hold several apps, as the tests do)."""
-    queues = getattr(_waiting, "queues", None)
-    if queues is None:
-        queues = _waiting.queues = weakref.WeakKeyDictionary()
-    return queues.setdefault(engine, [])
-
-
-def defer_prediction(served: Served, **fields: Any) -> PendingRecord | None:
-    """Queue the record of a prediction request for the next ``flush_pending`` of this
-    thread, which must come before the answer is sent; None when recording is off.
+class RecordGroup:
+    """The records of answers a server holds together, committed as one transaction before
+    the first of them is sent.
 
     A worker that takes several waiting connections at once (``modelport.ops.worker``)
-    computes all their answers first, so their records commit together: one transaction,
-    one WAL flush, one round trip for the group instead of one each.
+    computes all their answers first and hands each the same group, so their records commit
+    together: one transaction, one WAL flush, one round trip for the group instead of one
+    each. Any other server gives each answer a group of its own.
     """
-    if not recording_enabled():
-        return None
-    pending = PendingRecord(record_values(served, **fields))
-    _queue(db.engines[RECORDS_BIND]).append(pending)
-    return pending
 
+    def __init__(self) -> None:
+        self.pending: list[PendingRecord] = []
 
-def flush_pending() -> None:
-    """Commit every record ``defer_prediction`` queued in this thread, as one transaction.
+    def add(self, served: Served, **fields: Any) -> PendingRecord | None:
+        """Queue the record of a prediction request (``record_values``' fields) for the
+        next ``commit``, which must come before the answer is sent; None when recording
+        is off."""
+        if not recording_enabled():
+            return None
+        pending = PendingRecord(record_values(served, **fields))
+        self.pending.append(pending)
+        return pending
 
-    Each record gets its id, or, when the group fails (the database is gone, a token was
-    deleted meanwhile), the error; the caller then answers as if the record had been
-    written on its own, which for the group's others means trying again one by one.
-    """
-    engine = db.engines[RECORDS_BIND]
-    queue = _queue(engine)
-    if not queue:
-        return
-    group = queue[:]
-    queue.clear()
-    plan = _insert_plan(engine.dialect)
-    try:
-        ids = _execute_raw(engine, plan, [plan.parameters(p.values) for p in group])
-    except Exception as exc:  # noqa: BLE001 - each request then meets it again in the view
-        if isinstance(exc, IntegrityError):
-            token_cache.forget_all()  # as log_prediction does; the view checks them again
-        for pending in group:
-            pending.error, pending.done = exc, True
-        return
-    for pending, record_id in zip(group, ids, strict=True):
-        pending.record_id, pending.done = record_id, True
+    def commit(self) -> None:
+        """Commit every record queued and not yet written, as one transaction.
+
+        Each record gets its id, or, when the group fails (the database is gone, a token was
+        deleted meanwhile), the error; the caller then answers as if the record had been
+        written on its own, which for the group's others means trying again one by one.
+        """
+        group = [pending for pending in self.pending if not pending.done]
+        if not group:
+            return
+        engine = db.engines[RECORDS_BIND]
+        plan = _insert_plan(engine.dialect)
+        try:
+            ids = _execute_raw(engine, plan, [plan.parameters(p.values) for p in group])
+        except Exception as exc:  # noqa: BLE001 - each request then meets it again in the view
+            if isinstance(exc, IntegrityError):
+                token_cache.forget_all()  # as log_prediction does; the view checks them again
+            for pending in group:
+                pending.error, pending.done = exc, True
+            return
+        for pending, record_id in zip(group, ids, strict=True):
+            pending.record_id, pending.done = record_id, True
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 REMEMBER = {"MODELPORT_TOKEN_CACHE_SECONDS": "60", "MODELPORT_WORKER_GROUP": "8"}
 BODY = json.dumps({"inputs": IRIS_ROW}).encode()
 ANSWER_SECONDS = 20
+LIVELY_SECONDS = 2
 
 
 def _request_head(token: str, request_id: str) -> bytes:
@@ -62,13 +63,13 @@ def _answer(connection: socket.socket) -> tuple[int, dict]:
 
 @contextlib.contextmanager
 def _one_worker(
-    tmp_path: Path, demo_models: dict[str, Any], backend: str
+    tmp_path: Path, demo_models: dict[str, Any], backend: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[Deployment, int]]:
     """gunicorn with one worker that remembers the deployment's token, on a fresh database of
     ``backend``; yields the deployment and the server's port."""
     deployment = _deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
     try:
-        with deployment.serve(env=REMEMBER, workers=1) as master:
+        with deployment.serve(env={**REMEMBER, **(env or {})}, workers=1) as master:
             # The worker checks the token in the database once, then remembers it.
             response = requests.post(
                 master.server.url + PREDICT,
@@ -134,6 +135,42 @@ def test_a_connection_that_has_not_sent_its_request_does_not_hold_the_answers_be
         (200, "first"),
         (200, "second"),
         (200, "last"),
+    ]
+
+
+PARTIAL_HEAD = f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+
+
+@pytest.mark.parametrize("sent", ["part of its head", "its head, part of its body"])
+def test_a_connection_that_has_sent_part_of_its_request_does_not_hold_the_answers_before_it(
+    tmp_path: Path, demo_models: dict[str, Any], sent: str
+) -> None:
+    """The worker holds an answer only for connections whose whole request is in: one still
+    sending (a slow or stalled client) has the answers before it sent first. Waiting for
+    it, they would wait as long as it likes (here up to the head deadline of 30 s)."""
+    with _one_worker(tmp_path, demo_models, "sqlite", {"MODELPORT_REQUEST_HEAD_TIMEOUT": "30"}) as (
+        deployment,
+        port,
+    ):
+        first = _waiting_for_its_body(deployment, port, "first")
+        whole = _whole(deployment, port, "whole")
+        partial = _connect(port)
+        if sent == "part of its head":
+            partial.sendall(PARTIAL_HEAD)
+            rest = _request_head(deployment.token, "partial")[len(PARTIAL_HEAD) :] + BODY
+        else:
+            partial.sendall(_request_head(deployment.token, "partial") + BODY[:10])
+            rest = BODY[10:]
+        first.sendall(BODY)
+        for connection in (first, whole):
+            connection.settimeout(LIVELY_SECONDS)  # a liveness bound, not a latency figure
+        answers = [_answer(first), _answer(whole)]
+        partial.sendall(rest)
+        answers.append(_answer(partial))
+    assert [(status, body["request_id"]) for status, body in answers] == [
+        (200, "first"),
+        (200, "whole"),
+        (200, "partial"),
     ]
 
 

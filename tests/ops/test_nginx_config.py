@@ -197,8 +197,8 @@ def test_no_view_raises_its_body_limit_without_a_location_here() -> None:
     assert raising == {
         "modelport/api/models.py:_upload_limit",
         "modelport/api/models.py:upload_version",
-        "modelport/api/models.py:predict_csv",
-        "modelport/api/v2.py:infer",
+        "modelport/api/models.py:_csv_body",
+        "modelport/api/v2.py:read",
         "modelport/serving/pages.py:_upload_body_limits",
     }
 

@@ -19,8 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse
 
+from modelport.api.fastpath import GROUP
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
+from modelport.serving.records import RecordGroup
 from tests.api.conftest import assert_api_error, bearer, issue_token
 from tests.conftest import IRIS_ROW, make_user, register_demo
 from tests.ops.test_database_down import closed_port
@@ -122,7 +124,6 @@ def test_the_hot_path_keeps_a_sane_request_id_and_replaces_others(
         (PREDICT, {"data": b"{not json", "content_type": "application/json"}, 400, "invalid_json"),
         (PREDICT, {"json": {"inputs": {"sepal_length": 1}}}, 422, "invalid_input"),
         (PREDICT, {"json": {"rows": [IRIS_ROW]}}, 422, "invalid_input"),
-        (PREDICT, {"json": {"inputs": {**IRIS_ROW, "petal_width": 99.0}}}, 200, None),
         ("/api/v1/models/nope/predict", {"json": BODY}, 404, "model_not_found"),
         ("/api/v1/models/iris@nope/predict", {"json": BODY}, 404, "model_not_found"),
         ("/api/v1/models/iris/versions/9/predict", {"json": BODY}, 404, "model_not_found"),
@@ -133,7 +134,6 @@ def test_the_hot_path_keeps_a_sane_request_id_and_replaces_others(
         "invalid-json",
         "invalid-inputs",
         "wrong-body",
-        "out-of-range-warning",
         "unknown-model",
         "unknown-alias",
         "unknown-version",
@@ -159,10 +159,19 @@ def test_requests_the_hot_path_does_not_own_get_the_views_answer(
     else:
         assert response.status_code == status
         assert len(records(served)) == before + 1
-    if path.endswith("?debug=1") or "Accept" in headers:
-        return
-    if status == 200:  # the warning came from the view, in the response
-        assert response.get_json()["warnings"][0]["field"] == "petal_width"
+
+
+def test_the_hot_path_answers_warnings_as_the_view_does(
+    served: Flask, client: FlaskClient, token: str
+) -> None:
+    """An input outside the training range is predicted with a warning, in the same answer
+    from either path (both take the prediction service's steps)."""
+    outside = {"inputs": {**IRIS_ROW, "petal_width": 99.0}}
+    by_view = client.post(PREDICT, json=outside, headers=bearer(token))  # remembers the token
+    by_hot_path = client.post(PREDICT, json=outside, headers=bearer(token))
+    assert answered(served) == 1
+    assert by_hot_path.get_json()["warnings"][0]["field"] == "petal_width"
+    assert comparable(by_hot_path) == comparable(by_view)
 
 
 def test_cookies_and_unknown_tokens_go_to_the_view(
@@ -389,13 +398,14 @@ class Started:
         return int(self.status[-1][:3]), json.loads(body)
 
 
-def start(app: Flask, token: str, request_id: str) -> Started:
+def start(app: Flask, token: str, request_id: str, group: RecordGroup) -> Started:
     environ = EnvironBuilder(
         path=PREDICT,
         method="POST",
         json=BODY,
         headers={**bearer(token), "X-Request-ID": request_id},
     ).get_environ()
+    environ[GROUP] = group  # the worker hands the answers it holds one group
     started = Started()
 
     def start_response(status: str, headers: list, exc_info: Any = None) -> None:
@@ -423,7 +433,8 @@ def test_answers_held_together_commit_their_records_together_before_the_first_is
 ) -> None:
     warm(client, token)
     before = len(records(served))
-    group = [start(served, token, f"held-{n}") for n in range(4)]
+    shared = RecordGroup()
+    group = [start(served, token, f"held-{n}", shared) for n in range(4)]
     assert answered(served) == 0
     assert len(records(served)) == before  # nothing written while no answer has been read
     answers = [started.read() for started in group]
@@ -451,7 +462,8 @@ def test_a_group_refused_for_a_token_deleted_meanwhile_is_answered_one_by_one(
     warm(client, token)
     warm(client, other)
     before = len(records(served))
-    kept, deleted = start(served, token, "kept"), start(served, other, "deleted")
+    shared = RecordGroup()
+    kept, deleted = start(served, token, "kept", shared), start(served, other, "deleted", shared)
     # Another worker deletes the second token; this one still remembers it.
     outsider = sa.create_engine(served.config["SQLALCHEMY_DATABASE_URI"])
     try:
@@ -479,7 +491,7 @@ def test_an_answer_the_server_never_reads_still_has_its_record(
 ) -> None:
     warm(client, token)
     before = len(records(served))
-    started = start(served, token, "never-read")
+    started = start(served, token, "never-read", RecordGroup())
     started.answer.close()
     assert [record.request_id for record in records(served)[before:]] == ["never-read"]
 
@@ -491,7 +503,8 @@ def test_a_group_whose_records_cannot_connect_is_answered_503_each(
     warm(client, token)
     before = len(records(served))
     with records_refused(served, backend) as attempts:
-        group = [start(served, token, f"down-{n}") for n in range(3)]
+        shared = RecordGroup()
+        group = [start(served, token, f"down-{n}", shared) for n in range(3)]
         answers = [started.read() for started in group]
     # One attempt for the group, then one in the view for each request.
     assert len(attempts) == 1 + 3

@@ -1,0 +1,94 @@
+"""One prediction, whichever way it comes in: the model page's form, the JSON API, a CSV
+upload, the inference protocol (``/v2``) or the predict hot path.
+
+``predict`` (and ``predict_csv`` for a whole CSV file) takes the steps in one order:
+resolve the model reference → check the caller's access → count the caller's budget →
+read and validate the inputs → compute → record. Each step raises a domain error
+(``ModelNotFound``, ``ModelNotReady``, ``BudgetSpent``, ``InputError``, ``PredictionFailed``,
+``CallerGone``); the channels parse their own input and render the result, or the error, in
+their own format (``modelport.errors`` maps errors to HTTP). A request refused at any step
+before "compute" runs no model.
+
+The seam for what comes next: ``admit`` is where the version a request gets is chosen
+(aliases today; canary and shadow versions), and every prediction passes ``predict`` or
+``predict_csv``, where its outcome can be counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from modelport.auth.caller import Caller
+from modelport.serving import access, csvstream
+from modelport.serving.inference import Result, run
+from modelport.serving.limits import spend_budget
+from modelport.serving.predictor import Served
+from modelport.serving.records import RecordGroup
+from modelport.serving.schema import validate_inputs
+
+
+@dataclass
+class Call:
+    """Who asks which model for a prediction, through which channel (a ``Source``)."""
+
+    caller: Caller
+    name: str
+    channel: str
+    request_id: str
+    address: str | None = None  # the client's address: an anonymous caller's budget
+    version: int | None = None
+    alias: str | None = None
+    counted: bool = False  # the budget allowed this request already (counted once)
+
+    @property
+    def caller_ids(self) -> tuple[int | None, int | None]:
+        """(user id, token id) for the record."""
+        return self.caller.user_id, self.caller.token_id
+
+
+def admit(call: Call) -> Served:
+    """Resolve → access → budget: the version ``call`` gets, its budget counted."""
+    served = access.served_for(
+        call.caller, call.name, channel=call.channel, version=call.version, alias=call.alias
+    )
+    if not call.counted:
+        spend_budget(call.caller, call.address)
+        call.counted = True  # allowed: whoever answers this request does not count it again
+    return served
+
+
+def predict(
+    call: Call,
+    read: Callable[[Served], Any],
+    *,
+    max_rows: int,
+    group: RecordGroup | None = None,
+) -> Result:
+    """Predict once: ``admit``, then ``read(served)`` gives the inputs (a row, rows or
+    columns; the channel parses its body, knowing the version's schema), which are validated,
+    computed and recorded, in that order. ``group``: the record waits in it
+    (``RecordGroup.commit``) instead of being committed before this returns."""
+    served = admit(call)
+    batch = validate_inputs(served.schema, read(served), max_rows)
+    return run(
+        served,
+        batch,
+        source=call.channel,
+        request_id=call.request_id,
+        caller=call.caller_ids,
+        group=group,
+    )
+
+
+def predict_csv(
+    call: Call, read: Callable[[Served], IO[bytes]], *, max_rows: int
+) -> csvstream.CsvAnswer:
+    """Predict a whole CSV file: ``admit``, then ``read(served)`` gives the body (spooled),
+    every row of which is validated before the first is computed; the answer streams the
+    rest (``csvstream``), recorded as it goes."""
+    served = admit(call)
+    return csvstream.predict_file(
+        served, read(served), max_rows=max_rows, request_id=call.request_id, caller=call.caller_ids
+    )
