@@ -198,6 +198,7 @@ def test_no_view_raises_its_body_limit_without_a_location_here() -> None:
         "modelport/api/models.py:_upload_limit",
         "modelport/api/models.py:upload_version",
         "modelport/api/models.py:_csv_body",
+        "modelport/api/v2.py:infer",
         "modelport/api/v2.py:read",
         "modelport/serving/pages.py:_upload_body_limits",
     }
