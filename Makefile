@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench bench-db bench-serving install migrate demo requirements translations clean
+.PHONY: run test lint format bench bench-db bench-serving install migrate demo wheel requirements translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ bench-db: install
 bench-serving: install
 	$(BIN)/python bench/serving.py $(SERVING_BENCH_ARGS)
 
+# dist/modelport-*.whl; it carries the migrations, so `modelport db upgrade` works wherever
+# it is installed (tests/test_packaging.py). build/ goes first: setuptools would ship files
+# deleted from the source since the last build.
+wheel: $(BIN)/python
+	rm -rf build
+	$(BIN)/python -m pip wheel . --no-deps -w dist
+
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python
 	$(BIN)/python -m pip install --quiet pip-tools
@@ -60,4 +67,4 @@ translations: install
 	$(BIN)/pybabel compile -d modelport/translations
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache build dist

@@ -16,7 +16,8 @@ from modelport.application import Modelport
 from modelport.config import flask_config, read_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-MIGRATIONS_DIR = PACKAGE_ROOT.parent / "migrations"
+# Inside the package, so that an installed wheel can migrate a database too.
+MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:

@@ -181,7 +181,8 @@ def error_response(error: HTTPException) -> Response | tuple[Any, int]:
     status = error.code or 500
     if getattr(error, "during_identity", False):
         # Identity failed while resolving the caller: answer as anonymous, without a second
-        # try (that would check a Basic password, and count a failure, twice).
+        # try (that would check a Basic password, and count a failure, twice). g._login_user
+        # and _load_user() are Flask-Login's private parts; guarded by tests/test_upstream.py.
         g._login_user = login_manager.anonymous_user()
     headers: dict[str, str] = {}
     if status == 401 and (_wants_api(request.path) or request.headers.get("Authorization")):
@@ -214,7 +215,7 @@ def _error_page(status: int, message: str) -> str:
             # The layout shows who is signed in; resolve that now, or treat the caller as
             # anonymous if the identity itself is what failed.
             try:
-                login_manager._load_user()
+                login_manager._load_user()  # Flask-Login's; tests/test_upstream.py
             except Exception:
                 db.session.rollback()
                 g._login_user = login_manager.anonymous_user()

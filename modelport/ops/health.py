@@ -22,6 +22,7 @@ def healthz() -> tuple[dict, int]:
 
 
 def _migration_heads() -> set[str]:
+    # Flask-Migrate's config object, as its own commands read it; tests/test_upstream.py.
     migrate: Migrate = current_app.extensions["migrate"].migrate
     config = migrate.get_config()
     return set(ScriptDirectory.from_config(config).get_heads())

@@ -233,7 +233,8 @@ class GroupWorker(SyncWorker):
 
     # SyncWorker.handle and handle_request (gunicorn 27) as one generator, which pauses
     # twice: once the request is read (yielding its environ), and once the application has
-    # returned its answer, before the first byte of it is sent.
+    # returned its answer, before the first byte of it is sent. tests/test_upstream.py holds
+    # hashes of the upstream methods this class follows (and of run_for_one and accept).
 
     def handle_in_steps(self, listener: Any, client: Any, addr: Any) -> Generator:
         req = None

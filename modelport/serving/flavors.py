@@ -48,7 +48,8 @@ MLFLOW_MISSING = "the mlflow extra is not installed: pip install modelport[mlflo
 
 # Types skops does not trust by default but that are plain fitted state of scikit-learn's own
 # estimators (trees, tree-predictors, optimiser state, neighbour indexes). Anything else a file
-# asks for is refused and named; we never pass "trust everything".
+# asks for is refused and named; we never pass "trust everything". Private names of
+# scikit-learn: tests/test_upstream.py checks that each still exists.
 TRUSTED_TYPES = frozenset(
     {
         "sklearn.tree._tree.Tree",

@@ -1,7 +1,7 @@
 """The schema changes only through migrations, and they match the models on all three databases.
 
 ``flask db upgrade`` on an empty database, then Alembic autogenerate with the settings of
-migrations/env.py, must find no difference from the models; downgrade to base and up again
+modelport/migrations/env.py, must find no difference from the models; downgrade to base and up again
 must work (DESIGN.md, issue 2 acceptance; checklist 11: no default accounts).
 """
 
