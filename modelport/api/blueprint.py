@@ -19,7 +19,7 @@ class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = parser
 
     def errors(self, *statuses: int) -> Callable[[Callable], Callable]:
-        """Document ``statuses`` (and the common ones) with the error schema of DESIGN.md."""
+        """Document ``statuses`` (and the common ones) with the error schema of docs/api.md."""
 
         def decorator(view: Callable) -> Callable:
             for status in sorted({*COMMON_ERRORS, *statuses}):

@@ -367,7 +367,7 @@ def _wants_csv() -> bool:
 
 
 def prediction_json(result: Result, request_id: str) -> str:
-    """The JSON answer to a prediction (DESIGN.md's public surface)."""
+    """The JSON answer to a prediction (docs/api.md, "The answer")."""
     served = result.served
     body = {
         "request_id": request_id,
@@ -442,7 +442,7 @@ def inputs_from_body(body: Any) -> Any:
             422, "invalid_input", 'The body is {"inputs": ..., "parameters"?: {}}.', details
         )
     if not isinstance(body.get("parameters", {}), dict):
-        # Input errors always carry per-field details (DESIGN.md), this one too.
+        # Input errors always carry per-field details (docs/api.md, "Errors"), this one too.
         raise ApiError(
             422,
             "invalid_input",

@@ -1,7 +1,7 @@
 """Open Inference Protocol v2 (REST) tensors: request parsing and response encoding.
 
 Pure functions over bytes, no Flask and no database, so that they can be tested alone and
-fuzzed. The contract is ``reference/open-inference-protocol.md`` with the binary tensor data
+fuzzed. The contract is ``docs/inference-protocol.md`` with the binary tensor data
 extension as Triton defines it: tensor bytes follow the JSON object in the body,
 little-endian and row-major, BOOL one byte, BYTES a 4-byte little-endian length per element;
 the ``Inference-Header-Content-Length`` header gives the length of the JSON part.

@@ -1,6 +1,6 @@
 """Open Inference Protocol v2 (REST) at ``/v2``: health, metadata, readiness and inference.
 
-The contract is ``reference/open-inference-protocol.md`` with the binary tensor data
+The contract is ``docs/inference-protocol.md`` with the binary tensor data
 extension; tensors are parsed and encoded by :mod:`modelport.api.tensors`. Inference goes
 through the same service as the JSON API (:func:`modelport.serving.prediction.predict`),
 so access, rate limits, validation and the prediction record are shared. Errors are rendered by

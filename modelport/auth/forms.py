@@ -1,4 +1,5 @@
-"""Web forms. Field names are part of the public surface (see DESIGN.md)."""
+"""Web forms. Field names are part of the public surface: scripts post them, so one changes
+only with a note in the README's changes."""
 
 from __future__ import annotations
 

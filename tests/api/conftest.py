@@ -32,7 +32,7 @@ def issue_token(app: Flask, user_id: int, scopes: list[str] | None = None, name:
 
 
 def assert_api_error(response: TestResponse, status: int, code: str | None = None) -> dict:
-    """The DESIGN.md error body: {"error": {"code", "message", "details"}} and the status."""
+    """The error body of docs/api.md: {"error": {"code", "message", "details"}} and the status."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     body = response.get_json()

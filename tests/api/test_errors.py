@@ -1,4 +1,4 @@
-"""Every error a client can cause on /api is a clear 4xx in the DESIGN.md body, never a 500.
+"""Every error a client can cause on /api is a clear 4xx in the body docs/api.md describes, never a 500.
 
 Checklist 32 (hostile JSON), 33 (body size), 35 (generic errors) and 10 (throttling by HTTP
 Basic), for the API surface. Each bad request leaves the database unchanged.

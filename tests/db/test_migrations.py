@@ -2,7 +2,7 @@
 
 ``flask db upgrade`` on an empty database, then Alembic autogenerate with the settings of
 modelport/migrations/env.py, must find no difference from the models; downgrade to base and up again
-must work (DESIGN.md, issue 2 acceptance; checklist 11: no default accounts).
+must work (migrations are the only way the schema changes; checklist 11: no default accounts).
 """
 
 from __future__ import annotations
