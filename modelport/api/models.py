@@ -501,20 +501,14 @@ def inputs_from_body(body: Any) -> Any:
 
 def predict_csv(served: Served) -> Response:
     """Validate a CSV upload whole, then stream the CSV answer."""
-    settings = current_app.config["MODELPORT"]
-    request.max_content_length = settings["CSV_MAX_BYTES"]
-    body = csvstream.spool(request.stream, settings["CSV_MAX_BYTES"])
+    request.max_content_length = current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
     try:
-        rows = csvstream.check_csv(served, body, settings["CSV_MAX_ROWS"])
+        upload = csvstream.check_upload(served, request.stream)
     except InputError as exc:
-        body.close()
         raise _input_error(exc) from None
-    except ApiError:
-        body.close()
-        raise
     try:
         stream = csvstream.stream_predictions(
-            served, body, source=Source.CSV.value, request_id=g.request_id
+            served, upload, source=Source.CSV.value, request_id=g.request_id
         )
     except PredictionFailed as exc:
         raise ApiError(422, "prediction_failed", exc.message, exc.details) from None
@@ -522,7 +516,7 @@ def predict_csv(served: Served) -> Response:
     response.headers["Content-Disposition"] = (
         f'attachment; filename="{served.name}-predictions.csv"'
     )
-    response.headers["X-Rows"] = str(rows)
+    response.headers["X-Rows"] = str(upload.rows)
     return response
 
 

@@ -365,28 +365,34 @@ def _too_large() -> str:
     )
 
 
+def _too_wide(exc: csvstream.TooWide) -> str:
+    return _(
+        "The file has too many columns: at most %(columns)s, the model's %(features)s "
+        "features and %(others)s more.",
+        columns=f"{exc.features + exc.others:,}",
+        features=exc.features,
+        others=f"{exc.others:,}",
+    )
+
+
 def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[dict], str, int]:
     """The streamed CSV answer, or the problems that stop it (with their status)."""
     try:
-        body = csvstream.spool(upload.stream, _setting("CSV_MAX_BYTES"))
-    except csvstream.TooLarge:
-        return [], _too_large(), 413
-    try:
-        rows = csvstream.check_csv(served, body, _setting("CSV_MAX_ROWS"))
+        checked = csvstream.check_upload(served, upload.stream)
     except InputError as exc:
-        body.close()
         return exc.details, "", 422
+    except csvstream.TooWide as exc:
+        return [], _too_wide(exc), 413
     except csvstream.TooLarge:
-        body.close()
         return [], _too_large(), 413
     stream = csvstream.stream_predictions(
-        served, body, source=Source.CSV.value, request_id=g.request_id
+        served, checked, source=Source.CSV.value, request_id=g.request_id
     )
     response = Response(stream_with_context(stream), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="{served.name}-predictions.csv"'
     )
-    response.headers["X-Rows"] = str(rows)
+    response.headers["X-Rows"] = str(checked.rows)
     return response
 
 
