@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from functools import wraps
@@ -33,7 +32,7 @@ from modelport.auth.identity import AuthError
 from modelport.errors import ApiError
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, Visibility
-from modelport.serving import csvstream, registry
+from modelport.serving import csvcells, csvstream, registry
 from modelport.serving.inference import PredictionFailed, Result, predict_json
 from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
@@ -431,7 +430,7 @@ def _json_response(result: Result) -> Response:
 
 def _csv_response(result: Result) -> Response:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvcells.writer(buffer)
     rows = result.predictions
     classes = list(rows[0].get("probabilities", {})) if rows else []
     header = ["prediction", *[f"probability_{c}" for c in classes]]

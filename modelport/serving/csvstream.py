@@ -7,8 +7,8 @@ the upload may have, and refuses a CSV with more columns than the model's featur
 once, in pieces of about ``PARSE_BYTES`` that end at a record end (pyarrow's CSV parser;
 Python's csv module for a piece pyarrow reads differently from pandas' rules, such as short
 rows), validates every row against the schema and spools what the answer needs to a
-temporary file as Arrow IPC: the feature cells and each row already written as CSV text
-(``csvcells``). A bad row anywhere gives a 422 with its row number before the first byte of
+temporary file as Arrow IPC: each validated batch and its rows already written as CSV text,
+their cells made safe for spreadsheets (``csvcells``). A bad row anywhere gives a 422 with its row number before the first byte of
 the answer, and no model has run.
 
 ``stream_predictions`` then reads the spool back in chunks of at most ``CHUNK_ROWS`` rows,
@@ -373,8 +373,8 @@ def _frame(columns: list[pa.Array], labels: list[str], rows: int) -> pd.DataFram
 
 
 def _row_text(columns: list[pa.Array], quoted: bool) -> pa.Array:
-    """Each row's cells as CSV text: quoted where needed, joined."""
-    fields = columns
+    """Each row's cells as CSV text: made safe for spreadsheets, quoted where needed, joined."""
+    fields = [csvcells.safe_column(column) for column in columns]
     if quoted:  # only a piece with a quote can have a cell that needs one
         fields = [csvcells.quoted_column(field) for field in fields]
     if len(fields) == 1:
@@ -545,17 +545,18 @@ def prediction_columns(served: Served, prediction: Any) -> dict[str, Any]:
 def _text(values: np.ndarray) -> pa.Array:
     """A prediction column as CSV text fields."""
     if values.dtype.kind in "fiu":
+        # Finite numbers (check_finite), which csvcells' rule leaves as they are.
         return pc.cast(pa.array(values), pa.string())
     try:
         cells = pa.array(values, type=pa.string()).fill_null("")  # labels that are text
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         cells = pa.array([str(value) for value in values.tolist()], type=pa.string())
-    return csvcells.quoted_column(cells)
+    return csvcells.quoted_column(csvcells.safe_column(cells))
 
 
 def _header_line(names: list[str]) -> bytes:
-    fields = csvcells.quoted_column(pa.array(names, pa.string())).to_pylist()
-    return (",".join(fields) + "\n").encode("utf-8")
+    cells = csvcells.safe_column(pa.array(names, pa.string()))
+    return (",".join(csvcells.quoted_column(cells).to_pylist()) + "\n").encode("utf-8")
 
 
 def stream_predictions(

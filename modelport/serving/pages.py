@@ -8,7 +8,6 @@ the API module), called here exactly as the JSON API calls them.
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -37,7 +36,7 @@ from modelport.auth.forms import EmptyForm
 from modelport.extensions import db
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, RegisteredModel, VersionStatus, Visibility
-from modelport.serving import csvstream, records, registry
+from modelport.serving import csvcells, csvstream, records, registry
 from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.forms import (
     MAX_VERSION,
@@ -348,7 +347,7 @@ def example_csv(name: str) -> Response:
     served = _require_served(_served(_visible_model(name)))
     row = served.schema.example_row()
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvcells.writer(buffer)
     writer.writerow(served.schema.names)
     for _index in range(EXAMPLE_CSV_ROWS):
         writer.writerow([_csv_cell(row[n]) for n in served.schema.names])
