@@ -126,12 +126,17 @@ def build_shapes(mib: float, extra: int) -> list[Shape]:
             "long", f"longest rows: 4 features + {extra} cells of {LONG_CELL:,} characters", extra
         ),
         Shape("cells", f"most cells: 4 features + {extra} cells of 1 character", extra),
+        Shape("formulas", f"formulas: 4 features + {extra} cells like =1+1 or -2.5", extra),
     ]
     makers: dict[str, Callable[[int], str]] = {
         "baseline": lambda _i: "",
         "widest": lambda i: ",".join(word_pool[(i * extra + j) % 997] for j in range(extra)),
         "long": lambda i: ",".join(long_pool[(i + j) % 31] for j in range(extra)),
         "cells": lambda i: ",".join(str((i + j) % 10) for j in range(extra)),
+        # every cell starts like a formula, half of them plain numbers that stay as they are
+        "formulas": lambda i: ",".join(
+            f"={j % 10}+1" if (i + j) % 2 else f"-{j % 10}.5" for j in range(extra)
+        ),
     }
     for shape in shapes:
         header = [*FEATURES, *(f"extra_{j}" for j in range(shape.extra))]
@@ -224,11 +229,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mib", type=float, default=None, help="size of each CSV in MiB (8)")
     parser.add_argument("--runs", type=int, default=None, help="rounds; medians shown (3)")
     parser.add_argument("--quick", action="store_true", help="2 MiB, 1 round: a smoke test")
+    parser.add_argument(
+        "--columns",
+        type=int,
+        default=None,
+        help="columns beyond the features, with MODELPORT_CSV_MAX_COLUMNS raised to match "
+        "(default: that setting's default, 100)",
+    )
     args = parser.parse_args(argv)
     args.mib = args.mib or (2.0 if args.quick else 8.0)
     args.runs = args.runs or (1 if args.quick else 3)
-    if args.mib <= 0 or args.runs < 1:
-        parser.error("--mib must be above 0 and --runs at least 1")
+    if args.mib <= 0 or args.runs < 1 or (args.columns is not None and args.columns < 1):
+        parser.error("--mib must be above 0, --runs and --columns at least 1")
     return args
 
 
@@ -240,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     clean_environ()
     from modelport import create_app
 
-    extra = max_columns()
+    extra = args.columns or max_columns()
     with tempfile.TemporaryDirectory(prefix="mp-csv-width-") as folder:
         workdir = Path(folder)
         print("training the model and preparing the database", file=sys.stderr, flush=True)
@@ -253,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         token = prepare_database(env, artifacts, features)
         overrides = {key.removeprefix("MODELPORT_"): value for key, value in env.items()}
-        client = create_app({**overrides, "LOG_LEVEL": "WARNING"}).test_client()
+        overrides |= {"LOG_LEVEL": "WARNING", "CSV_MAX_COLUMNS": str(extra)}
+        client = create_app(overrides).test_client()
         print(f"building the CSVs (about {args.mib:g} MiB each)", file=sys.stderr, flush=True)
         shapes = build_shapes(args.mib, extra)
         for shape in shapes:  # warm-up: first requests load the model and fill caches

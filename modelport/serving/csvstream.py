@@ -42,7 +42,7 @@ from modelport.serving.schema import Batch, InputError, InputSchema, validate_fr
 
 CHUNK_ROWS = 50_000  # rows predicted (and sent) at a time
 CHUNK_BYTES = 8 << 20  # fewer when their CSV text is longer than this
-PARSE_BYTES = 1 << 20  # bytes of the body parsed at a time (more when one row is longer)
+PARSE_BYTES = 1 << 20  # bytes parsed at a time (more for 2,000+ columns or a longer row)
 HEADER_BYTES_PER_COLUMN = 1024  # the header may take this much per column allowed
 MAX_DETAILS = 100
 _BOM = b"\xef\xbb\xbf"
@@ -195,10 +195,10 @@ def _unclosed(buf: bytes) -> bool:
     return len(quotes) % 2 == 1
 
 
-def _pieces(body: _Body, pending: bytearray) -> Iterator[bytes]:
-    """The rest of the body in pieces of whole records, about ``PARSE_BYTES`` each; the last
+def _pieces(body: _Body, pending: bytearray, size: int) -> Iterator[bytes]:
+    """The rest of the body in pieces of whole records, about ``size`` bytes each; the last
     piece is checked for a quoted field left open once it has been parsed."""
-    want = PARSE_BYTES
+    want = size
     while True:
         data = body.read(want)
         if not data:
@@ -209,7 +209,7 @@ def _pieces(body: _Body, pending: bytearray) -> Iterator[bytes]:
                 raise _invalid("a quoted field is not closed at the end of the file.")
             return
         pending += data
-        if len(pending) < PARSE_BYTES:
+        if len(pending) < size:
             continue
         cut = _last_record_end(pending)
         if cut <= 0:
@@ -217,7 +217,7 @@ def _pieces(body: _Body, pending: bytearray) -> Iterator[bytes]:
             continue
         yield bytes(pending[:cut])
         del pending[:cut]
-        want = PARSE_BYTES
+        want = size
 
 
 # ---- the header ----------------------------------------------------------------------------
@@ -262,36 +262,39 @@ def _header(body: _Body, schema: InputSchema, others: int) -> tuple[list[str], b
 
 def read(
     stream: IO[bytes], schema: InputSchema, *, max_columns: int, max_bytes: int
-) -> tuple[list[str], Iterator[tuple[list[pa.Array], bool]]]:
+) -> tuple[list[str], Iterator[tuple[pa.Table, bool]]]:
     """A CSV body as its header's names and its rows in pieces.
 
     The header is read first (``TooWide`` when it has more than the schema's features and
-    ``max_columns`` others, before any row is read); each piece is one string column per
-    header column, with whether the piece held a quote (only then can a cell hold a comma,
-    a quote or a line break). Every byte is parsed once; ``TooLarge`` past ``max_bytes``.
+    ``max_columns`` others, before any row is read); each piece is a table of one string
+    column per header column, with whether the piece held a quote (only then can a cell hold
+    a comma, a quote or a line break). Every byte is parsed once; ``TooLarge`` past
+    ``max_bytes``.
     """
     return _read(_Body(stream, max_bytes), schema, max_columns)
 
 
 def _read(
     body: _Body, schema: InputSchema, max_columns: int
-) -> tuple[list[str], Iterator[tuple[list[pa.Array], bool]]]:
+) -> tuple[list[str], Iterator[tuple[pa.Table, bool]]]:
     names, rest = _header(body, schema, max_columns)
     return names, _parsed(body, rest, len(names))
 
 
-def _parsed(body: _Body, rest: bytearray, width: int) -> Iterator[tuple[list[pa.Array], bool]]:
+def _parsed(body: _Body, rest: bytearray, width: int) -> Iterator[tuple[pa.Table, bool]]:
     rows = 0
-    for piece in _pieces(body, rest):
-        columns = _parse(piece, width, rows)
-        rows += len(columns[0])
-        yield columns, b'"' in piece
+    # Wider CSVs in larger pieces (1 MiB more per 1,000 columns): pyarrow's work per column
+    # and piece stays small next to its work per byte.
+    for piece in _pieces(body, rest, PARSE_BYTES * max(1, width // 1000)):
+        table = _parse(piece, width, rows)
+        rows += table.num_rows
+        yield table, b'"' in piece
 
 
 _PARSE = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True)
 
 
-def _parse(piece: bytes, width: int, first_row: int) -> list[pa.Array]:
+def _parse(piece: bytes, width: int, first_row: int) -> pa.Table:
     """The cells of a piece of whole records, one string column per header column."""
     quoted = b'"' in piece
     spaced = b", " in piece
@@ -300,20 +303,21 @@ def _parse(piece: bytes, width: int, first_row: int) -> list[pa.Array]:
         s in piece for s in (b"\n ", b"\n\t", b"\r ", b"\r\t")
     )
     if not (indented or (quoted and spaced)):
-        columns = _parse_arrow(piece, width)
-        if columns is not None:
+        table = _parse_arrow(piece, width)
+        if table is not None:
             if spaced:  # no quotes here: the spaces skipinitialspace drops are plain
-                columns = [pc.utf8_ltrim(c, characters=" ") for c in columns]
-            return columns
+                columns = [pc.utf8_ltrim(c, characters=" ") for c in table.columns]
+                table = pa.table(columns, names=table.column_names)
+            return table
     return _parse_python(piece, width, first_row)
 
 
-def _parse_arrow(piece: bytes, width: int) -> list[pa.Array] | None:
+def _parse_arrow(piece: bytes, width: int) -> pa.Table | None:
     """pyarrow's parse, or None for a piece with a row of another width: pandas pads a
     short row, and ``_parse_python`` does too (and refuses a long one with its number)."""
-    names = [f"c{i}" for i in range(width)]
+    names = _names(width)
     try:
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             pa.BufferReader(piece),
             read_options=pacsv.ReadOptions(
                 column_names=names, use_threads=False, block_size=len(piece) + 1
@@ -325,10 +329,13 @@ def _parse_arrow(piece: bytes, width: int) -> list[pa.Array] | None:
         if "columns, got" in str(exc):
             return None
         raise _invalid(str(exc)) from None
-    return [column.combine_chunks() for column in table.columns]
 
 
-def _parse_python(piece: bytes, width: int, first_row: int) -> list[pa.Array]:
+def _names(width: int) -> list[str]:
+    return [f"c{i}" for i in range(width)]
+
+
+def _parse_python(piece: bytes, width: int, first_row: int) -> pa.Table:
     """Python's csv module as pandas reads a CSV: spaces after a comma skipped, a short row
     padded with empty cells, a long one refused."""
     try:
@@ -360,7 +367,7 @@ def _parse_python(piece: bytes, width: int, first_row: int) -> list[pa.Array]:
             row += 1
     except csv.Error as exc:
         raise _invalid(str(exc)) from None
-    return [pa.array(column, type=pa.string()) for column in cells]
+    return pa.table([pa.array(column, type=pa.string()) for column in cells], names=_names(width))
 
 
 def _frame(columns: list[pa.Array], labels: list[str], rows: int) -> pd.DataFrame:
@@ -374,30 +381,31 @@ def _frame(columns: list[pa.Array], labels: list[str], rows: int) -> pd.DataFram
 
 def _row_text(columns: list[pa.Array], quoted: bool) -> pa.Array:
     """Each row's cells as CSV text: made safe for spreadsheets, quoted where needed, joined."""
-    fields = [csvcells.safe_column(column) for column in columns]
+    # One array of every cell, column after column: the rules run once per chunk rather than
+    # once per column, so a wide CSV costs per cell.
+    rows = len(columns[0])
+    cells = csvcells.safe_column(pa.concat_arrays(columns))
     if quoted:  # only a piece with a quote can have a cell that needs one
-        fields = [csvcells.quoted_column(field) for field in fields]
-    if len(fields) == 1:
-        return fields[0]
+        cells = csvcells.quoted_column(cells)
+    if len(columns) == 1:
+        return cells
+    fields = [cells.slice(i * rows, rows) for i in range(len(columns))]
     return pc.binary_join_element_wise(*fields, ",")
 
 
-def _chunks(
-    pieces: Iterator[tuple[list[pa.Array], bool]],
-) -> Iterator[tuple[list[pa.Array], bool]]:
+def _chunks(pieces: Iterator[tuple[pa.Table, bool]]) -> Iterator[tuple[list[pa.Array], bool]]:
     """The parsed rows regrouped as the answer's chunks: ``CHUNK_ROWS`` rows, fewer when
-    their cells pass ``CHUNK_BYTES``."""
-    pending: list[list[pa.Array]] = []
+    their cells pass ``CHUNK_BYTES``; one array per column."""
+    pending: list[pa.Table] = []
     rows = size = 0
     quoted = False
-    for columns, piece_quoted in pieces:
-        count, start = len(columns[0]), 0
-        while start < count:
-            part = [column.slice(start, CHUNK_ROWS - rows) for column in columns]
-            taken = len(part[0])
-            start += taken
-            rows += taken
-            size += sum(column.nbytes for column in part)
+    for table, piece_quoted in pieces:
+        start = 0
+        while start < table.num_rows:
+            part = table.slice(start, CHUNK_ROWS - rows)
+            start += part.num_rows
+            rows += part.num_rows
+            size += part.nbytes
             quoted |= piece_quoted
             pending.append(part)
             if rows == CHUNK_ROWS or size >= CHUNK_BYTES:
@@ -407,10 +415,12 @@ def _chunks(
         yield _joined(pending), quoted
 
 
-def _joined(parts: list[list[pa.Array]]) -> list[pa.Array]:
-    if len(parts) == 1:
-        return parts[0]
-    return [pa.concat_arrays(list(column)) for column in zip(*parts, strict=True)]
+def _joined(parts: list[pa.Table]) -> list[pa.Array]:
+    table = pa.concat_tables(parts).combine_chunks()
+    return [
+        column.chunk(0) if column.num_chunks == 1 else pa.array([], pa.string())
+        for column in table.columns
+    ]
 
 
 def _batch_record(batch: Batch, text: pa.Array) -> pa.RecordBatch:
@@ -481,7 +491,7 @@ def check_upload(served: Served, stream: IO[bytes]) -> Upload:
 def _check_rows(
     served: Served,
     names: list[str],
-    pieces: Iterator[tuple[list[pa.Array], bool]],
+    pieces: Iterator[tuple[pa.Table, bool]],
     spool: IO[bytes],
     max_rows: int,
 ) -> tuple[int, dict[str, str]]:
