@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench bench-db bench-serving install migrate demo wheel requirements translations clean
+.PHONY: run test lint format bench bench-db bench-serving bench-csv install migrate demo wheel requirements translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-db bench-serving
+bench: bench-db bench-serving bench-csv
 
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
@@ -53,6 +53,9 @@ bench-serving: install
 wheel: $(BIN)/python
 	rm -rf build
 	$(BIN)/python -m pip wheel . --no-deps -w dist
+
+bench-csv: install
+	$(BIN)/python bench/csv_width.py $(CSV_BENCH_ARGS)
 
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python

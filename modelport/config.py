@@ -92,6 +92,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BATCH_ROWS", "10000", "Most rows in one JSON prediction request.", int),
     Setting("CSV_MAX_ROWS", "2000000", "Most rows in one CSV prediction upload.", int),
     Setting(
+        "CSV_MAX_COLUMNS",
+        "100",
+        "Most columns a CSV prediction upload may have besides the model's own features "
+        "(passed through to the answer); more gets 413 before any row is read.",
+        int,
+    ),
+    Setting(
         "CSV_MAX_BYTES",
         "268435456",
         "Largest CSV prediction upload in bytes; larger gets 413.",
@@ -232,6 +239,7 @@ MINIMUMS: dict[str, int] = {
     "MAIL_PORT": 1,
     "MAX_BATCH_ROWS": 1,
     "CSV_MAX_ROWS": 1,
+    "CSV_MAX_COLUMNS": 0,
     "CSV_MAX_BYTES": 1024,
     "UPLOAD_MAX_BYTES": 1024,
     "RECORD_MAX_BYTES": 0,

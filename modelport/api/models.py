@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from functools import wraps
@@ -35,7 +34,7 @@ from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
 from modelport.models.tokens import Scope
-from modelport.serving import access, csvstream, prediction, registry
+from modelport.serving import access, csvcells, csvstream, prediction, registry
 from modelport.serving.inference import Result
 from modelport.serving.limits import COUNTED, prediction_limit
 from modelport.serving.prediction import Call
@@ -391,7 +390,7 @@ def _json_response(result: Result) -> Response:
 
 def _csv_response(result: Result) -> Response:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvcells.writer(buffer)
     rows = result.predictions
     classes = list(rows[0].get("probabilities", {})) if rows else []
     header = ["prediction", *[f"probability_{c}" for c in classes]]
@@ -460,12 +459,11 @@ def inputs_from_body(body: Any) -> Any:
 
 
 def _csv_body(served: Served) -> IO[bytes]:
-    """The CSV upload, spooled (within ``MODELPORT_CSV_MAX_BYTES``), once it may be read."""
+    """The CSV upload's body (within ``MODELPORT_CSV_MAX_BYTES``), once it may be read."""
     if not _wants_csv():
         raise ApiError(406, "not_acceptable", "A CSV upload answers CSV; JSON takes a JSON body.")
-    limit = current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
-    request.max_content_length = limit
-    return csvstream.spool(request.stream, limit)
+    request.max_content_length = current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
+    return request.stream
 
 
 def _csv_answer(answer: csvstream.CsvAnswer) -> Response:
@@ -492,9 +490,7 @@ def _predict(name: str, version: int | None = None, alias: str | None = None) ->
     settings = current_app.config["MODELPORT"]
     if request.mimetype == "text/csv":
         call.channel = Source.CSV
-        return _csv_answer(
-            prediction.predict_csv(call, _csv_body, max_rows=settings["CSV_MAX_ROWS"])
-        )
+        return _csv_answer(prediction.predict_csv(call, _csv_body))
     result = prediction.predict(
         call, lambda _served: _read_predict_body(), max_rows=settings["MAX_BATCH_ROWS"]
     )

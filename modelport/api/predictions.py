@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from modelport.api.v1 import MAX_ID
 from modelport.auth.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
-from modelport.serving import records
+from modelport.serving import csvcells, records
 
 blp = Blueprint("api_predictions", __name__, url_prefix="/api/v1", description="Prediction history")
 SECURITY = [{"bearer": []}, {"session": []}]
@@ -60,7 +59,7 @@ def _filters(query: dict[str, Any]) -> records.RecordFilter:
 def export_csv(rows: Iterator[Any]) -> Iterator[str]:
     """Records as CSV lines (no inputs or outputs: those are per record)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvcells.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for record in rows:
         writer.writerow(

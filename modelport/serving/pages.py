@@ -8,7 +8,6 @@ prediction is made and recorded, and what the registry allows all live in
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,7 +37,7 @@ from modelport.extensions import client_address, db
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, RegisteredModel, VersionStatus, Visibility
 from modelport.models.tokens import Scope
-from modelport.serving import access, csvstream, prediction, records, registry
+from modelport.serving import access, csvcells, csvstream, prediction, records, registry
 from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.forms import (
     MAX_VERSION,
@@ -355,7 +354,7 @@ def example_csv(name: str) -> Response:
     served = _require_served(_served(_visible_model(name)))
     row = served.schema.example_row()
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csvcells.writer(buffer)
     writer.writerow(served.schema.names)
     for _index in range(EXAMPLE_CSV_ROWS):
         writer.writerow([_csv_cell(row[n]) for n in served.schema.names])
@@ -372,16 +371,26 @@ def _too_large() -> str:
     )
 
 
+def _too_wide(exc: csvstream.TooWide) -> str:
+    return _(
+        "The file has too many columns: at most %(columns)s, the model's %(features)s "
+        "features and %(others)s more.",
+        columns=f"{exc.features + exc.others:,}",
+        features=exc.features,
+        others=f"{exc.others:,}",
+    )
+
+
 def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[dict], str, int]:
     """The streamed CSV answer, or the problems that stop it (with their status)."""
     try:
         answer = prediction.predict_csv(
-            _call(served.name, Source.CSV),
-            lambda _chosen: csvstream.spool(upload.stream, _setting("CSV_MAX_BYTES")),
-            max_rows=_setting("CSV_MAX_ROWS"),
+            _call(served.name, Source.CSV), lambda _chosen: upload.stream
         )
     except InputError as exc:
         return exc.details, "", 422
+    except csvstream.TooWide as exc:
+        return [], _too_wide(exc), 413
     except csvstream.TooLarge:
         return [], _too_large(), 413
     except PredictionFailed as exc:

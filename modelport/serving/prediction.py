@@ -82,13 +82,11 @@ def predict(
     )
 
 
-def predict_csv(
-    call: Call, read: Callable[[Served], IO[bytes]], *, max_rows: int
-) -> csvstream.CsvAnswer:
-    """Predict a whole CSV file: ``admit``, then ``read(served)`` gives the body (spooled),
-    every row of which is validated before the first is computed; the answer streams the
-    rest (``csvstream``), recorded as it goes."""
+def predict_csv(call: Call, read: Callable[[Served], IO[bytes]]) -> csvstream.CsvAnswer:
+    """Predict a whole CSV file: ``admit``, then ``read(served)`` gives the body, read once:
+    its header is checked first, then every row is validated before the first is computed;
+    the answer streams the rest (``csvstream``), recorded as it goes."""
     served = admit(call)
     return csvstream.predict_file(
-        served, read(served), max_rows=max_rows, request_id=call.request_id, caller=call.caller_ids
+        served, read(served), request_id=call.request_id, caller=call.caller_ids
     )

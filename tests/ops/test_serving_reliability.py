@@ -8,6 +8,7 @@ started; the test and the server share the database and the artifact store.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import os
 import re
@@ -486,3 +487,26 @@ def test_abandoned_csv_stream_is_recorded_incomplete(
     assert len(full) == 1
     assert (full[0].status, full[0].row_count, full[0].source) == ("ok", CSV_ROWS, "csv")
     print(f"\nabandoned stream recorded with {record.row_count} of {CSV_ROWS} rows")
+
+
+def test_a_refused_csv_is_answered_to_a_client_still_sending_it(deployment: Deployment) -> None:
+    """Too many columns (413) or a missing column (422) stop the parse at the start of a
+    10 MB body; the rest is read and dropped, so a client that sends the whole body before
+    it reads (as http.client does) gets the answer rather than a broken pipe."""
+    header = ",".join(IRIS_ROW)
+    row = ",".join(str(v) for v in IRIS_ROW.values())
+    wide = f"{header}{',extra' * 200}\n".encode() + f"{row}{',x' * 200}\n".encode() * 25_000
+    missing = f"{header[: header.rindex(',')]}\n".encode() + b"5.1,3.5,1.4\n" * 1_000_000
+    with deployment.serve(workers=1) as master:
+        for body, status in ((wide, 413), (missing, 422)):
+            assert len(body) > 10_000_000
+            connection = http.client.HTTPConnection("127.0.0.1", master.server.port, timeout=60)
+            try:
+                connection.request(
+                    "POST", PREDICT, body, {**deployment.auth, "Content-Type": "text/csv"}
+                )
+                response = connection.getresponse()
+                assert response.status == status, response.read()[:300]
+            finally:
+                connection.close()
+        assert deployment.records() == []
