@@ -83,7 +83,7 @@ def register_blueprints(app: Flask) -> None:
     from modelport.auth import admin, routes
     from modelport.ops import health
     from modelport.pages import bp as pages_bp
-    from modelport.serving.pages import bp as serving_bp
+    from modelport.serving.web import bp as serving_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(routes.auth_bp)

@@ -204,8 +204,8 @@ def case_model_archive(app: Flask, mailbox: Any) -> Case:
 def case_model_schema(app: Flask, mailbox: Any) -> Case:
     # The editor's fields as the page fills them in, with one description changed.
     from modelport.serving import registry
-    from modelport.serving.forms import schema_rows
     from modelport.serving.schema import InputSchema
+    from modelport.serving.web.forms import schema_rows
 
     with app.app_context():
         stored = registry.get_model("iris").versions[0].input_schema

@@ -21,7 +21,7 @@ from modelport.api import models as api_models
 from modelport.api.v2 import infer_body_limit
 from modelport.config import read_settings
 from modelport.ops import gunicorn_conf
-from modelport.serving.pages import MULTIPART_OVERHEAD
+from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
 from tests.conftest import IRIS_ROW, csrf_token, make_user, register_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def body_limit(server: Block, path: str) -> int:
 
 
 # The app's body limit per endpoint, from its own code (the url_value_preprocessors of
-# modelport/api/models.py and modelport/serving/pages.py, and v2.infer_body_limit).
+# modelport/api/models.py and modelport/serving/web/blueprint.py, and v2.infer_body_limit).
 CSV_LIMIT = DEFAULTS["CSV_MAX_BYTES"]
 UPLOAD_LIMIT = DEFAULTS["UPLOAD_MAX_BYTES"]
 APP_LIMITS: dict[str, int] = {
@@ -200,7 +200,7 @@ def test_no_view_raises_its_body_limit_without_a_location_here() -> None:
         "modelport/api/models.py:_csv_body",
         "modelport/api/v2.py:infer",
         "modelport/api/v2.py:read",
-        "modelport/serving/pages.py:_upload_body_limits",
+        "modelport/serving/web/blueprint.py:_upload_body_limits",
     }
 
 

@@ -1,0 +1,105 @@
+"""The serving pages' blueprint, and what every one of them needs: the body limits of the
+upload pages, the model a visitor may see, the version it serves, and a prediction's call.
+
+Views are thin. Who may use a model (``serving.access``), how inputs are validated, how a
+prediction is made and recorded, and what the registry allows all live in
+``modelport.serving``, called here exactly as the JSON API calls them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    request,
+)
+from flask_babel import gettext as _
+
+from modelport.auth.forms import EmptyForm
+from modelport.auth.identity import current_caller
+from modelport.extensions import client_address
+from modelport.models.predictions import Source
+from modelport.models.registry import RegisteredModel
+from modelport.serving import access, prediction
+from modelport.serving.limits import COUNTED
+from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
+
+bp = Blueprint("serving", __name__)
+
+
+# Room for the multipart envelope (boundaries, CSRF field) around a CSV of the largest size.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def setting(name: str) -> Any:
+    return current_app.config["MODELPORT"][name]
+
+
+@bp.url_value_preprocessor
+def _upload_body_limits(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    """Raise the body limit of the upload pages before anything parses their form.
+
+    The CSRF check and the NUL-character check read the form in ``before_request``, which
+    runs after this: set later (in the view), the limit would come too late.
+    """
+    if request.method != "POST":
+        return
+    if endpoint == "serving.batch":
+        request.max_content_length = setting("CSV_MAX_BYTES") + MULTIPART_OVERHEAD
+    elif endpoint == "serving.admin_upload" and current_caller().is_admin:
+        # Only administrators may send model files; others keep the ordinary limit.
+        request.max_content_length = setting("UPLOAD_MAX_BYTES")
+
+
+def visible_model(name: str) -> RegisteredModel:
+    """The model called ``name`` if the visitor may use it; 404 otherwise, private or absent."""
+    try:
+        return access.model_for(current_caller(), name, Source.PAGE)
+    except ModelNotFound as exc:
+        abort(404, description=str(exc))
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """Why a model has no version to predict with, and the status a request for one gets."""
+
+    notice: str
+    status: int
+
+
+def served_or_why_not(model: RegisteredModel) -> Served | Unserved:
+    """The version requests without a version get (champion, else newest), or why none."""
+    try:
+        return access.served_for(current_caller(), model.name, channel=Source.PAGE)
+    except ModelNotFound:
+        return Unserved(_("This model has no version ready to serve yet."), 404)
+    except ModelNotReady:
+        return Unserved(_("This model cannot be loaded right now. Try again shortly."), 503)
+
+
+def prediction_call(name: str, channel: str) -> prediction.Call:
+    """This request's prediction with the model ``name`` (the service checks the rest)."""
+    return prediction.Call(
+        current_caller(),
+        name,
+        channel,
+        g.request_id,
+        address=client_address(),
+        counted=bool(request.environ.get(COUNTED)),
+    )
+
+
+def require_served(served: Served | Unserved) -> Served:
+    if isinstance(served, Unserved):
+        abort(served.status, description=served.notice)
+    return served
+
+
+def csrf_checked() -> None:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
