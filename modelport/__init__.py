@@ -80,7 +80,7 @@ def register_erasures(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from modelport.api import v2
-    from modelport.auth import admin, routes
+    from modelport.auth.web import admin, routes
     from modelport.ops import health
     from modelport.pages import bp as pages_bp
     from modelport.serving.web import bp as serving_bp
@@ -101,7 +101,7 @@ def register_errors(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
-    from modelport.auth.identity import register_identity
+    from modelport.auth.web.identity import register_identity
     from modelport.ops.inputs import register_inputs
 
     register_inputs(app)

@@ -58,7 +58,7 @@ def test_extraction_finds_code_and_template_strings(extracted: dict[str, list[st
     """The extraction itself covers templates, forms (lazy) and flash messages."""
     where = {loc.split(":")[0] for locs in extracted.values() for loc in locs}
     assert "modelport/templates/base.html" in where
-    assert "modelport/auth/forms.py" in where
+    assert "modelport/auth/web/forms.py" in where
     assert "modelport/auth/passwords.py" in where
     assert "modelport/errors.py" in where
     assert "Keep me signed in on this device" in extracted  # a lazy_gettext form label

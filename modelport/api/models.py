@@ -28,7 +28,7 @@ from modelport.api.model_schemas import (
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import AuthError, current_caller, token_scope
+from modelport.auth.web.identity import AuthError, current_caller, token_scope
 from modelport.errors import ApiError
 from modelport.extensions import client_address
 from modelport.models.predictions import Source

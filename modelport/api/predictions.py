@@ -11,7 +11,7 @@ from flask import Response, stream_with_context
 from modelport.api.blueprint import Blueprint
 from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import current_caller, scope_required
+from modelport.auth.web.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
 from modelport.serving import csvcells, records

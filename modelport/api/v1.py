@@ -16,8 +16,8 @@ from modelport.api.schemas import (
     UserSchema,
 )
 from modelport.auth import sessions
-from modelport.auth.identity import AuthError, full_scope_required, scope_required
 from modelport.auth.tokens import TokenError, create_token, revoke_token, user_tokens
+from modelport.auth.web.identity import AuthError, full_scope_required, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
 

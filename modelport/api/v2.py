@@ -31,7 +31,7 @@ from modelport.api.tensors import (
     parse_infer_request,
 )
 from modelport.api.v1 import MAX_ID
-from modelport.auth.identity import current_caller, token_scope
+from modelport.auth.web.identity import current_caller, token_scope
 from modelport.extensions import client_address, db, limiter, login_manager
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, VersionStatus

@@ -263,7 +263,7 @@ def test_basic_auth_failures_over_the_account_limit_get_429(app_factory):
 
 @pytest.mark.db
 def test_basic_is_refused_outside_the_token_endpoints(app_factory):
-    from modelport.auth.identity import scope_required
+    from modelport.auth.web.identity import scope_required
 
     app = app_factory()
     # Stand-ins for later API endpoints (models, predictions): protected like them.

@@ -17,9 +17,9 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from modelport.auth.admin import admin_required
-from modelport.auth.forms import EmptyForm
-from modelport.auth.identity import current_caller
+from modelport.auth.web.admin import admin_required
+from modelport.auth.web.forms import EmptyForm
+from modelport.auth.web.identity import current_caller
 from modelport.extensions import db
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, VersionStatus

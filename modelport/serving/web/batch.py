@@ -13,7 +13,7 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage
 
-from modelport.auth.identity import token_scope
+from modelport.auth.web.identity import token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
 from modelport.serving import csvstream, prediction

@@ -20,8 +20,8 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from modelport.auth.forms import EmptyForm
-from modelport.auth.identity import current_caller
+from modelport.auth.web.forms import EmptyForm
+from modelport.auth.web.identity import current_caller
 from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel

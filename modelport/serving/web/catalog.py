@@ -11,8 +11,8 @@ from flask import (
     request,
 )
 
-from modelport.auth.forms import EmptyForm
-from modelport.auth.identity import current_caller, token_scope
+from modelport.auth.web.forms import EmptyForm
+from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, Visibility
 from modelport.models.tokens import Scope

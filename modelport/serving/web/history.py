@@ -14,7 +14,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from modelport.auth.identity import current_caller, token_scope
+from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
 from modelport.serving import access, records

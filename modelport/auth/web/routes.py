@@ -13,7 +13,9 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from modelport.auth import accounts, sessions, throttle
-from modelport.auth.forms import (
+from modelport.auth.redirects import safe_next
+from modelport.auth.tokens import TokenError, create_token, revoke_token, user_tokens
+from modelport.auth.web.forms import (
     ChangeEmailForm,
     ChangePasswordForm,
     DeleteAccountForm,
@@ -25,8 +27,6 @@ from modelport.auth.forms import (
     SignupForm,
     TokenForm,
 )
-from modelport.auth.redirects import safe_next
-from modelport.auth.tokens import TokenError, create_token, revoke_token, user_tokens
 from modelport.extensions import limiter
 
 auth_bp = Blueprint("auth", __name__, url_prefix="/auth")

@@ -12,8 +12,8 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from modelport.auth import accounts
-from modelport.auth.forms import EmptyForm, RoleForm
-from modelport.auth.identity import current_caller
+from modelport.auth.web.forms import EmptyForm, RoleForm
+from modelport.auth.web.identity import current_caller
 from modelport.extensions import db
 from modelport.models import User
 from modelport.ops.logging import security_event
