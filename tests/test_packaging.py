@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -72,7 +73,10 @@ def _outside_env(venv: Path, database: str, instance: Path) -> dict[str, str]:
 
 
 def build_wheel(destination: Path) -> Path:
-    """``pip wheel . --no-deps`` from the checkout."""
+    """``pip wheel . --no-deps`` from the checkout, after removing build/ as ``make wheel``
+    does: setuptools would ship again what an earlier build left there of since moved or
+    deleted modules."""
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     _ok(
         _run(
             [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(destination)],

@@ -36,8 +36,8 @@ from typing import Any
 
 from flask import Flask, g
 
-from modelport.api.models import inputs_from_body, prediction_json
 from modelport.api.parser import JsonBodyError, parse_json_body
+from modelport.api.predict import inputs_from_body, prediction_json
 from modelport.auth import token_cache
 from modelport.auth.caller import Caller, Credential
 from modelport.errors import ApiError

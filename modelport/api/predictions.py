@@ -6,30 +6,17 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, stream_with_context
-
-from modelport.api.blueprint import Blueprint
+from modelport.api.blueprint import Blueprint, csv_200
 from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
 from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
+from modelport.responses import csv_download
 from modelport.serving import csvcells, records
 
 blp = Blueprint("api_predictions", __name__, url_prefix="/api/v1", description="Prediction history")
 SECURITY = [{"bearer": []}, {"session": []}]
-
-
-def csv_200(schema: type) -> dict:
-    """A 200 response documented as JSON (``schema``) or the same data as CSV."""
-    return {
-        "200": {
-            "content": {
-                "application/json": {"schema": schema},
-                "text/csv": {"schema": {"type": "string"}},
-            }
-        }
-    }
 
 
 CSV_COLUMNS = (
@@ -86,10 +73,7 @@ def list_predictions(query: dict[str, Any]) -> Any:
     filters = _filters(query)
     if query["format"] == "csv":
         rows = records.iter_records(current_caller(), filters)
-        response = Response(stream_with_context(export_csv(rows)), mimetype="text/csv")
-        response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
-        response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
-        return response
+        return csv_download(export_csv(rows), "predictions.csv")
     items, total = records.list_records(
         current_caller(), filters, page=query["page"], page_size=query["page_size"]
     )

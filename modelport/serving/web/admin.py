@@ -23,9 +23,10 @@ from modelport.auth.web.identity import current_caller
 from modelport.extensions import db
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, VersionStatus
+from modelport.ops.inputs import body_limit
 from modelport.serving import access, registry
 from modelport.serving.schema import FEATURE_TYPES, InputSchema
-from modelport.serving.web.blueprint import bp, csrf_checked
+from modelport.serving.web.blueprint import bp, csrf_checked, upload_limit
 from modelport.serving.web.forms import (
     MAX_VERSION,
     AliasForm,
@@ -122,6 +123,7 @@ def admin_new_model() -> Response | tuple[str, int]:
 
 @bp.route("/admin/models/<name>/upload", methods=["GET", "POST"])
 @admin_required
+@body_limit(upload_limit)
 def admin_upload(name: str) -> Response | tuple[str, int]:
     """Add a version from a model file and a sample of its training data."""
     model = _admin_model(name)

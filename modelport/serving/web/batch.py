@@ -8,7 +8,6 @@ from flask import (
     Response,
     render_template,
     request,
-    stream_with_context,
 )
 from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage
@@ -16,6 +15,8 @@ from werkzeug.datastructures import FileStorage
 from modelport.auth.web.identity import token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
+from modelport.ops.inputs import body_limit
+from modelport.responses import csv_answer
 from modelport.serving import csvstream, prediction
 from modelport.serving.inference import PredictionFailed
 from modelport.serving.limits import prediction_limit
@@ -23,6 +24,7 @@ from modelport.serving.predictor import Served
 from modelport.serving.schema import InputError
 from modelport.serving.web.blueprint import (
     Unserved,
+    batch_limit,
     bp,
     prediction_call,
     require_served,
@@ -68,18 +70,13 @@ def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[d
         return [], _too_large(), 413
     except PredictionFailed as exc:
         return exc.details, exc.message, 422
-    response = Response(stream_with_context(answer.chunks), mimetype="text/csv")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{served.name}-predictions.csv"'
-    )
-    response.headers["X-Rows"] = str(answer.rows)
-    response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
-    return response
+    return csv_answer(answer)
 
 
 @bp.route("/models/<name>/batch", methods=["GET", "POST"])
 @token_scope(Scope.PREDICT.value)
 @prediction_limit
+@body_limit(batch_limit)
 def batch(name: str) -> Response | tuple[str, int]:
     """Upload a CSV, download it back with prediction columns appended."""
     model = visible_model(name)

@@ -40,20 +40,15 @@ def setting(name: str) -> Any:
     return current_app.config["MODELPORT"][name]
 
 
-@bp.url_value_preprocessor
-def _upload_body_limits(endpoint: str | None, _values: dict[str, Any] | None) -> None:
-    """Raise the body limit of the upload pages before anything parses their form.
+def batch_limit() -> int:
+    """The batch page's body: a CSV of ``MODELPORT_CSV_MAX_BYTES`` in a multipart form."""
+    return setting("CSV_MAX_BYTES") + MULTIPART_OVERHEAD
 
-    The CSRF check and the NUL-character check read the form in ``before_request``, which
-    runs after this: set later (in the view), the limit would come too late.
-    """
-    if request.method != "POST":
-        return
-    if endpoint == "serving.batch":
-        request.max_content_length = setting("CSV_MAX_BYTES") + MULTIPART_OVERHEAD
-    elif endpoint == "serving.admin_upload" and current_caller().is_admin:
-        # Only administrators may send model files; others keep the ordinary limit.
-        request.max_content_length = setting("UPLOAD_MAX_BYTES")
+
+def upload_limit() -> int | None:
+    """The upload page's body: a model file, for administrators (others keep the general
+    limit)."""
+    return setting("UPLOAD_MAX_BYTES") if current_caller().is_admin else None
 
 
 def visible_model(name: str) -> RegisteredModel:

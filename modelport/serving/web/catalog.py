@@ -16,6 +16,7 @@ from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, Visibility
 from modelport.models.tokens import Scope
+from modelport.responses import csv_download
 from modelport.serving import access, csvcells, prediction, registry
 from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.inference import PredictionFailed, Result
@@ -185,6 +186,4 @@ def example_csv(name: str) -> Response:
     writer.writerow(served.schema.names)
     for _index in range(EXAMPLE_CSV_ROWS):
         writer.writerow([_csv_cell(row[n]) for n in served.schema.names])
-    response = Response(buffer.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{served.name}-example.csv"'
-    return response
+    return csv_download(buffer.getvalue(), f"{served.name}-example.csv")

@@ -1,19 +1,17 @@
-"""``/api/v1/models``: the registry, and predictions from any registered version."""
+"""``/api/v1/models``: the registry — models, versions, schemas and aliases. Reading is for
+anyone who may use the model; changing it is for administrators."""
 
 from __future__ import annotations
 
-import io
-import json
 from functools import wraps
-from typing import IO, Any
+from typing import Any
 
-from flask import Response, abort, current_app, g, request, stream_with_context
+from flask import abort, current_app, request
 from flask_login import current_user
 from werkzeug.datastructures import FileStorage
 
 from modelport.api.blueprint import Blueprint
 from modelport.api.model_schemas import (
-    PREDICT_REQUEST,
     AliasResultSchema,
     AliasSchema,
     InputSchemaSchema,
@@ -22,7 +20,6 @@ from modelport.api.model_schemas import (
     ModelPageSchema,
     ModelSchema,
     ModelUpdateSchema,
-    PredictResponseSchema,
     VersionSchema,
 )
 from modelport.api.parser import JsonBodyError, parse_json_body
@@ -30,36 +27,19 @@ from modelport.api.schemas import PageQuerySchema
 from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import AuthError, current_caller, token_scope
 from modelport.errors import ApiError
-from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
 from modelport.models.tokens import Scope
-from modelport.serving import access, csvcells, csvstream, prediction, registry
-from modelport.serving.inference import Result
-from modelport.serving.limits import COUNTED, prediction_limit
-from modelport.serving.prediction import Call
-from modelport.serving.predictor import Served
+from modelport.ops.inputs import body_limit
+from modelport.serving import access, registry
 
 blp = Blueprint("api_models", __name__, url_prefix="/api/v1", description="Models and predictions")
 
+
 PREDICT_SECURITY = [{"bearer": []}, {"session": []}, {}]
+
+
 SECURITY = [{"bearer": []}, {"session": []}]
-
-
-def csv_200(schema: type) -> dict:
-    """A 200 response documented as JSON (``schema``) or the same data as CSV."""
-    return {
-        "200": {
-            "content": {
-                "application/json": {"schema": schema},
-                "text/csv": {"schema": {"type": "string"}},
-            }
-        }
-    }
-
-
-# ---- access -----------------------------------------------------------------------------
-# Who may use a model is serving.access's one rule; here its answers become HTTP.
 
 
 def _model_or_404(name: str) -> RegisteredModel:
@@ -89,9 +69,6 @@ def admin_only(view: Any) -> Any:
 
 def _registry_error(exc: registry.RegistryError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
-
-
-# ---- registry -----------------------------------------------------------------------------
 
 
 def model_summary(model: RegisteredModel) -> dict[str, Any]:
@@ -183,6 +160,13 @@ def update_model(body: dict[str, Any], name: str) -> dict[str, Any]:
     return model_summary(registry.update_model(model, **body))
 
 
+def upload_limit() -> int | None:
+    """A model file's body, for administrators (others keep the general limit)."""
+    if not current_caller().is_admin:
+        return None
+    return current_app.config["MODELPORT"]["UPLOAD_MAX_BYTES"]
+
+
 def _upload(field: str, required: bool = True) -> FileStorage | None:
     file = request.files.get(field)
     if file is None or not file.filename:
@@ -197,25 +181,9 @@ def _upload(field: str, required: bool = True) -> FileStorage | None:
     return file
 
 
-PREDICT_ENDPOINTS = {f"{blp.name}.predict", f"{blp.name}.predict_version"}
-
-
-@blp.url_value_preprocessor
-def _upload_limit(endpoint: str | None, _values: dict[str, Any] | None) -> None:
-    """Give an administrator's upload the upload limit before any hook reads the body."""
-    # URL preprocessors run before every before_request hook, and the CSRF check of a
-    # cookie-authenticated upload reads the multipart form: under the general body limit
-    # (MAX_CONTENT_LENGTH) an admin's model file over 2 MiB was refused with 413.
-    settings = current_app.config["MODELPORT"]
-    if endpoint == f"{blp.name}.upload_version" and current_caller().is_admin:
-        request.max_content_length = settings["UPLOAD_MAX_BYTES"]
-    elif endpoint in PREDICT_ENDPOINTS and request.mimetype == "text/csv":
-        # CSV uploads have their own, larger limit (MODELPORT_CSV_MAX_BYTES).
-        request.max_content_length = settings["CSV_MAX_BYTES"]
-
-
 @blp.post("/models/<name>/versions")
 @admin_only
+@body_limit(upload_limit)
 @blp.response(201, VersionSchema)
 @blp.errors(404, 409, 413, 415, 422)
 @blp.doc(
@@ -240,8 +208,6 @@ def _upload_limit(endpoint: str | None, _values: dict[str, Any] | None) -> None:
 )
 def upload_version(name: str) -> dict[str, Any]:
     """Add a version from a skops/ONNX file and a sample CSV of training data (admin)."""
-    # Model files are larger than ordinary bodies; this route alone takes them.
-    request.max_content_length = current_app.config["MODELPORT"]["UPLOAD_MAX_BYTES"]
     model = _model_or_404(name)
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "Send multipart/form-data.")
@@ -347,196 +313,3 @@ def delete_alias(name: str, alias: str) -> None:
         registry.delete_alias(model, alias)
     except registry.RegistryError as exc:
         raise _registry_error(exc) from None
-
-
-# ---- prediction ---------------------------------------------------------------------------
-
-
-def _wants_csv() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
-    if request.mimetype == "text/csv":
-        # A CSV upload answers CSV unless JSON is asked for by name: ``in`` would also match
-        # the */* that curl and requests send by default, and refuse their uploads with 406.
-        named = {value.lower() for value, quality in request.accept_mimetypes if quality > 0}
-        return best != "application/json" or "application/json" not in named
-    return (
-        best == "text/csv"
-        and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
-    )
-
-
-def prediction_json(result: Result, request_id: str) -> str:
-    """The JSON answer to a prediction (docs/api.md, "The answer")."""
-    served = result.served
-    body = {
-        "request_id": request_id,
-        "model": {
-            "name": served.name,
-            "version": served.version,
-            "alias": served.alias,
-            "runtime": served.runtime.name,
-        },
-        "predictions": result.predictions,
-        "warnings": result.warnings,
-        "timing_ms": result.timing_ms,
-        "record_id": result.record_id,
-    }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _json_response(result: Result) -> Response:
-    return Response(prediction_json(result, g.request_id), mimetype="application/json")
-
-
-def _csv_response(result: Result) -> Response:
-    buffer = io.StringIO()
-    writer = csvcells.writer(buffer)
-    rows = result.predictions
-    classes = list(rows[0].get("probabilities", {})) if rows else []
-    header = ["prediction", *[f"probability_{c}" for c in classes]]
-    writer.writerow(header)
-    for row in rows:
-        if "value" in row:
-            writer.writerow([row["value"]])
-        else:
-            writer.writerow([row["label"], *[row["probabilities"][c] for c in classes]])
-    return Response(buffer.getvalue(), mimetype="text/csv")
-
-
-def _read_predict_body() -> Any:
-    if not request.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "Send JSON (Content-Type: application/json) or CSV (Content-Type: text/csv).",
-        )
-    try:
-        body = parse_json_body(request.get_data(cache=False))
-    except JsonBodyError as exc:
-        raise ApiError(400, "invalid_json", str(exc)) from None
-    return inputs_from_body(body)
-
-
-def inputs_from_body(body: Any) -> Any:
-    """The ``inputs`` of a decoded predict body; 422 for any other shape of body."""
-    if not isinstance(body, dict):
-        raise ApiError(
-            422,
-            "invalid_input",
-            'The body must be a JSON object: {"inputs": ...}.',
-            [{"row": None, "field": None, "code": "invalid_type", "message": "Not an object."}],
-        )
-    unknown = sorted(set(body) - {"inputs", "parameters"})
-    if unknown or "inputs" not in body:
-        details = [
-            {"row": None, "field": key, "code": "unknown_field", "message": "Unknown field."}
-            for key in unknown
-        ]
-        if "inputs" not in body:
-            details.insert(
-                0,
-                {"row": None, "field": "inputs", "code": "required", "message": "Missing field."},
-            )
-        raise ApiError(
-            422, "invalid_input", 'The body is {"inputs": ..., "parameters"?: {}}.', details
-        )
-    if not isinstance(body.get("parameters", {}), dict):
-        # Input errors always carry per-field details (docs/api.md, "Errors"), this one too.
-        raise ApiError(
-            422,
-            "invalid_input",
-            "parameters must be an object.",
-            [
-                {
-                    "row": None,
-                    "field": "parameters",
-                    "code": "invalid_type",
-                    "message": "parameters must be an object.",
-                }
-            ],
-        )
-    return body["inputs"]
-
-
-def _csv_body(served: Served) -> IO[bytes]:
-    """The CSV upload's body (within ``MODELPORT_CSV_MAX_BYTES``), once it may be read."""
-    if not _wants_csv():
-        raise ApiError(406, "not_acceptable", "A CSV upload answers CSV; JSON takes a JSON body.")
-    request.max_content_length = current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
-    return request.stream
-
-
-def _csv_answer(answer: csvstream.CsvAnswer) -> Response:
-    response = Response(stream_with_context(answer.chunks), mimetype="text/csv")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{answer.served.name}-predictions.csv"'
-    )
-    response.headers["X-Rows"] = str(answer.rows)
-    response.headers["X-Accel-Buffering"] = "no"  # streamed: nginx passes it on as it comes
-    return response
-
-
-def _predict(name: str, version: int | None = None, alias: str | None = None) -> Response:
-    call = Call(
-        current_caller(),
-        name,
-        Source.API,
-        g.request_id,
-        address=client_address(),
-        version=version,
-        alias=alias,
-        counted=bool(request.environ.get(COUNTED)),
-    )
-    settings = current_app.config["MODELPORT"]
-    if request.mimetype == "text/csv":
-        call.channel = Source.CSV
-        return _csv_answer(prediction.predict_csv(call, _csv_body))
-    result = prediction.predict(
-        call, lambda _served: _read_predict_body(), max_rows=settings["MAX_BATCH_ROWS"]
-    )
-    if _wants_csv():
-        return _csv_response(result)
-    return _json_response(result)
-
-
-_PREDICT_DOC = {
-    "security": PREDICT_SECURITY,
-    "requestBody": PREDICT_REQUEST,
-}
-
-
-@blp.post("/models/<ref>/predict")
-@token_scope(Scope.PREDICT.value)
-@prediction_limit
-@blp.doc_only(
-    blp.response(
-        200,
-        PredictResponseSchema,
-        content_type="application/json",
-        description="JSON; or text/csv with Accept: text/csv or a CSV body",
-    ),
-    blp.errors(404, 406, 413, 415, 422, 503),
-    blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema)),
-)
-def predict(ref: str) -> Response:
-    """Predict with a model: ``name`` (champion alias, else newest) or ``name@alias``."""
-    name, _, alias = ref.partition("@")
-    return _predict(name, alias=alias or None)
-
-
-@blp.post("/models/<name>/versions/<int:number>/predict")
-@token_scope(Scope.PREDICT.value)
-@prediction_limit
-@blp.doc_only(
-    blp.response(200, PredictResponseSchema, content_type="application/json"),
-    blp.errors(404, 406, 413, 415, 422, 503),
-    blp.doc(**_PREDICT_DOC, responses=csv_200(PredictResponseSchema)),
-)
-def predict_version(name: str, number: int) -> Response:
-    """Predict with one version of a model."""
-    if number > MAX_ID:
-        raise ApiError(404, "model_not_found", f"{name} has no version {number}.")
-    return _predict(name, version=number)
-
-
-__all__ = ["blp", "inputs_from_body", "prediction_json"]
