@@ -44,8 +44,9 @@ bench: bench-db bench-serving
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
 
+# BASELINE=<commit>: also serve the hot-path rows with that commit's code, side by side.
 bench-serving: install
-	$(BIN)/python bench/serving.py $(SERVING_BENCH_ARGS)
+	$(BIN)/python bench/serving.py $(if $(BASELINE),--baseline $(BASELINE)) $(SERVING_BENCH_ARGS)
 
 # dist/modelport-*.whl; it carries the migrations, so `modelport db upgrade` works wherever
 # it is installed (tests/test_packaging.py). build/ goes first: setuptools would ship files

@@ -17,6 +17,11 @@ over a connection it keeps open in autocommit mode, and answers once PostgreSQL 
 committed it. No model, no validation, no authentication, no SQLAlchemy: what is left is
 the INSERT's round trip and the database's own work. Its database is
 ``MODELPORT_BENCH_DURABLE_URL`` (a libpq URL).
+
+``modelport_app()`` is Modelport's own ``create_app()``, unchanged, from whichever checkout
+is first on the server's ``sys.path``; it writes where that package was imported from to
+``MODELPORT_BENCH_SOURCE_FILE`` and refuses to start when it is not under
+``MODELPORT_BENCH_SOURCE_ROOT``, so that a row said to measure one commit measures it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from flask import Flask, abort, request
 
 ARTIFACTS_VARIABLE = "MODELPORT_BENCH_ARTIFACTS"
 DURABLE_VARIABLE = "MODELPORT_BENCH_DURABLE_URL"
+SOURCE_FILE_VARIABLE = "MODELPORT_BENCH_SOURCE_FILE"
+SOURCE_ROOT_VARIABLE = "MODELPORT_BENCH_SOURCE_ROOT"
 DURABLE_INSERT = (
     "INSERT INTO predictions (request_id, model_name, version_number, runtime, source, status, "
     "row_count, latency_ms, inputs, outputs, truncated, created_at) VALUES (%(request_id)s, "
@@ -52,6 +59,19 @@ def hello_app() -> Flask:
         return {"ok": True}
 
     return app
+
+
+def modelport_app() -> Any:
+    """Modelport's WSGI app, after checking which checkout it comes from."""
+    import modelport
+
+    source = Path(modelport.__file__).resolve()
+    if os.environ.get(SOURCE_FILE_VARIABLE):
+        Path(os.environ[SOURCE_FILE_VARIABLE]).write_text(str(source))
+    root = os.environ.get(SOURCE_ROOT_VARIABLE)
+    if root and not source.is_relative_to(Path(root).resolve()):
+        raise RuntimeError(f"modelport was imported from {source}, not from under {root}")
+    return modelport.create_app()
 
 
 def _load(path: Path) -> Any:
