@@ -464,8 +464,18 @@ def measure(
     headers: Callable[[Endpoint], dict[str, str]],
     args: argparse.Namespace,
     generator: str,
+    *,
+    order: Callable[[list[Endpoint], int], list[Endpoint]] | None = None,
+    probe: Callable[[Endpoint], Callable[[LoadResult], None] | None] | None = None,
 ) -> None:
-    """Warm every endpoint up, then measure each in turn, ``args.runs`` rounds."""
+    """Warm every endpoint up, then measure each in turn, ``args.runs`` rounds.
+
+    ``headers`` gives each endpoint's extra request headers. ``order`` gives the order of
+    each round (``round_order`` unless given). ``probe``, when given, is called just before
+    each measurement at ``args.connections`` connections and may return a function that
+    is called with its result just after it (bench/group_commit.py reads the database's
+    figures so).
+    """
 
     def load(endpoint: Endpoint, duration: float, connections: int) -> LoadResult:
         return run_load(
@@ -475,18 +485,21 @@ def measure(
             method=endpoint.method,
             body=endpoint.body,
             generator=generator,
-            headers=headers(endpoint) if endpoint.modelport else None,
+            headers=headers(endpoint) or None,
         )
 
     for endpoint in endpoints:
         load(endpoint, args.warmup, args.connections)
     for round_number in range(1, args.runs + 1):
-        for endpoint in round_order(endpoints, round_number):
+        for endpoint in (order or round_order)(endpoints, round_number):
             # CPU per request is what req/s hides on a machine that does other work too: a
             # process preempted by something else uses no CPU while it waits.
             cpu_before = server_cpu_seconds(bases[endpoint.server])
+            after = probe(endpoint) if probe else None
             many = load(endpoint, args.duration, args.connections)
             cpu_after = server_cpu_seconds(bases[endpoint.server])
+            if after is not None:
+                after(many)
             if cpu_before is not None and cpu_after is not None and many.requests:
                 endpoint.cpu_ms.append((cpu_after - cpu_before) / many.requests * 1000)
             one = load(endpoint, args.single_duration, 1)
@@ -840,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: modelport from {path.read_text()}", file=sys.stderr)
 
         def headers(endpoint: Endpoint) -> dict[str, str]:
+            if not endpoint.modelport:
+                return {}
             return {"Authorization": f"Bearer {tokens.get(endpoint.server, token)}"}
 
         for endpoint in endpoints:
