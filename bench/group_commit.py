@@ -88,7 +88,7 @@ class Row:
     # Filled in while measuring, one per round at 16 connections:
     database_cpu_ms: list[float] = field(default_factory=list)
     per_commit: list[float] = field(default_factory=list)
-    sessions: int = 0  # connections to its database opened while measuring
+    ended: int = 0  # backends of its database that ended while measured
 
 
 def build_rows(threads: int) -> list[Row]:
@@ -169,12 +169,12 @@ def describe_server(row: Row) -> str:
 # ---- the database's side -------------------------------------------------------------------
 
 
-def backend_cpu_seconds(database: str, exclude: int) -> float:
-    """User + system CPU seconds used so far by the PostgreSQL backends connected to
+def backend_cpu_seconds(database: str, exclude: int) -> dict[int, float]:
+    """User + system CPU seconds used so far by each PostgreSQL backend connected to
     ``database`` (their process titles name it), except the backend ``exclude`` (ours)."""
     ticks = os.sysconf("SC_CLK_TCK")
     marker = f" {database} ".encode()
-    total = 0.0
+    used = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == exclude:
             continue
@@ -185,8 +185,17 @@ def backend_cpu_seconds(database: str, exclude: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+@dataclass
+class Mark:
+    """A row's database just before a measurement."""
+
+    last_id: int
+    sessions: int
+    cpu: dict[int, float] | None  # by backend, when PostgreSQL runs on this machine
 
 
 class Watcher:
@@ -207,23 +216,27 @@ class Watcher:
             "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()[0]
 
-    def start(self) -> tuple[int, int, float | None]:
+    def start(self) -> Mark:
         last = self.connection.execute("SELECT coalesce(max(id), 0) FROM predictions").fetchone()
         cpu = backend_cpu_seconds(self.name, self.pid) if self.local else None
-        return last[0], self.sessions(), cpu
+        return Mark(last[0], self.sessions(), cpu)
 
-    def finish(self, started: tuple[int, int, float | None], requests: int, row: Row) -> None:
-        last, sessions, cpu = started
-        if cpu is not None and requests:
-            used = backend_cpu_seconds(self.name, self.pid) - cpu
+    def finish(self, mark: Mark, requests: int, row: Row) -> None:
+        if mark.cpu is not None and requests:
+            now = backend_cpu_seconds(self.name, self.pid)
+            used = sum(seconds - mark.cpu.get(pid, 0.0) for pid, seconds in now.items())
             row.database_cpu_ms.append(used / requests * 1000)
+            # Backends that ended meanwhile took their CPU time along: those there before
+            # and gone now, and those opened since (the statistics' count) and gone too.
+            opened = self.sessions() - mark.sessions
+            row.ended += len(mark.cpu.keys() - now.keys())
+            row.ended += max(0, opened - len(now.keys() - mark.cpu.keys()))
         records, commits = self.connection.execute(
-            "SELECT count(*), count(DISTINCT xmin::text) FROM predictions WHERE id > %s", (last,)
+            "SELECT count(*), count(DISTINCT xmin::text) FROM predictions WHERE id > %s",
+            (mark.last_id,),
         ).fetchone()
         if commits:
             row.per_commit.append(records / commits)
-        # A backend that ends before the measurement does takes its CPU time along.
-        row.sessions += self.sessions() - sessions
 
     def close(self) -> None:
         self.connection.close()
@@ -257,15 +270,14 @@ def table(rows: list[Row], endpoints: dict[str, Endpoint]) -> str:
             f"| {endpoint.median('p99_ms'):.1f} | {rate / hello:.2f}× "
             f"| {endpoint.median('p50_ms', endpoint.single):.2f} "
             f"| {median(endpoint.cpu_ms, 2)} | {median(row.database_cpu_ms, 2)}"
-            f"{' †' if row.sessions else ''} | {median(row.per_commit, 1)} | {endpoint.errors} |"
+            f"{' †' if row.ended else ''} | {median(row.per_commit, 1)} | {endpoint.errors} |"
         )
-        churned = churned or bool(row.sessions)
+        churned = churned or bool(row.ended)
     if churned:
         lines += [
             "",
-            "† Connections to the row's database were opened while it was measured (the "
-            "server's pool opened and closed some): backends that ended meanwhile are not "
-            "counted, so its PostgreSQL CPU is too low.",
+            "† Backends serving the row's database ended while it was measured (its server "
+            "closed connections): their CPU time went with them, so the figure is too low.",
         ]
     return "\n".join(lines)
 
