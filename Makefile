@@ -49,7 +49,7 @@ bench-serving: install
 	$(BIN)/python bench/serving.py $(if $(BASELINE),--baseline $(BASELINE)) $(SERVING_BENCH_ARGS)
 
 # Durable records on PostgreSQL: the worker's group commit against its alternatives
-# (docs/adr/0001-group-commit.md). Not part of `make bench`: about 8 minutes.
+# (docs/adr/0001-group-commit.md). Not part of `make bench`: about 10 minutes.
 bench-group-commit: install
 	$(BIN)/python bench/group_commit.py $(GROUP_COMMIT_BENCH_ARGS)
 
