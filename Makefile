@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench bench-db bench-serving bench-csv install migrate demo wheel requirements translations clean
+.PHONY: run test lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ bench: bench-db bench-serving bench-csv
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
 
+# BASELINE=<commit>: also serve the hot-path rows with that commit's code, side by side.
 bench-serving: install
-	$(BIN)/python bench/serving.py $(SERVING_BENCH_ARGS)
+	$(BIN)/python bench/serving.py $(if $(BASELINE),--baseline $(BASELINE)) $(SERVING_BENCH_ARGS)
+
+# Durable records on PostgreSQL: the worker's group commit against its alternatives
+# (docs/adr/0001-group-commit.md). Not part of `make bench`: about 10 minutes.
+bench-group-commit: install
+	$(BIN)/python bench/group_commit.py $(GROUP_COMMIT_BENCH_ARGS)
 
 # dist/modelport-*.whl; it carries the migrations, so `modelport db upgrade` works wherever
 # it is installed (tests/test_packaging.py). build/ goes first: setuptools would ship files

@@ -55,12 +55,17 @@ def gunicorn(
     ready_path: str = "/health",
     startup_timeout: float = 30.0,
     config: str | None = None,
+    options: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> Iterator[str]:
     """Serve ``app`` (a gunicorn app spec importable from bench/) and yield its base URL.
 
     ``config`` is a gunicorn config (``python:modelport.ops.gunicorn_conf``); the worker
     count, the address and the log settings given here override it. Without one the
-    workers are gunicorn's sync workers.
+    workers are gunicorn's sync workers. ``options`` are more gunicorn options, which
+    override the config too (``--worker-class gthread --threads 8``). ``cwd`` is the
+    folder gunicorn starts in, first on its ``sys.path`` (``python -m`` puts it there):
+    a checkout of another commit, say, whose package must be the one imported.
     """
     port = free_port()
     command = [
@@ -69,6 +74,7 @@ def gunicorn(
         "gunicorn",
         # The config's worker class (the product's), else gunicorn's sync worker.
         *(["--config", config] if config else ["--worker-class", "sync"]),
+        *options,
         "--workers",
         str(workers),
         "--bind",
@@ -94,6 +100,7 @@ def gunicorn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=cwd,
         )
     try:
         base_url = f"http://127.0.0.1:{port}"

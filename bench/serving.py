@@ -17,12 +17,19 @@ access log off), loopback, wrk:
 Each endpoint is measured at 16 connections (req/s, p50, p99, and the server's CPU time per
 request from /proc) and at one connection (p50: the latency of one request). Endpoints take
 turns within each round; the median of the rounds is shown, with ratios to hello-world from
-the same run, then the acceptance checks of issue 3 as PASS/FAIL lines (informational: the
-exit status is non-zero only when requests failed). docs/benchmarks.md ("Serving") explains it.
+the same run, then the current goals as PASS/FAIL lines (informational: the exit status is
+non-zero only when requests failed). docs/benchmarks.md ("Serving") explains it.
+
+With ``--baseline REF`` the LR rows "recording off (SQLite)" and "recording on, PostgreSQL"
+are also served by the code of commit REF, checked out into a temporary ``git worktree``
+(removed at the end): its gunicorn config, worker and app, first on the server's sys.path,
+in the same virtualenv, each on a fresh database that REF's own code migrated and set up.
+The two sides alternate within each round (5 rounds by default), and a second table and
+two more PASS/FAIL lines compare the server's CPU per request with REF's.
 
     .venv/bin/python bench/serving.py [--quick] [--duration 5] [--single-duration 3]
         [--runs 3] [--warmup 2] [--connections 16] [--postgres URL | --no-postgres]
-        [--generator auto|wrk|python]
+        [--generator auto|wrk|python] [--baseline REF]
 
 The models are trained here from scikit-learn's bundled iris data and registered through the
 registry service into fresh databases in a temporary folder: a SQLite file, and a new
@@ -43,14 +50,15 @@ import secrets
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +70,12 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
 from server import gunicorn  # noqa: E402
-from serving_apps import ARTIFACTS_VARIABLE, DURABLE_VARIABLE  # noqa: E402
+from serving_apps import (  # noqa: E402
+    ARTIFACTS_VARIABLE,
+    DURABLE_VARIABLE,
+    SOURCE_FILE_VARIABLE,
+    SOURCE_ROOT_VARIABLE,
+)
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 GUNICORN_CONFIG = "python:modelport.ops.gunicorn_conf"
@@ -77,10 +90,17 @@ MODELS = {
 BENCH_EMAIL = "bench@example.com"
 # Far above what two workers can serve: the per-user budget must not cut the run short.
 USER_LIMIT = "100000000 per minute"
+# The current goals (issue 3's, raised since): PASS/FAIL lines, informational.
 ACCEPTANCE = {
-    "off": 0.60,  # recording off, vs hello-world
-    "postgres": 0.35,  # durable recording on PostgreSQL, vs hello-world
+    "off": 0.80,  # recording off, vs hello-world
+    "postgres": 0.50,  # durable recording on PostgreSQL, vs hello-world
     "single_ms": 2.0,  # random forest p50 at one connection, SQLite, recording on
+    "baseline": 1.05,  # --baseline: server CPU per request, at most this × the baseline's
+}
+# --baseline REF: the rows served by REF's code too, next to this checkout's.
+BASELINE_ROWS = {
+    "off-iris": ("ref-off", "recording off"),
+    "postgres-iris": ("ref-postgres", "durable on PostgreSQL"),
 }
 
 
@@ -100,6 +120,7 @@ class Endpoint:
     single: list[LoadResult] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)  # server CPU per request, 16 connections
     runtime: str = ""
+    baseline_of: str | None = None  # --baseline: the key of this checkout's row it mirrors
 
     def median(self, field_name: str, runs: list[LoadResult] | None = None) -> float:
         return statistics.median(getattr(run, field_name) for run in (runs or self.runs))
@@ -225,6 +246,87 @@ def create_postgres_database(server_url: str) -> tuple[str, str, Callable[[], No
     return url, version, drop
 
 
+# ---- another commit's code (--baseline) ----------------------------------------------------
+
+REPOSITORY = BENCH_DIR.parent
+
+
+def git(*arguments: str) -> str:
+    """Run git in this checkout; its output, stripped."""
+    completed = subprocess.run(
+        ["git", "-C", str(REPOSITORY), *arguments], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"git {' '.join(arguments)}: {completed.stderr.strip()}")
+    return completed.stdout.strip()
+
+
+def describe_checkout() -> str:
+    """This checkout's commit, short, and whether tracked files differ from it."""
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{head}+changes" if dirty else head
+
+
+@contextmanager
+def baseline_tree(ref: str, folder: Path) -> Iterator[tuple[Path, str]]:
+    """``ref`` checked out into a temporary detached worktree under ``folder``: its path and
+    short hash. The worktree is removed again at the end, also on Ctrl-C."""
+    commit = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    short = git("rev-parse", "--short", commit)
+    tree = folder / f"baseline-{short}"
+    git("worktree", "add", "--detach", str(tree), commit)
+    try:
+        yield tree, short
+    finally:
+        try:
+            git("worktree", "remove", "--force", str(tree))
+        except RuntimeError as error:
+            print(f"could not remove the worktree {tree}: {error}", file=sys.stderr)
+
+
+def prepare_in(tree: Path, env: dict[str, str], artifacts: dict[str, Path], folder: Path) -> str:
+    """``prepare_database`` run by the code of the checkout ``tree``, in a process of its own
+    with ``tree`` first on ``sys.path``: that commit's migrations, registry and tokens.
+    Returns the token."""
+    spec = folder / "prepare.json"
+    token_file = folder / "token.txt"
+    spec.write_text(
+        json.dumps(
+            {
+                "env": env,
+                "artifacts": {name: str(path) for name, path in artifacts.items()},
+                "root": str(tree),
+                "token_file": str(token_file),
+            }
+        )
+    )
+    subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--prepare", str(spec)],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,
+        check=True,
+    )
+    return token_file.read_text()
+
+
+def prepare_from_spec(spec_path: str) -> int:
+    """The other end of ``prepare_in``: set up one database with the code imported here."""
+    import modelport
+    from modelport.serving.demo import demo_dataset
+
+    spec = json.loads(Path(spec_path).read_text())
+    source = Path(modelport.__file__).resolve()
+    if not source.is_relative_to(Path(spec["root"]).resolve()):
+        print(f"modelport came from {source}, not from {spec['root']}", file=sys.stderr)
+        return 1
+    features, _target = demo_dataset("iris")
+    artifacts = {name: Path(path) for name, path in spec["artifacts"].items()}
+    token = prepare_database(spec["env"], artifacts, features)
+    Path(spec["token_file"]).write_text(token)
+    return 0
+
+
 # ---- measuring -----------------------------------------------------------------------------
 
 
@@ -281,8 +383,9 @@ def check_endpoint(endpoint: Endpoint, base: str, headers: dict[str, str]) -> No
         endpoint.runtime = "sklearn"
 
 
-def build_endpoints(postgres: bool) -> list[Endpoint]:
-    """The table's rows, in order."""
+def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoint]:
+    """The table's rows, in order; with ``baseline`` (a short commit hash), each row of
+    ``BASELINE_ROWS`` is followed by the same row served by that commit's code."""
     rows = [Endpoint("hello", "Flask hello-world", "hello", "/hello", method="GET")]
     if postgres:
         rows.append(
@@ -328,7 +431,31 @@ def build_endpoints(postgres: bool) -> list[Endpoint]:
                     record=record,
                 )
             )
+            if baseline and rows[-1].key in BASELINE_ROWS:
+                rows.append(
+                    Endpoint(
+                        f"ref-{server}-{name}",
+                        f"{short}: Modelport at {baseline}, {words}",
+                        BASELINE_ROWS[rows[-1].key][0],
+                        f"/api/v1/models/{name}/predict",
+                        body=BODY,
+                        modelport=True,
+                        record=record,
+                        baseline_of=rows[-1].key,
+                    )
+                )
     return rows
+
+
+def round_order(endpoints: list[Endpoint], round_number: int) -> list[Endpoint]:
+    """The order of one round: as listed, except that in every second round a baseline row
+    goes before the row it mirrors, so that neither side is always measured first."""
+    order = list(endpoints)
+    if round_number % 2 == 0:
+        for index, endpoint in enumerate(order):
+            if endpoint.baseline_of and index and order[index - 1].key == endpoint.baseline_of:
+                order[index - 1], order[index] = endpoint, order[index - 1]
+    return order
 
 
 def measure(
@@ -337,8 +464,18 @@ def measure(
     headers: Callable[[Endpoint], dict[str, str]],
     args: argparse.Namespace,
     generator: str,
+    *,
+    order: Callable[[list[Endpoint], int], list[Endpoint]] | None = None,
+    probe: Callable[[Endpoint], Callable[[LoadResult], None] | None] | None = None,
 ) -> None:
-    """Warm every endpoint up, then measure each in turn, ``args.runs`` rounds."""
+    """Warm every endpoint up, then measure each in turn, ``args.runs`` rounds.
+
+    ``headers`` gives each endpoint's extra request headers. ``order`` gives the order of
+    each round (``round_order`` unless given). ``probe``, when given, is called just before
+    each measurement at ``args.connections`` connections and may return a function that
+    is called with its result just after it (bench/group_commit.py reads the database's
+    figures so).
+    """
 
     def load(endpoint: Endpoint, duration: float, connections: int) -> LoadResult:
         return run_load(
@@ -348,18 +485,21 @@ def measure(
             method=endpoint.method,
             body=endpoint.body,
             generator=generator,
-            headers=headers(endpoint) if endpoint.modelport else None,
+            headers=headers(endpoint) or None,
         )
 
     for endpoint in endpoints:
         load(endpoint, args.warmup, args.connections)
     for round_number in range(1, args.runs + 1):
-        for endpoint in endpoints:
+        for endpoint in (order or round_order)(endpoints, round_number):
             # CPU per request is what req/s hides on a machine that does other work too: a
             # process preempted by something else uses no CPU while it waits.
             cpu_before = server_cpu_seconds(bases[endpoint.server])
+            after = probe(endpoint) if probe else None
             many = load(endpoint, args.duration, args.connections)
             cpu_after = server_cpu_seconds(bases[endpoint.server])
+            if after is not None:
+                after(many)
             if cpu_before is not None and cpu_after is not None and many.requests:
                 endpoint.cpu_ms.append((cpu_after - cpu_before) / many.requests * 1000)
             one = load(endpoint, args.single_duration, 1)
@@ -400,8 +540,41 @@ def table(endpoints: list[Endpoint]) -> str:
     return "\n".join(lines)
 
 
-def acceptance(endpoints: list[Endpoint]) -> list[str]:
-    """Issue 3's acceptance checks as PASS/FAIL lines (SKIP when a row was not measured)."""
+def baseline_table(endpoints: list[Endpoint], head: str, ref: str) -> str:
+    """--baseline: server CPU per request of this checkout's rows against the baseline's."""
+    by_key = {endpoint.key: endpoint for endpoint in endpoints}
+    lines = [
+        f"| LR predict, hot path | server CPU ms/request, {head} (median, range) "
+        f"| server CPU ms/request, {ref} (median, range) | {head} / {ref} "
+        f"| per round | req/s, {head} | req/s, {ref} |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for endpoint in endpoints:
+        if not endpoint.baseline_of:
+            continue
+        ours = by_key[endpoint.baseline_of]
+        if not (ours.cpu_ms and endpoint.cpu_ms):
+            continue
+        rounds = [a / b for a, b in zip(ours.cpu_ms, endpoint.cpu_ms, strict=True)]
+        lines.append(
+            f"| {BASELINE_ROWS[ours.key][1]} "
+            f"| {statistics.median(ours.cpu_ms):.3f} ({min(ours.cpu_ms):.3f}–{max(ours.cpu_ms):.3f}) "
+            f"| {statistics.median(endpoint.cpu_ms):.3f} "
+            f"({min(endpoint.cpu_ms):.3f}–{max(endpoint.cpu_ms):.3f}) "
+            f"| {baseline_ratio(ours, endpoint):.3f}× | {min(rounds):.2f}–{max(rounds):.2f}× "
+            f"| {ours.median('requests_per_second'):,.0f} "
+            f"| {endpoint.median('requests_per_second'):,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def baseline_ratio(ours: Endpoint, theirs: Endpoint) -> float:
+    """This checkout's median server CPU per request over the baseline's."""
+    return statistics.median(ours.cpu_ms) / statistics.median(theirs.cpu_ms)
+
+
+def acceptance(endpoints: list[Endpoint], ref: str | None = None) -> list[str]:
+    """The current goals as PASS/FAIL lines (SKIP when a row was not measured)."""
     by_key = {endpoint.key: endpoint for endpoint in endpoints}
     hello = by_key["hello"].median("requests_per_second")
 
@@ -429,6 +602,22 @@ def acceptance(endpoints: list[Endpoint]) -> list[str]:
         f"{verdict}  RF p50 at 1 connection (SQLite, recording on) ≤ "
         f"{ACCEPTANCE['single_ms']:g} ms: {p50:.2f} ms (runtime {forest.runtime})"
     )
+    if ref is None:
+        return lines
+    limit = ACCEPTANCE["baseline"]
+    for key, (_server, words) in BASELINE_ROWS.items():
+        name = f"hot path CPU per request, {words}, ≤ {limit:.2f}× {ref}"
+        theirs = by_key.get(f"ref-{key}")
+        ours = by_key.get(key)
+        if theirs is None or ours is None or not (ours.cpu_ms and theirs.cpu_ms):
+            lines.append(f"SKIP  {name}: not measured")
+            continue
+        ratio = baseline_ratio(ours, theirs)
+        verdict = "PASS" if ratio <= limit else "FAIL"
+        lines.append(
+            f"{verdict}  {name}: {ratio:.3f}× ({statistics.median(ours.cpu_ms):.3f} against "
+            f"{statistics.median(theirs.cpu_ms):.3f} ms)"
+        )
     return lines
 
 
@@ -490,17 +679,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--single-duration", type=int, default=None, help="seconds at one connection (3)"
     )
-    parser.add_argument("--runs", type=int, default=None, help="rounds; medians shown (3)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="rounds; medians shown (3; 5 with --baseline)"
+    )
     parser.add_argument("--warmup", type=int, default=None, help="warm-up seconds (2)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--postgres", default=None, help="PostgreSQL server URL (SQLAlchemy)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
     parser.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also serve the LR rows 'recording off' and 'recording on, PostgreSQL' with the "
+        "code of this commit (a temporary git worktree), and compare server CPU per request",
+    )
+    # Internal: the set-up of a database by another checkout's code (prepare_in).
+    parser.add_argument("--prepare", metavar="SPEC", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     defaults = (
         {"duration": 2, "single_duration": 1, "runs": 1, "warmup": 1}
         if args.quick
-        else {"duration": 5, "single_duration": 3, "runs": 3, "warmup": 2}
+        else {
+            "duration": 5,
+            "single_duration": 3,
+            "runs": 5 if args.baseline else 3,
+            "warmup": 2,
+        }
     )
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -512,6 +717,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.prepare:
+        return prepare_from_spec(args.prepare)
     # SIGTERM unwinds like Ctrl-C, so every gunicorn is stopped and the database dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -530,8 +737,22 @@ def main(argv: list[str] | None = None) -> int:
     clean_environ()
     secret = secrets.token_urlsafe(48)
     notes: list[str] = []
+    head = ref = None
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mp-serving-")))
+        if args.baseline:
+            head = describe_checkout()
+            try:
+                ref_tree, ref = stack.enter_context(baseline_tree(args.baseline, workdir))
+            except RuntimeError as error:
+                print(f"--baseline {args.baseline}: {error}", file=sys.stderr)
+                return 2
+            notes.append(
+                f"Baseline: rows 'Modelport at {ref}' run the code of commit {ref} (a temporary "
+                f"git worktree, first on the server's sys.path, its own gunicorn config and "
+                f"migrations, the same virtualenv); the other Modelport rows run this "
+                f"checkout, {head}"
+            )
         print("training the models and preparing the databases", file=sys.stderr, flush=True)
         artifacts, features = train_models(workdir)
         sqlite_url = f"sqlite:///{workdir / 'bench.db'}"
@@ -540,6 +761,19 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite": modelport_env(sqlite_url, workdir, record=True, secret=secret),
         }
         token = prepare_database(envs["sqlite"], artifacts, features)
+        # The databases with a user and token of their own: server → token.
+        tokens: dict[str, str] = {}
+        # Where the Modelport servers of another checkout run from: server → tree.
+        trees: dict[str, Path] = {}
+        if ref:
+            refdir = workdir / "baseline"
+            refdir.mkdir()
+            env = modelport_env(
+                f"sqlite:///{refdir / 'bench.db'}", refdir, record=False, secret=secret
+            )
+            envs["ref-off"] = env
+            tokens["ref-off"] = prepare_in(ref_tree, env, artifacts, refdir)
+            trees["ref-off"] = ref_tree
         pg_version = None
         if args.no_postgres:
             notes.append("PostgreSQL rows skipped (--no-postgres)")
@@ -559,9 +793,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 stack.callback(drop)
                 envs["postgres"] = modelport_env(pg_url, workdir, record=True, secret=secret)
-                pg_token = prepare_database(envs["postgres"], artifacts, features)
+                tokens["postgres"] = prepare_database(envs["postgres"], artifacts, features)
                 envs["postgres-one"] = envs["postgres"] | {"MODELPORT_WORKER_GROUP": "1"}
-        endpoints = build_endpoints("postgres" in envs)
+                tokens["postgres-one"] = tokens["postgres"]
+                if ref:
+                    ref_url, _version, ref_drop = create_postgres_database(server_url)
+                    stack.callback(ref_drop)
+                    env = modelport_env(ref_url, refdir, record=True, secret=secret)
+                    envs["ref-postgres"] = env
+                    tokens["ref-postgres"] = prepare_in(ref_tree, env, artifacts, refdir)
+                    trees["ref-postgres"] = ref_tree
+        endpoints = build_endpoints("postgres" in envs, ref)
 
         print(f"starting the servers ({generator_label})", file=sys.stderr, flush=True)
         bases = {}
@@ -572,7 +814,10 @@ def main(argv: list[str] | None = None) -> int:
                 {ARTIFACTS_VARIABLE: ";".join(f"{n}={p}" for n, p in artifacts.items())},
                 "/health",
             ),
-            **{name: ("modelport:create_app()", env, "/healthz") for name, env in envs.items()},
+            **{
+                name: ("serving_apps:modelport_app()", env, "/healthz")
+                for name, env in envs.items()
+            },
         }
         if "postgres" in envs:
             libpq_url = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -581,7 +826,16 @@ def main(argv: list[str] | None = None) -> int:
                 {DURABLE_VARIABLE: libpq_url},
                 "/health",
             )
+        sources: dict[str, Path] = {}
         for name, (spec, env, ready) in apps.items():
+            tree = trees.get(name)
+            if spec == "serving_apps:modelport_app()":
+                # Which checkout's modelport each server imported, checked by the server.
+                sources[name] = workdir / f"source-{name}.txt"
+                env = env | {SOURCE_FILE_VARIABLE: str(sources[name])}
+                if ref:
+                    root = tree or REPOSITORY
+                    env = env | {"PYTHONPATH": str(root), SOURCE_ROOT_VARIABLE: str(root)}
             bases[name] = stack.enter_context(
                 gunicorn(
                     spec,
@@ -591,12 +845,16 @@ def main(argv: list[str] | None = None) -> int:
                     ready_path=ready,
                     config=GUNICORN_CONFIG,
                     startup_timeout=60,
+                    cwd=tree,
                 )
             )
-        # The PostgreSQL database has its own user and token.
-        tokens = {"postgres": pg_token, "postgres-one": pg_token} if "postgres" in envs else {}
+        if ref:
+            for name, path in sources.items():
+                print(f"  {name}: modelport from {path.read_text()}", file=sys.stderr)
 
         def headers(endpoint: Endpoint) -> dict[str, str]:
+            if not endpoint.modelport:
+                return {}
             return {"Authorization": f"Bearer {tokens.get(endpoint.server, token)}"}
 
         for endpoint in endpoints:
@@ -614,8 +872,8 @@ def main(argv: list[str] | None = None) -> int:
         *machine(pg_version, load_before),
         f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} workers of its "
         "class (`modelport.ops.worker.GroupWorker`, MODELPORT_WORKER_GROUP 8 unless the row "
-        "says otherwise), access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, a Bearer token "
-        f"(scope predict), PREDICT_LIMIT_USER={USER_LIMIT!r}",
+        "says otherwise), access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, "
+        f"a Bearer token (scope predict), PREDICT_LIMIT_USER={USER_LIMIT!r}",
         f"- Load: {generator_label}; {args.warmup} s warm-up per endpoint, {args.runs} "
         "interleaved rounds, medians shown; body: one iris row as JSON",
         f"- Command: `{command.strip()}` (took {time.monotonic() - started:.0f} s)",
@@ -623,7 +881,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         table(endpoints),
         "",
-        *acceptance(endpoints),
+        *([baseline_table(endpoints, head, ref), ""] if ref else []),
+        *acceptance(endpoints, ref),
         "",
     ]
     text_out = "\n".join(report)
