@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from modelport.application import Modelport
-from modelport.config import flask_config, read_settings
+from modelport.config import flask_config, read_settings, typed_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # Inside the package, so that an installed wheel can migrate a database too.
@@ -30,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         )
     instance = Path(settings["INSTANCE_PATH"] or Path.cwd() / "instance").resolve()
     app = Modelport(__name__, instance_path=str(instance), instance_relative_config=False)
+    app.settings = typed_settings(settings)
     app.config.from_mapping(flask_config(settings, instance))
     instance.mkdir(parents=True, exist_ok=True)
 

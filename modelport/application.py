@@ -12,6 +12,8 @@ from flask import Flask, Request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
+from modelport.config import Settings
+
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
@@ -70,6 +72,8 @@ class Modelport(Flask):
     """
 
     request_class = ModelportRequest
+    # Every MODELPORT_* setting, typed (``config.current_settings()`` reads it).
+    settings: Settings
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if type(func) is FunctionType and not func.__code__.co_flags & _ASYNC_FLAGS:

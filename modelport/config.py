@@ -12,11 +12,12 @@ import os
 import secrets
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy.engine import make_url
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -42,171 +43,139 @@ class Setting:
     cast: type = str
 
 
-# The single list of settings: config loading and docs/configuration.md both come from it.
-SETTINGS: tuple[Setting, ...] = (
-    Setting("ENV", "development", "development | testing | production."),
-    Setting(
-        "SECRET_KEY",
+def _setting(default: str, help: str) -> Any:  # noqa: A002 - the help text
+    """A field of ``Settings``: its environment default (as text) and what it means."""
+    return field(metadata={"default": default, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, typed: the single list of them. ``MODELPORT_<NAME>`` sets ``<name>``;
+    config loading (``read_settings``), ``settings()`` and docs/configuration.md all come
+    from these fields (tests/test_docs.py keeps the doc in step)."""
+
+    env: str = _setting("development", "development | testing | production.")
+    secret_key: str = _setting(
         "",
-        "Signs sessions and e-mail links. Required in production (32+ characters); in "
-        "development a random key is created once in the instance folder.",
-    ),
-    Setting(
-        "DATABASE_URL",
+        "Signs sessions and e-mail links. Required in production (32+ characters); in development a random key is created once in the instance folder.",
+    )
+    database_url: str = _setting(
         "",
-        "SQLAlchemy URL. Empty means a SQLite file `modelport.db` in the instance folder. "
-        "PostgreSQL: `postgresql+psycopg://user:pass@host/db`; MariaDB/MySQL: "
-        "`mysql+pymysql://user:pass@host/db?charset=utf8mb4`.",
-    ),
-    Setting("DB_POOL_SIZE", "5", "Connections kept open per worker process.", int),
-    Setting("DB_MAX_OVERFLOW", "10", "Extra connections opened under load, then closed.", int),
-    Setting("DB_POOL_RECYCLE", "1800", "Seconds after which a pooled connection is replaced.", int),
-    Setting("DB_POOL_TIMEOUT", "10", "Seconds to wait for a free pooled connection.", int),
-    Setting(
-        "DB_CONNECT_TIMEOUT",
+        "SQLAlchemy URL. Empty means a SQLite file `modelport.db` in the instance folder. PostgreSQL: `postgresql+psycopg://user:pass@host/db`; MariaDB/MySQL: `mysql+pymysql://user:pass@host/db?charset=utf8mb4`.",
+    )
+    db_pool_size: int = _setting("5", "Connections kept open per worker process.")
+    db_max_overflow: int = _setting("10", "Extra connections opened under load, then closed.")
+    db_pool_recycle: int = _setting("1800", "Seconds after which a pooled connection is replaced.")
+    db_pool_timeout: int = _setting("10", "Seconds to wait for a free pooled connection.")
+    db_connect_timeout: int = _setting(
         "5",
-        "Seconds to wait for a new server connection before answering 503 (a database host "
-        "that does not answer must not hold workers). Not used for SQLite.",
-        int,
-    ),
-    Setting(
-        "DB_POOL_PRE_PING",
+        "Seconds to wait for a new server connection before answering 503 (a database host that does not answer must not hold workers). Not used for SQLite.",
+    )
+    db_pool_pre_ping: bool = _setting(
         "true",
         "Test each server connection at checkout (survives DB restarts; not used for SQLite).",
-        bool,
-    ),
-    Setting("SQLITE_BUSY_TIMEOUT_MS", "5000", "How long SQLite waits on a locked database.", int),
-    Setting(
-        "REDIS_URL",
-        "",
-        "Redis for shared rate limits (all workers see one count). Empty: in-process memory.",
-    ),
-    Setting("ARTIFACTS_DIR", "", "Where model artifacts are stored. Empty: instance/artifacts."),
-    Setting("MLFLOW_TRACKING_URI", "", "MLflow tracking server or store (optional)."),
-    Setting(
-        "ALLOW_PICKLE",
+    )
+    sqlite_busy_timeout_ms: int = _setting("5000", "How long SQLite waits on a locked database.")
+    redis_url: str = _setting(
+        "", "Redis for shared rate limits (all workers see one count). Empty: in-process memory."
+    )
+    artifacts_dir: str = _setting(
+        "", "Where model artifacts are stored. Empty: instance/artifacts."
+    )
+    mlflow_tracking_uri: str = _setting("", "MLflow tracking server or store (optional).")
+    allow_pickle: bool = _setting(
         "false",
         "Accept pickle/joblib model files. They run code when loaded: only for files you made.",
-        bool,
-    ),
-    Setting("MAX_BATCH_ROWS", "10000", "Most rows in one JSON prediction request.", int),
-    Setting("CSV_MAX_ROWS", "2000000", "Most rows in one CSV prediction upload.", int),
-    Setting(
-        "CSV_MAX_COLUMNS",
+    )
+    max_batch_rows: int = _setting("10000", "Most rows in one JSON prediction request.")
+    csv_max_rows: int = _setting("2000000", "Most rows in one CSV prediction upload.")
+    csv_max_columns: int = _setting(
         "100",
-        "Most columns a CSV prediction upload may have besides the model's own features "
-        "(passed through to the answer); more gets 413 before any row is read.",
-        int,
-    ),
-    Setting(
-        "CSV_MAX_BYTES",
-        "268435456",
-        "Largest CSV prediction upload in bytes; larger gets 413.",
-        int,
-    ),
-    Setting("UPLOAD_MAX_BYTES", "536870912", "Largest model artifact upload in bytes.", int),
-    Setting("RECORD_PREDICTIONS", "true", "Record every prediction request in the database.", bool),
-    Setting(
-        "RECORD_MAX_BYTES",
+        "Most columns a CSV prediction upload may have besides the model's own features (passed through to the answer); more gets 413 before any row is read.",
+    )
+    csv_max_bytes: int = _setting(
+        "268435456", "Largest CSV prediction upload in bytes; larger gets 413."
+    )
+    upload_max_bytes: int = _setting("536870912", "Largest model artifact upload in bytes.")
+    record_predictions: bool = _setting("true", "Record every prediction request in the database.")
+    record_max_bytes: int = _setting(
         "65536",
         "Inputs and outputs stored per record, in bytes of JSON; longer ones are cut (flagged).",
-        int,
-    ),
-    Setting(
-        "RETENTION_DAYS",
+    )
+    retention_days: int = _setting(
         "90",
         "`modelport purge` erases stored inputs and outputs older than this (0: keep forever).",
-        int,
-    ),
-    Setting(
-        "PREDICT_LIMIT_ANONYMOUS",
-        "60 per minute",
-        "Predictions per client address without signing in (public models only).",
-    ),
-    Setting(
-        "PREDICT_LIMIT_USER",
-        "6000 per minute",
-        "Prediction requests per signed-in user or token.",
-    ),
-    Setting(
-        "REGISTRY_POLL_SECONDS",
+    )
+    predict_limit_anonymous: str = _setting(
+        "60 per minute", "Predictions per client address without signing in (public models only)."
+    )
+    predict_limit_user: str = _setting(
+        "6000 per minute", "Prediction requests per signed-in user or token."
+    )
+    registry_poll_seconds: float = _setting(
+        "2", "How often each worker checks the registry for moved aliases and new versions."
+    )
+    instance_path: str = _setting(
+        "", "Instance folder (SQLite file, dev secret key). Empty: ./instance."
+    )
+    max_content_length: int = _setting("2097152", "Largest request body in bytes; larger gets 413.")
+    password_min_length: int = _setting("15", "Shortest password accepted (NIST SP 800-63B).")
+    password_max_length: int = _setting("256", "Longest password accepted.")
+    session_idle_minutes: int = _setting("30", "A session unused this long ends.")
+    session_absolute_hours: int = _setting(
+        "12", "A session ends this long after sign-in, used or not."
+    )
+    remember_days: int = _setting("14", "Lifetime of a remember-me sign-in (idle and absolute).")
+    require_email_confirmation: bool = _setting(
+        "false", "New accounts must confirm their e-mail address before they can sign in."
+    )
+    reset_token_minutes: int = _setting("60", "Lifetime of password-reset and e-mail links.")
+    token_default_scope: str = _setting("predict", "Scope of a new API token when none is given.")
+    token_cache_seconds: int = _setting(
         "2",
-        "How often each worker checks the registry for moved aliases and new versions.",
-        float,
-    ),
-    Setting(
-        "INSTANCE_PATH", "", "Instance folder (SQLite file, dev secret key). Empty: ./instance."
-    ),
-    Setting(
-        "MAX_CONTENT_LENGTH", "2097152", "Largest request body in bytes; larger gets 413.", int
-    ),
-    Setting("PASSWORD_MIN_LENGTH", "15", "Shortest password accepted (NIST SP 800-63B).", int),
-    Setting("PASSWORD_MAX_LENGTH", "256", "Longest password accepted.", int),
-    Setting("SESSION_IDLE_MINUTES", "30", "A session unused this long ends.", int),
-    Setting(
-        "SESSION_ABSOLUTE_HOURS", "12", "A session ends this long after sign-in, used or not.", int
-    ),
-    Setting("REMEMBER_DAYS", "14", "Lifetime of a remember-me sign-in (idle and absolute).", int),
-    Setting(
-        "REQUIRE_EMAIL_CONFIRMATION",
-        "false",
-        "New accounts must confirm their e-mail address before they can sign in.",
-        bool,
-    ),
-    Setting("RESET_TOKEN_MINUTES", "60", "Lifetime of password-reset and e-mail links.", int),
-    Setting("TOKEN_DEFAULT_SCOPE", "predict", "Scope of a new API token when none is given."),
-    Setting(
-        "TOKEN_CACHE_SECONDS",
-        "2",
-        "Prediction calls may reuse a token this worker checked this many seconds ago (0: "
-        "check the database every time). Other endpoints always check.",
-        int,
-    ),
-    Setting(
-        "LOGIN_LIMIT_ACCOUNT",
+        "Prediction calls may reuse a token this worker checked this many seconds ago (0: check the database every time). Other endpoints always check.",
+    )
+    login_limit_account: str = _setting(
+        "10 per 15 minutes", "Failed sign-ins allowed per account before 429 (any client address)."
+    )
+    login_limit_device: str = _setting(
         "10 per 15 minutes",
-        "Failed sign-ins allowed per account before 429 (any client address).",
-    ),
-    Setting(
-        "LOGIN_LIMIT_DEVICE",
-        "10 per 15 minutes",
-        "Failed sign-ins allowed per device cookie: a browser that signed in to the account "
-        "before is counted by this instead of the account's limit.",
-    ),
-    Setting("LOGIN_LIMIT_IP", "50 per 15 minutes", "Failed sign-ins allowed per client address."),
-    Setting("SIGNUP_LIMIT", "10 per hour", "Sign-ups and reset requests per client address."),
-    Setting("RATELIMIT_DEFAULT", "", "Default limit for every route (empty: none)."),
-    Setting(
-        "PROXY_HOPS",
+        "Failed sign-ins allowed per device cookie: a browser that signed in to the account before is counted by this instead of the account's limit.",
+    )
+    login_limit_ip: str = _setting(
+        "50 per 15 minutes", "Failed sign-ins allowed per client address."
+    )
+    signup_limit: str = _setting("10 per hour", "Sign-ups and reset requests per client address.")
+    ratelimit_default: str = _setting("", "Default limit for every route (empty: none).")
+    proxy_hops: int = _setting(
         "0",
-        "Reverse proxies in front; X-Forwarded-* trusted from this many. The shipped nginx "
-        "config (`deploy/nginx`) is one. Never set it without that many proxies in front: a "
-        "client could then choose its own address and escape rate limits.",
-        int,
-    ),
-    Setting(
-        "REQUEST_HEAD_TIMEOUT",
+        "Reverse proxies in front; X-Forwarded-* trusted from this many. The shipped nginx config (`deploy/nginx`) is one. Never set it without that many proxies in front: a client could then choose its own address and escape rate limits.",
+    )
+    request_head_timeout: float = _setting(
         "5",
-        "Seconds a connection has, from when a gunicorn worker takes it, to send its whole "
-        "request head (a deadline, not per read); then it is closed. Keeps silent or slow "
-        "clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
-        float,
-    ),
-    Setting("MAIL_SERVER", "", "SMTP host. Empty: e-mails are written to the log (development)."),
-    Setting("MAIL_PORT", "25", "SMTP port.", int),
-    Setting("MAIL_USERNAME", "", "SMTP user (optional)."),
-    Setting("MAIL_PASSWORD", "", "SMTP password (optional)."),
-    Setting("MAIL_USE_TLS", "false", "STARTTLS on the SMTP connection.", bool),
-    Setting("MAIL_SENDER", "Modelport <noreply@localhost>", "From: address of e-mails."),
-    Setting(
-        "BASE_URL",
+        "Seconds a connection has, from when a gunicorn worker takes it, to send its whole request head (a deadline, not per read); then it is closed. Keeps silent or slow clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
+    )
+    mail_server: str = _setting(
+        "", "SMTP host. Empty: e-mails are written to the log (development)."
+    )
+    mail_port: int = _setting("25", "SMTP port.")
+    mail_username: str = _setting("", "SMTP user (optional).")
+    mail_password: str = _setting("", "SMTP password (optional).")
+    mail_use_tls: bool = _setting("false", "STARTTLS on the SMTP connection.")
+    mail_sender: str = _setting("Modelport <noreply@localhost>", "From: address of e-mails.")
+    base_url: str = _setting(
         "",
-        "Public https:// URL used in e-mail links; required in production. Empty (development): "
-        "taken from the request.",
-    ),
-    Setting("LOG_LEVEL", "INFO", "Logging level."),
-    Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
-    Setting("LANGUAGES", "en,ko", "Languages offered in the switch."),
+        "Public https:// URL used in e-mail links; required in production. Empty (development): taken from the request.",
+    )
+    log_level: str = _setting("INFO", "Logging level.")
+    log_format: str = _setting("json", "json (one object per line) or text.")
+    languages: str = _setting("en,ko", "Languages offered in the switch.")
+
+
+_CASTS = {"str": str, "int": int, "bool": bool, "float": float}
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name.upper(), f.metadata["default"], f.metadata["help"], _CASTS[str(f.type)])
+    for f in fields(Settings)
 )
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
@@ -331,6 +300,16 @@ def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
+def typed_settings(values: Mapping[str, Any]) -> Settings:
+    """``read_settings``' values as the typed ``Settings``."""
+    return Settings(**{name.lower(): value for name, value in values.items()})
+
+
+def current_settings() -> Settings:
+    """The current app's settings (``create_app`` keeps them on the app)."""
+    return current_app.settings  # type: ignore[attr-defined]
+
+
 def _development_secret(instance_path: Path) -> str:
     """Create once, then reuse, a random key so dev sessions survive restarts.
 
@@ -434,7 +413,6 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
     cookie_prefix = "__Host-" if production else ""
     redis_url = settings["REDIS_URL"]
     return {
-        "MODELPORT": settings,
         "ENV_NAME": env,
         "TESTING": env == "testing",
         "DEBUG": False,

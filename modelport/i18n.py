@@ -21,7 +21,11 @@ def select_locale() -> str:
 
 
 def template_context() -> dict[str, object]:
-    """What every template needs to draw the language switch."""
+    """What every template needs: the language switch, and the settings (limits in hints)."""
     from flask_babel import get_locale
 
-    return {"current_locale": str(get_locale()), "language_names": LANGUAGE_NAMES}
+    return {
+        "current_locale": str(get_locale()),
+        "language_names": LANGUAGE_NAMES,
+        "settings": current_app.settings,  # type: ignore[attr-defined]
+    }

@@ -13,9 +13,8 @@ import smtplib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from email.message import EmailMessage
-from typing import Any
 
-from flask import current_app
+from modelport.config import Settings, current_settings
 
 log = logging.getLogger("modelport.mail")
 
@@ -35,13 +34,13 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
-def _deliver(settings: dict[str, Any], message: EmailMessage) -> None:
+def _deliver(settings: Settings, message: EmailMessage) -> None:
     try:
-        with smtplib.SMTP(settings["MAIL_SERVER"], settings["MAIL_PORT"], timeout=10) as smtp:
-            if settings["MAIL_USE_TLS"]:
+        with smtplib.SMTP(settings.mail_server, settings.mail_port, timeout=10) as smtp:
+            if settings.mail_use_tls:
                 smtp.starttls()
-            if settings["MAIL_USERNAME"]:
-                smtp.login(settings["MAIL_USERNAME"], settings["MAIL_PASSWORD"])
+            if settings.mail_username:
+                smtp.login(settings.mail_username, settings.mail_password)
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         # The requester already has the same answer either way; the operator sees this.
@@ -52,14 +51,14 @@ def _deliver(settings: dict[str, Any], message: EmailMessage) -> None:
 
 def send_mail(to: str, subject: str, body: str) -> None:
     """Queue one plain-text message for delivery. Failures are logged, never shown."""
-    settings = current_app.config["MODELPORT"]
+    settings = current_settings()
     message = EmailMessage()
-    message["From"] = settings["MAIL_SENDER"]
+    message["From"] = settings.mail_sender
     message["To"] = to
     message["Subject"] = subject
     message.set_content(body)
-    if not settings["MAIL_SERVER"]:
-        if settings["ENV"] == "production":
+    if not settings.mail_server:
+        if settings.env == "production":
             # Bodies carry reset and confirmation links, which are credentials: a production
             # log never holds them, so an unconfigured server only says what was not sent.
             log.error(
@@ -72,7 +71,7 @@ def send_mail(to: str, subject: str, body: str) -> None:
             extra={"fields": {"to": to, "subject": subject, "body": body}},
         )
         return
-    future = _pool().submit(_deliver, dict(settings), message)
+    future = _pool().submit(_deliver, settings, message)  # frozen: safe to share
     with _lock:
         _pending.add(future)
     future.add_done_callback(_forget)

@@ -94,8 +94,8 @@ def test_default_account_limit_refuses_guessing_long_before_100_failures(app_fac
     for name in ("LOGIN_LIMIT_ACCOUNT", "LOGIN_LIMIT_IP"):
         monkeypatch.delenv(f"MODELPORT_{name}", raising=False)
     app = app_factory()  # the shipped defaults, not a test's lower limit
-    limit = parse(app.config["MODELPORT"]["LOGIN_LIMIT_ACCOUNT"])
-    assert app.config["MODELPORT"]["LOGIN_LIMIT_ACCOUNT"] == _default("LOGIN_LIMIT_ACCOUNT")
+    limit = parse(app.settings.login_limit_account)
+    assert app.settings.login_limit_account == _default("LOGIN_LIMIT_ACCOUNT")
     assert 1 <= limit.amount <= 100  # ASVS 6.3.1: at most 100 consecutive failures
     make_user(app)
     client = app.test_client()

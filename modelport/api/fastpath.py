@@ -167,7 +167,7 @@ class PredictionFastPath:
             result = prediction.predict(
                 call,
                 lambda _served: inputs_from_body(parse_json_body(body)),
-                max_rows=self.app.config["MODELPORT"]["MAX_BATCH_ROWS"],
+                max_rows=self.app.settings.max_batch_rows,
                 group=group,
             )
         except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from modelport.api.schemas import PageQuerySchema, StrictSchema, plain_text
+from modelport.models.types import MAX_INT_ID
 
 NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="1–64 of a-z, 0-9, '-', '_'.")
 
@@ -84,7 +85,7 @@ class ModelUpdateSchema(StrictSchema):
 
 
 class AliasSchema(StrictSchema):
-    version = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1))
+    version = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT_ID))
 
 
 class AliasResultSchema(Schema):

@@ -8,7 +8,7 @@ import io
 import json
 from typing import IO, Any
 
-from flask import Response, current_app, g, request
+from flask import Response, g, request
 
 from modelport.api.blueprint import csv_200
 from modelport.api.model_schemas import (
@@ -17,8 +17,8 @@ from modelport.api.model_schemas import (
 )
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.registry import PREDICT_SECURITY, blp
-from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import current_caller, token_scope
+from modelport.config import current_settings
 from modelport.errors import ApiError
 from modelport.extensions import client_address
 from modelport.models.predictions import Source
@@ -36,7 +36,7 @@ def csv_limit() -> int | None:
     """A CSV upload's body: ``MODELPORT_CSV_MAX_BYTES`` (JSON keeps the general limit)."""
     if request.mimetype != "text/csv":
         return None
-    return current_app.config["MODELPORT"]["CSV_MAX_BYTES"]
+    return current_settings().csv_max_bytes
 
 
 def _wants_csv() -> bool:
@@ -163,12 +163,12 @@ def _predict(name: str, version: int | None = None, alias: str | None = None) ->
         alias=alias,
         counted=bool(request.environ.get(COUNTED)),
     )
-    settings = current_app.config["MODELPORT"]
+    settings = current_settings()
     if request.mimetype == "text/csv":
         call.channel = Source.CSV
         return csv_answer(prediction.predict_csv(call, _csv_body))
     result = prediction.predict(
-        call, lambda _served: _read_predict_body(), max_rows=settings["MAX_BATCH_ROWS"]
+        call, lambda _served: _read_predict_body(), max_rows=settings.max_batch_rows
     )
     if _wants_csv():
         return _csv_response(result)
@@ -212,6 +212,4 @@ def predict(ref: str) -> Response:
 )
 def predict_version(name: str, number: int) -> Response:
     """Predict with one version of a model."""
-    if number > MAX_ID:
-        raise ApiError(404, "model_not_found", f"{name} has no version {number}.")
     return _predict(name, version=number)

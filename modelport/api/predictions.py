@@ -8,7 +8,6 @@ from typing import Any
 
 from modelport.api.blueprint import Blueprint, csv_200
 from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
-from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
@@ -92,7 +91,7 @@ def list_predictions(query: dict[str, Any]) -> Any:
 @blp.doc(security=SECURITY)
 def get_prediction(record_id: int) -> Any:
     """One record with its stored inputs and outputs (yours, or any for admins)."""
-    record = records.get_record(current_caller(), record_id) if record_id <= MAX_ID else None
+    record = records.get_record(current_caller(), record_id)
     if record is None:
         raise ApiError(404, "not_found", "No such prediction record.")
     return record

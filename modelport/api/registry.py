@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import wraps
 from typing import Any
 
-from flask import abort, current_app, request
+from flask import abort, request
 from flask_login import current_user
 from werkzeug.datastructures import FileStorage
 
@@ -24,8 +24,8 @@ from modelport.api.model_schemas import (
 )
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.schemas import PageQuerySchema
-from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import AuthError, current_caller, token_scope
+from modelport.config import current_settings
 from modelport.errors import ApiError
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
@@ -164,7 +164,7 @@ def upload_limit() -> int | None:
     """A model file's body, for administrators (others keep the general limit)."""
     if not current_caller().is_admin:
         return None
-    return current_app.config["MODELPORT"]["UPLOAD_MAX_BYTES"]
+    return current_settings().upload_max_bytes
 
 
 def _upload(field: str, required: bool = True) -> FileStorage | None:
@@ -238,7 +238,7 @@ def upload_version(name: str) -> dict[str, Any]:
 
 
 def _version_or_404(model: RegisteredModel, number: int) -> Any:
-    version = registry.get_version(model, number) if number <= MAX_ID else None
+    version = registry.get_version(model, number)
     if version is None:
         raise ApiError(404, "version_not_found", f"{model.name} has no version {number}.")
     return version

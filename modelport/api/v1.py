@@ -20,13 +20,12 @@ from modelport.auth.tokens import TokenError, create_token, revoke_token, user_t
 from modelport.auth.web.identity import AuthError, full_scope_required, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
+from modelport.models.types import MAX_INT_ID
 
 # Authentication is the outermost check (below the route), so that an anonymous caller
 # learns nothing about the body it would have had to send.
 blp = Blueprint("api_v1", __name__, url_prefix="/api/v1", description="Accounts and tokens")
 
-# Ids are 32-bit on every database; a larger one in a path is simply not found.
-MAX_ID = 2**31 - 1
 
 # HTTP Basic (e-mail:password) is accepted on these endpoints only, for scripts.
 SECURITY = [{"bearer": []}, {"basic": []}, {"session": []}]
@@ -88,7 +87,7 @@ def create(body: dict[str, Any]) -> Any:
     return token
 
 
-@blp.delete(f"/tokens/<int(max={MAX_ID}):token_id>")
+@blp.delete(f"/tokens/<int(max={MAX_INT_ID}):token_id>")
 @full_scope_required
 @blp.response(204)
 @blp.errors(404)

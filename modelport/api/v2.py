@@ -18,7 +18,7 @@ import importlib.metadata
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, abort, current_app, g, request
+from flask import Blueprint, Response, abort, g, request
 from sqlalchemy import select
 
 from modelport.api.tensors import (
@@ -30,8 +30,8 @@ from modelport.api.tensors import (
     encode_infer_response,
     parse_infer_request,
 )
-from modelport.api.v1 import MAX_ID
 from modelport.auth.web.identity import current_caller, token_scope
+from modelport.config import Settings, current_settings
 from modelport.extensions import client_address, db, limiter, login_manager
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, VersionStatus
@@ -118,8 +118,6 @@ def _reference(ref: str, version: str | None) -> tuple[str, int | None, str | No
         if not (version.isascii() and version.isdigit()) or len(version) > 10:
             abort(404, description=f"{name} has no version {version}; versions are numbers.")
         number = int(version)
-        if number > MAX_ID:
-            abort(404, description=f"{name} has no version {version}.")
     return name, number, alias or None
 
 
@@ -316,10 +314,10 @@ def output_tensors(served: Served, prediction: Any) -> list[Tensor]:
     return tensors
 
 
-def infer_body_limit(settings: dict[str, Any], features: int) -> int:
+def infer_body_limit(settings: Settings, features: int) -> int:
     """The largest inference body for a model of ``features`` inputs: a full batch must fit,
     at up to 24 bytes per element as JSON text (8 in binary)."""
-    return max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_ROWS"] * features * 24 + 65536)
+    return max(settings.max_content_length, settings.max_batch_rows * features * 24 + 65536)
 
 
 def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]:
@@ -345,8 +343,8 @@ def _parse(served: Served, max_rows: int) -> tuple[InferRequest, dict[str, Any]]
 def infer(ref: str, version: str | None = None) -> Response:
     """Predict: tensors in, ``label``/``probabilities`` or ``value`` tensors out."""
     name, number, alias = _reference(ref, version)
-    settings = current_app.config["MODELPORT"]
-    max_rows = settings["MAX_BATCH_ROWS"]
+    settings = current_settings()
+    max_rows = settings.max_batch_rows
     parsed: list[InferRequest] = []
 
     def read(served: Served) -> dict[str, Any]:

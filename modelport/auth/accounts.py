@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, url_for
+from flask import url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from modelport.auth import devices, passwords, sessions, throttle
 from modelport.auth.erasure import erase_user_data
 from modelport.auth.links import make_link_token, read_link_token
 from modelport.auth.tokens import revoke_all_tokens
+from modelport.config import current_settings
 from modelport.extensions import checkpoint_erasure, db
 from modelport.mail import send_mail
 from modelport.models import Role, User
@@ -57,7 +58,7 @@ def find_user_by_email(email: str) -> User | None:
 
 
 def _external_url(endpoint: str, **values: str) -> str:
-    base = current_app.config["MODELPORT"]["BASE_URL"]
+    base = current_settings().base_url
     if base:
         return base.rstrip("/") + url_for(endpoint, **values)
     return url_for(endpoint, _external=True, **values)
@@ -105,7 +106,7 @@ def signup(email: str, name: str, password: str) -> None:
     name = name.strip()
     _check_password(password, email, name)
     password_hash = passwords.hash_password(password)
-    require_confirmation = current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]
+    require_confirmation = current_settings().require_email_confirmation
     existing = find_user_by_email(email)
     if existing is not None:
         send_mail(
@@ -181,10 +182,7 @@ def authenticate(email: str, password: str, *, trust_device: bool = False) -> Us
         throttle.record_login_failure(email, device)
         security_event("login_failed", user_id=user.id if user else None, device=bool(device))
         raise LoginFailed
-    if (
-        user.email_confirmed_at is None
-        and current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]
-    ):
+    if user.email_confirmed_at is None and current_settings().require_email_confirmation:
         raise NotConfirmed
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
@@ -269,7 +267,7 @@ def request_password_reset(email: str) -> None:
         _(
             "Open this link within %(minutes)d minutes to choose a new password: %(url)s\n"
             "If you did not ask for it, ignore this e-mail.",
-            minutes=current_app.config["MODELPORT"]["RESET_TOKEN_MINUTES"],
+            minutes=current_settings().reset_token_minutes,
             url=link,
         ),
     )

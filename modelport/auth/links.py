@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models import User
 
@@ -35,7 +36,7 @@ def make_link_token(user: User, purpose: str, **extra: Any) -> str:
 
 def read_link_token(token: str, purpose: str) -> tuple[User, dict[str, Any]] | None:
     """The user and payload of a valid, unexpired, unspent token; otherwise None."""
-    max_age = current_app.config["MODELPORT"]["RESET_TOKEN_MINUTES"] * 60
+    max_age = current_settings().reset_token_minutes * 60
     try:
         payload = _serializer(purpose).loads(token, max_age=max_age)
     except (BadSignature, SignatureExpired):

@@ -11,6 +11,8 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from zxcvbn import zxcvbn
 
+from modelport.config import current_settings
+
 # zxcvbn ships its frequency lists (common passwords, words, names) inside the package, so
 # the check is offline. A score below 2 means fewer than ~10^6 guesses: refused, with a reason.
 _MIN_ZXCVBN_SCORE = 2
@@ -80,8 +82,8 @@ def password_problems(password: str, *, email: str = "", name: str = "") -> list
 
     Length and a blocklist only: no composition rules, any Unicode and spaces allowed.
     """
-    settings = current_app.config["MODELPORT"]
-    minimum, maximum = settings["PASSWORD_MIN_LENGTH"], settings["PASSWORD_MAX_LENGTH"]
+    settings = current_settings()
+    minimum, maximum = settings.password_min_length, settings.password_max_length
     problems: list[str] = []
     if len(password) < minimum:
         problems.append(str(_l("Use at least %(n)d characters.", n=minimum)))

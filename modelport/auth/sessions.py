@@ -18,6 +18,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models import User, UserSession
 from modelport.models.types import utcnow
@@ -39,19 +40,13 @@ class _RememberCookie:
     max_age: int = 0
 
 
-def _settings() -> dict:
-    return current_app.config["MODELPORT"]
-
-
 def _limits(remember: bool) -> tuple[timedelta, timedelta]:
     """(idle, absolute) lifetimes of a session."""
-    s = _settings()
+    s = current_settings()
     if remember:
-        days = timedelta(days=s["REMEMBER_DAYS"])
+        days = timedelta(days=s.remember_days)
         return days, days
-    return timedelta(minutes=s["SESSION_IDLE_MINUTES"]), timedelta(
-        hours=s["SESSION_ABSOLUTE_HOURS"]
-    )
+    return timedelta(minutes=s.session_idle_minutes), timedelta(hours=s.session_absolute_hours)
 
 
 def _expired(row: UserSession, now: datetime, *, remember: bool | None = None) -> bool:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import time
 
-from flask import current_app
 from limits import parse
 
+from modelport.config import current_settings
 from modelport.extensions import client_address, limiter
 
 
@@ -31,20 +31,20 @@ class Throttled(Exception):
 def _account(email: str) -> tuple[str, str]:
     # The account key is hashed so the storage holds no e-mail address.
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    return current_app.config["MODELPORT"]["LOGIN_LIMIT_ACCOUNT"], f"login-account/{account}"
+    return current_settings().login_limit_account, f"login-account/{account}"
 
 
 def _device(nonce: str) -> tuple[str, str]:
-    return current_app.config["MODELPORT"]["LOGIN_LIMIT_DEVICE"], f"login-device/{nonce}"
+    return current_settings().login_limit_device, f"login-device/{nonce}"
 
 
 def _keys(email: str, device: str | None) -> list[tuple[str, str]]:
     """(limit, key) pairs an attempt counts against: the account's, or the device cookie's
     when ``device`` (its nonce) is given; and the address's."""
-    settings = current_app.config["MODELPORT"]
+    settings = current_settings()
     return [
         _device(device) if device else _account(email),
-        (settings["LOGIN_LIMIT_IP"], f"login-ip/{client_address()}"),
+        (settings.login_limit_ip, f"login-ip/{client_address()}"),
     ]
 
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from modelport.config import current_settings
 from modelport.models.tokens import ApiToken, scopes_allow
 from modelport.models.types import utcnow
 from modelport.models.users import Role, User
@@ -74,7 +74,7 @@ def _key(plaintext: str) -> str:
 
 
 def _ttl() -> float:
-    return float(current_app.config["MODELPORT"]["TOKEN_CACHE_SECONDS"])
+    return float(current_settings().token_cache_seconds)
 
 
 def recall(plaintext: str) -> tuple[TokenSnapshot, UserSnapshot] | None:

@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import joinedload
 
+from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models import ApiToken, User
 from modelport.models.tokens import Scope
@@ -39,7 +39,7 @@ def _digest(secret: str) -> str:
 def parse_scopes(scopes: list[str] | None) -> str:
     """Validate requested scopes; without any, ``MODELPORT_TOKEN_DEFAULT_SCOPE`` (predict)."""
     if not scopes:
-        return current_app.config["MODELPORT"]["TOKEN_DEFAULT_SCOPE"]
+        return current_settings().token_default_scope
     allowed = {s.value for s in Scope}
     unknown = sorted(set(scopes) - allowed)
     if unknown:

@@ -11,6 +11,12 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+# The largest id of an INTEGER primary key (users, tokens, models, versions) and of a BIGINT
+# one (prediction records), the same on every database. A larger id in a path or a form is
+# simply not found: the database would refuse the number itself.
+MAX_INT_ID = 2**31 - 1
+MAX_BIGINT_ID = 2**63 - 1
+
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import Column

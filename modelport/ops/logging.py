@@ -67,19 +67,19 @@ def request_id_for(incoming: str) -> str:
 
 def configure_logging(app: Flask) -> None:
     """Send the app's logs to stderr in the configured format."""
-    settings = app.config["MODELPORT"]
+    settings = app.settings
     handler = logging.StreamHandler(sys.stderr)
-    if settings["LOG_FORMAT"] == "text":
+    if settings.log_format == "text":
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
     root = logging.getLogger("modelport")
     root.handlers = [handler]
-    root.setLevel(settings["LOG_LEVEL"].upper())
+    root.setLevel(settings.log_level.upper())
     # Propagate so that pytest's caplog and a host's own handlers see the records too.
     root.propagate = True
     app.logger.handlers = [handler]
-    app.logger.setLevel(settings["LOG_LEVEL"].upper())
+    app.logger.setLevel(settings.log_level.upper())
 
     @app.before_request
     def assign_request_id() -> None:

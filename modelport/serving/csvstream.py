@@ -31,8 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from flask import current_app
 
+from modelport.config import current_settings
 from modelport.models.predictions import Outcome, Source
 from modelport.serving import csvcells, records
 from modelport.serving.inference import check_finite, input_rows, model_failure
@@ -469,12 +469,12 @@ def check_upload(served: Served, stream: IO[bytes]) -> Upload:
     ``TooLarge`` (413) past ``MODELPORT_CSV_MAX_BYTES`` or ``..._CSV_MAX_ROWS``, and
     ``InputError`` (422) with row numbers for rows the schema refuses.
     """
-    settings = current_app.config["MODELPORT"]
-    body = _Body(stream, settings["CSV_MAX_BYTES"])
+    settings = current_settings()
+    body = _Body(stream, settings.csv_max_bytes)
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by Upload
     try:
-        names, pieces = _read(body, served.schema, settings["CSV_MAX_COLUMNS"])
-        rows, types = _check_rows(served, names, pieces, spool, settings["CSV_MAX_ROWS"])
+        names, pieces = _read(body, served.schema, settings.csv_max_columns)
+        rows, types = _check_rows(served, names, pieces, spool, settings.csv_max_rows)
     except (InputError, TooLarge):
         spool.close()
         body.drain()

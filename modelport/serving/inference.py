@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from flask import current_app
 
+from modelport.config import current_settings
 from modelport.models.predictions import Outcome
 from modelport.serving import flavors, records
 from modelport.serving.predictor import Served
@@ -227,7 +228,7 @@ def run(
 
 def _row_budget(rows: int) -> int:
     # Rows worth turning into objects before the record's byte limit cuts them anyway.
-    limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
+    limit = current_settings().record_max_bytes
     return min(rows, max(limit // 16, 1))
 
 

@@ -22,6 +22,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 
 from modelport.auth.caller import Caller
+from modelport.config import current_settings
 from modelport.extensions import limiter
 
 SCOPE = "predict"
@@ -98,11 +99,11 @@ def spend_budget(caller: Caller, address: str | None) -> None:
     """Count one prediction request against the caller's budget: a signed-in caller's (all
     their tokens and sessions together), else the client address's. ``BudgetSpent`` past
     the limit."""
-    settings = current_app.config["MODELPORT"]
+    settings = current_settings()
     if caller.signed_in:
-        item, key = _item(settings["PREDICT_LIMIT_USER"]), f"user:{caller.user_id}"
+        item, key = _item(settings.predict_limit_user), f"user:{caller.user_id}"
     else:
-        item, key = _item(settings["PREDICT_LIMIT_ANONYMOUS"]), f"address:{address}"
+        item, key = _item(settings.predict_limit_anonymous), f"address:{address}"
     wait = _refusal(item, key)
     if wait is not None:
         raise BudgetSpent(str(item), max(1, math.ceil(wait)))

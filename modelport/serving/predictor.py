@@ -18,8 +18,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
+from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel, VersionStatus
+from modelport.models.types import MAX_INT_ID
 from modelport.serving import flavors
 from modelport.serving.registry import (
     RegistryError,
@@ -89,7 +91,7 @@ def refresh(force: bool = False) -> None:
     """Forget resolved references if the registry changed since the last look."""
     cache = _cache()
     now = time.monotonic()
-    interval = current_app.config["MODELPORT"]["REGISTRY_POLL_SECONDS"]
+    interval = current_settings().registry_poll_seconds
     if not force and now - cache.checked_at < interval:
         return
     revision = _registry_revision()
@@ -120,9 +122,13 @@ def resolve(name: str, version: int | None = None, alias: str | None = None) -> 
             raise ModelNotFound(f"{name} has no alias {alias}.")
         row = link.version
     elif version is not None:
-        row = db.session.scalar(
-            select(ModelVersion).where(
-                ModelVersion.model_id == model.id, ModelVersion.number == version
+        row = (
+            None
+            if not 0 < version <= MAX_INT_ID
+            else db.session.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.model_id == model.id, ModelVersion.number == version
+                )
             )
         )
         if row is None:
@@ -165,7 +171,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
     if runtime is not None:
         return runtime
     store = artifact_store()
-    allow_pickle = current_app.config["MODELPORT"]["ALLOW_PICKLE"]
+    allow_pickle = current_settings().allow_pickle
     task = row.model.task
     try:
         if row.compiled_sha256 and row.runtime == "onnxruntime":

@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from modelport.auth import token_cache
 from modelport.auth.caller import Caller
-from modelport.config import RECORDS_BIND
+from modelport.config import RECORDS_BIND, current_settings
 from modelport.extensions import checkpoint_erasure, db
 from modelport.models.predictions import Outcome, PredictionRecord
-from modelport.models.types import JSONDocument, utcnow
+from modelport.models.types import MAX_BIGINT_ID, JSONDocument, utcnow
 
 if TYPE_CHECKING:
     from modelport.serving.predictor import Served
@@ -33,7 +32,7 @@ class CallerGone(Exception):
 
 def recording_enabled() -> bool:
     """Whether ``MODELPORT_RECORD_PREDICTIONS`` is on."""
-    return bool(current_app.config["MODELPORT"]["RECORD_PREDICTIONS"])
+    return bool(current_settings().record_predictions)
 
 
 def bounded(inputs: Any, outputs: Any) -> tuple[Any, Any, bool]:
@@ -42,7 +41,7 @@ def bounded(inputs: Any, outputs: Any) -> tuple[Any, Any, bool]:
     Batches are kept as lists of rows, so cutting keeps whole leading rows: a record of a
     large batch still shows its first rows rather than nothing.
     """
-    limit = current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]
+    limit = current_settings().record_max_bytes
     text = json.dumps([inputs, outputs], separators=(",", ":"), allow_nan=False, default=str)
     if len(text) <= limit:
         return inputs, outputs, False
@@ -336,7 +335,7 @@ def bounded_text(inputs: Any, outputs: Any) -> tuple[str | None, str | None, boo
     """``bounded``'s result as the JSON text to store, serialised once when nothing is cut."""
     text_in, text_out = _json_text(inputs), _json_text(outputs)
     size = len(text_in or "null") + len(text_out or "null") + 3  # "[in,out]"
-    if size <= current_app.config["MODELPORT"]["RECORD_MAX_BYTES"]:
+    if size <= current_settings().record_max_bytes:
         return text_in, text_out, False
     cut_in, cut_out, truncated = bounded(inputs, outputs)
     return _json_text(cut_in), _json_text(cut_out), truncated
@@ -389,11 +388,7 @@ def erase_user_records(user_id: int) -> int:
 
 def purge(older_than_days: int | None = None, *, now: datetime | None = None) -> int:
     """Erase stored inputs and outputs older than the retention period; return rows changed."""
-    days = (
-        current_app.config["MODELPORT"]["RETENTION_DAYS"]
-        if older_than_days is None
-        else older_than_days
-    )
+    days = current_settings().retention_days if older_than_days is None else older_than_days
     if days <= 0:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=days)
@@ -485,6 +480,8 @@ def iter_records(
 
 def get_record(viewer: Caller, record_id: int) -> PredictionRecord | None:
     """One record, if ``viewer`` may see it (None otherwise: no difference between the two)."""
+    if not 0 < record_id <= MAX_BIGINT_ID:
+        return None
     record = db.session.get(PredictionRecord, record_id)
     if record is None:
         return None

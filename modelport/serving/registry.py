@@ -12,6 +12,7 @@ import pandas as pd
 from flask import current_app
 from sqlalchemy import func, select
 
+from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models.registry import (
     ModelAlias,
@@ -21,7 +22,7 @@ from modelport.models.registry import (
     VersionStatus,
     Visibility,
 )
-from modelport.models.types import utcnow
+from modelport.models.types import MAX_INT_ID, utcnow
 from modelport.models.users import User
 from modelport.serving import flavors
 from modelport.serving.artifacts import ArtifactError, ArtifactStore
@@ -234,7 +235,7 @@ def _register_stored(
     descriptions: dict[str, str] | None,
 ) -> ModelVersion:
     path = store.path(sha)
-    allow_pickle = current_app.config["MODELPORT"]["ALLOW_PICKLE"]
+    allow_pickle = current_settings().allow_pickle
     frame = read_sample(sample)
     with path.open("rb") as handle:
         head = handle.read(512)
@@ -331,7 +332,9 @@ def _next_number(model: RegisteredModel) -> int:
 
 
 def get_version(model: RegisteredModel, number: int) -> ModelVersion | None:
-    """Version ``number`` of ``model``."""
+    """Version ``number`` of ``model`` (None for a number no version can have)."""
+    if not 0 < number <= MAX_INT_ID:
+        return None
     return db.session.scalar(
         select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
     )
@@ -426,7 +429,7 @@ def served_version(model: RegisteredModel) -> ModelVersion | None:
 
 def configure_mlflow() -> None:
     """Point mlflow at ``MODELPORT_MLFLOW_TRACKING_URI`` (for ``models:/`` URIs), if set."""
-    uri = current_app.config["MODELPORT"]["MLFLOW_TRACKING_URI"]
+    uri = current_settings().mlflow_tracking_uri
     if not uri:
         return
     try:

@@ -225,7 +225,7 @@ def test_rows_aged_in_the_database_expire(app):
     make_user(app)
     client = app.test_client()
     login(client)
-    idle = app.config["MODELPORT"]["SESSION_IDLE_MINUTES"]
+    idle = app.settings.session_idle_minutes
     execute(
         app,
         sa.update(UserSession.__table__).values(

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask
 
 from modelport.api.v2 import infer_body_limit
-from modelport.config import read_settings
+from modelport.config import read_settings, typed_settings
 from modelport.ops import gunicorn_conf
 from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
 from tests.conftest import IRIS_ROW, csrf_token, make_user, register_demo
@@ -26,6 +26,7 @@ from tests.conftest import IRIS_ROW, csrf_token, make_user, register_demo
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = ROOT / "deploy" / "nginx"
 DEFAULTS = read_settings({})
+TYPED = typed_settings(DEFAULTS)
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -168,9 +169,9 @@ def test_v2_inference_allows_a_full_batch_of_models_up_to_the_documented_width(
     limit = body_limit(site, "/v2/models/digits/infer")
     assert limit == body_limit(site, "/v2/models/digits/versions/3/infer") == CSV_LIMIT
     for trained in demo_models.values():
-        assert infer_body_limit(DEFAULTS, trained.sample.shape[1]) <= limit, trained.name
-    assert infer_body_limit(DEFAULTS, 1118) <= limit < infer_body_limit(DEFAULTS, 1119)
-    assert infer_body_limit(DEFAULTS, 64) == 15_425_536  # "14.7 MiB" for digits
+        assert infer_body_limit(TYPED, trained.sample.shape[1]) <= limit, trained.name
+    assert infer_body_limit(TYPED, 1118) <= limit < infer_body_limit(TYPED, 1119)
+    assert infer_body_limit(TYPED, 64) == 15_425_536  # "14.7 MiB" for digits
 
 
 def _raising_functions(path: Path) -> set[str]:

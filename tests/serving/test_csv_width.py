@@ -86,10 +86,9 @@ def test_a_csv_over_the_column_limit_is_refused_before_its_rows_are_parsed(
     never answered before the limit)."""
     app = app_factory()
     register_demo(app, demo_models, "iris")
-    config = app.config["MODELPORT"]
     settings = {
         "ENV": "testing",
-        "DATABASE_URL": config["DATABASE_URL"],
+        "DATABASE_URL": app.settings.database_url,
         "INSTANCE_PATH": app.instance_path,
         "LOG_LEVEL": "WARNING",
     }

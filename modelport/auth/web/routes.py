@@ -27,6 +27,7 @@ from modelport.auth.web.forms import (
     SignupForm,
     TokenForm,
 )
+from modelport.config import current_settings
 from modelport.extensions import limiter
 
 auth_bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -34,9 +35,8 @@ account_bp = Blueprint("account", __name__, url_prefix="/account")
 
 
 def _signup_limit() -> str:
-    from flask import current_app
 
-    return current_app.config["MODELPORT"]["SIGNUP_LIMIT"]
+    return current_settings().signup_limit
 
 
 def _add_errors(form: Any, errors: dict[str, list[str]]) -> None:
@@ -81,9 +81,7 @@ def signup() -> str | Response:
         except accounts.FieldErrors as exc:
             _add_errors(form, exc.errors)
         else:
-            from flask import current_app
-
-            if current_app.config["MODELPORT"]["REQUIRE_EMAIL_CONFIRMATION"]:
+            if current_settings().require_email_confirmation:
                 flash(
                     _("Check your e-mail: we sent a link to confirm your address. Then sign in."),
                     "success",

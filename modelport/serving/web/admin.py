@@ -28,7 +28,6 @@ from modelport.serving import access, registry
 from modelport.serving.schema import FEATURE_TYPES, InputSchema
 from modelport.serving.web.blueprint import bp, csrf_checked, upload_limit
 from modelport.serving.web.forms import (
-    MAX_VERSION,
     AliasForm,
     ModelForm,
     UploadForm,
@@ -191,7 +190,7 @@ def admin_alias(name: str) -> Response | tuple[str, int]:
 def admin_schema(name: str, number: int) -> Response | tuple[str, int]:
     """Edit a version's input schema: types, required, ranges, categories, descriptions."""
     model = _admin_model(name)
-    version = registry.get_version(model, number) if number <= MAX_VERSION else None
+    version = registry.get_version(model, number)
     if version is None:
         abort(404, description=_("This model has no such version."))
     schema = InputSchema.from_dict(version.input_schema)
@@ -233,7 +232,7 @@ def admin_schema(name: str, number: int) -> Response | tuple[str, int]:
 def admin_archive(name: str, number: int) -> Response:
     """Stop serving a version; its records stay and aliases on it are removed."""
     model = _admin_model(name)
-    if number > MAX_VERSION or registry.get_version(model, number) is None:
+    if registry.get_version(model, number) is None:
         abort(404, description=_("This model has no such version."))
     csrf_checked()
     registry.archive_version(model, number)

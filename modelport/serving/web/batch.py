@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import FileStorage
 
 from modelport.auth.web.identity import token_scope
+from modelport.config import current_settings
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
 from modelport.ops.inputs import body_limit
@@ -29,7 +30,6 @@ from modelport.serving.web.blueprint import (
     prediction_call,
     require_served,
     served_or_why_not,
-    setting,
     visible_model,
 )
 from modelport.serving.web.forms import (
@@ -41,8 +41,8 @@ from modelport.serving.web.problems import batch_problems
 def _too_large() -> str:
     return _(
         "The file is too large: at most %(rows)s rows and %(size)s MB.",
-        rows=f"{setting('CSV_MAX_ROWS'):,}",
-        size=f"{setting('CSV_MAX_BYTES') / 1_000_000:g}",
+        rows=f"{current_settings().csv_max_rows:,}",
+        size=f"{current_settings().csv_max_bytes / 1_000_000:g}",
     )
 
 

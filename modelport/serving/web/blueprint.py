@@ -9,12 +9,10 @@ prediction is made and recorded, and what the registry allows all live in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import (
     Blueprint,
     abort,
-    current_app,
     g,
     request,
 )
@@ -22,6 +20,7 @@ from flask_babel import gettext as _
 
 from modelport.auth.web.forms import EmptyForm
 from modelport.auth.web.identity import current_caller
+from modelport.config import current_settings
 from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
@@ -36,19 +35,15 @@ bp = Blueprint("serving", __name__)
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def setting(name: str) -> Any:
-    return current_app.config["MODELPORT"][name]
-
-
 def batch_limit() -> int:
     """The batch page's body: a CSV of ``MODELPORT_CSV_MAX_BYTES`` in a multipart form."""
-    return setting("CSV_MAX_BYTES") + MULTIPART_OVERHEAD
+    return current_settings().csv_max_bytes + MULTIPART_OVERHEAD
 
 
 def upload_limit() -> int | None:
     """The upload page's body: a model file, for administrators (others keep the general
     limit)."""
-    return setting("UPLOAD_MAX_BYTES") if current_caller().is_admin else None
+    return current_settings().upload_max_bytes if current_caller().is_admin else None
 
 
 def visible_model(name: str) -> RegisteredModel:

@@ -13,6 +13,7 @@ from flask import (
 
 from modelport.auth.web.forms import EmptyForm
 from modelport.auth.web.identity import current_caller, token_scope
+from modelport.config import current_settings
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, Visibility
 from modelport.models.tokens import Scope
@@ -30,7 +31,6 @@ from modelport.serving.web.blueprint import (
     prediction_call,
     require_served,
     served_or_why_not,
-    setting,
     visible_model,
 )
 from modelport.serving.web.problems import by_field
@@ -128,7 +128,7 @@ def model_page(name: str) -> tuple[str, int]:
             result = prediction.predict(
                 prediction_call(model.name, Source.PAGE),
                 lambda chosen: _form_inputs(chosen.schema),
-                max_rows=setting("MAX_BATCH_ROWS"),
+                max_rows=current_settings().max_batch_rows,
             )
         except InputError as exc:
             field_errors, general = by_field(served.schema, exc.details)

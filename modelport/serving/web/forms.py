@@ -19,10 +19,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from modelport.models.types import MAX_INT_ID
 from modelport.serving.schema import FEATURE_TYPES, NUMERIC_TYPES, InputSchema
 
 # Version numbers live in an INTEGER column.
-MAX_VERSION = 2**31 - 1
 _CHOOSE_FILE = _l("Choose a file.")
 
 
@@ -71,7 +71,7 @@ class UploadForm(FlaskForm):
 class AliasForm(FlaskForm):
     alias = StringField(_l("Alias"), validators=[DataRequired(), Length(max=40)])
     version = IntegerField(
-        _l("Version"), validators=[DataRequired(), NumberRange(min=1, max=MAX_VERSION)]
+        _l("Version"), validators=[DataRequired(), NumberRange(min=1, max=MAX_INT_ID)]
     )
 
 
