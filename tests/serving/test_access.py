@@ -185,11 +185,15 @@ def _same_answers(client: FlaskClient, headers: dict[str, str] | None = None) ->
         private = client.open(path, method=method, headers=headers, **kwargs)
         absent = client.open(absent_path, method=method, headers=headers, **absent_kwargs)
         seen = (private.status_code, private.get_data(as_text=True).replace(PRIVATE, ABSENT))
-        if private.status_code != 404 or seen != (
-            absent.status_code,
-            absent.get_data(as_text=True),
-        ):
-            differences.append(f"{method} {path}: {seen[0]} {seen[1][:200]!r}")
+        other = (absent.status_code, absent.get_data(as_text=True))
+        if private.status_code != 404 or seen != other:
+            at = next(
+                (i for i, (a, b) in enumerate(zip(seen[1], other[1], strict=False)) if a != b), 0
+            )
+            differences.append(
+                f"{method} {path}: {seen[0]} against {other[0]}, from character {at}: "
+                f"{seen[1][at : at + 200]!r} against {other[1][at : at + 200]!r}"
+            )
     return differences
 
 

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving import registry
-from modelport.serving.examples import client_examples, v2_request
 from modelport.serving.schema import Feature, InputSchema
+from modelport.serving.web.examples import client_examples, v2_request
 from tests.conftest import IRIS_ROW, csrf_token, login, make_user, register_demo, table_counts
 from tests.test_pages import assert_error_beside_field, check_page, parse, visible_text
 

@@ -19,7 +19,6 @@ from modelport.models.registry import ModelVersion, Visibility
 from modelport.models.tokens import Scope
 from modelport.responses import csv_download
 from modelport.serving import access, csvcells, prediction, registry
-from modelport.serving.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.inference import PredictionFailed, Result
 from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import Served
@@ -33,6 +32,7 @@ from modelport.serving.web.blueprint import (
     served_or_why_not,
     visible_model,
 )
+from modelport.serving.web.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.web.problems import by_field
 
 # Form fields of the prediction form are named after the features, behind a prefix so that
