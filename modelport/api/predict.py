@@ -17,19 +17,18 @@ from modelport.api.model_schemas import (
 )
 from modelport.api.parser import JsonBodyError, parse_json_body
 from modelport.api.registry import PREDICT_SECURITY, blp
-from modelport.auth.web.identity import current_caller, token_scope
+from modelport.auth.web.identity import token_scope
 from modelport.config import current_settings
 from modelport.errors import ApiError
-from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
 from modelport.ops.inputs import body_limit
 from modelport.responses import csv_answer
 from modelport.serving import csvcells, prediction
 from modelport.serving.inference import Result
-from modelport.serving.limits import COUNTED, prediction_limit
-from modelport.serving.prediction import Call
+from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import Served
+from modelport.serving.web.calls import request_call
 
 
 def csv_limit() -> int | None:
@@ -153,16 +152,7 @@ def _csv_body(served: Served) -> IO[bytes]:
 
 
 def _predict(name: str, version: int | None = None, alias: str | None = None) -> Response:
-    call = Call(
-        current_caller(),
-        name,
-        Source.API,
-        g.request_id,
-        address=client_address(),
-        version=version,
-        alias=alias,
-        counted=bool(request.environ.get(COUNTED)),
-    )
+    call = request_call(name, Source.API, version=version, alias=alias)
     settings = current_settings()
     if request.mimetype == "text/csv":
         call.channel = Source.CSV

@@ -30,32 +30,24 @@ from modelport.api.tensors import (
     encode_infer_response,
     parse_infer_request,
 )
+from modelport.api.v2_inputs import input_metadata, matrix_input
 from modelport.auth.web.identity import current_caller, token_scope
 from modelport.config import Settings, current_settings
-from modelport.extensions import client_address, db, limiter, login_manager
+from modelport.extensions import db, limiter, login_manager
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, VersionStatus
 from modelport.models.tokens import Scope
 from modelport.ops import health
 from modelport.serving import access, prediction
 from modelport.serving.limits import prediction_limit
-from modelport.serving.prediction import Call
 from modelport.serving.predictor import Served
 from modelport.serving.schema import InputSchema
+from modelport.serving.web.calls import request_call
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 SERVER_NAME = "modelport"
 EXTENSIONS = ["binary_tensor_data"]
-# The one tensor of an all-numeric model, as its metadata names it.
-MATRIX_INPUT = "input"
-FEATURE_DATATYPES = {
-    "number": "FP64",
-    "integer": "INT64",
-    "boolean": "BOOL",
-    "category": "BYTES",
-    "string": "BYTES",
-}
 _MAX_DECIMALS = 22
 _POWERS_OF_TEN = 10.0 ** np.arange(_MAX_DECIMALS + 1)
 
@@ -128,28 +120,6 @@ def served_for_caller(ref: str, version: str | None = None) -> Served:
 
 
 # ---- model metadata and readiness ---------------------------------------------------------
-
-
-def _matrix_input(schema: InputSchema) -> bool:
-    """Whether the schema takes one 2-D numeric tensor (every feature a number or integer)."""
-    return all(f.type in ("number", "integer") for f in schema.features)
-
-
-def input_metadata(schema: InputSchema) -> list[dict[str, Any]]:
-    """The inputs a client should send: one [-1, n] tensor, or one [-1] tensor per feature."""
-    if _matrix_input(schema):
-        numbers = any(f.type == "number" for f in schema.features)
-        return [
-            {
-                "name": MATRIX_INPUT,
-                "datatype": "FP64" if numbers else "INT64",
-                "shape": [-1, len(schema.features)],
-            }
-        ]
-    return [
-        {"name": f.name, "datatype": FEATURE_DATATYPES[f.type], "shape": [-1]}
-        for f in schema.features
-    ]
 
 
 def _label_datatype(classes: list | None) -> str:
@@ -263,7 +233,7 @@ def columns_from_tensors(schema: InputSchema, tensors: list[Tensor]) -> dict[str
     names = schema.names
     if len(tensors) == 1 and tensors[0].name not in names:
         tensor = tensors[0]
-        if not _matrix_input(schema):
+        if not matrix_input(schema):
             raise ProtocolError(
                 f"input {tensor.name!r} is not a feature of this model; it has text or "
                 f"category features, so send one tensor per feature: {', '.join(names)}"
@@ -283,7 +253,7 @@ def columns_from_tensors(schema: InputSchema, tensors: list[Tensor]) -> dict[str
                 "[rows] or [rows, 1]"
                 + (
                     f", or send one tensor of shape [rows, {len(names)}]"
-                    if _matrix_input(schema)
+                    if matrix_input(schema)
                     else ""
                 )
             )
@@ -354,15 +324,7 @@ def infer(ref: str, version: str | None = None) -> Response:
         parsed.append(request_)
         return columns
 
-    call = Call(
-        current_caller(),
-        name,
-        Source.V2,
-        g.request_id,
-        address=client_address(),
-        version=number,
-        alias=alias,
-    )
+    call = request_call(name, Source.V2, version=number, alias=alias)
     result = prediction.predict(call, read, max_rows=max_rows)
     served = result.served
     try:

@@ -27,11 +27,11 @@ from modelport.serving.web.blueprint import (
     Unserved,
     batch_limit,
     bp,
-    prediction_call,
     require_served,
     served_or_why_not,
     visible_model,
 )
+from modelport.serving.web.calls import request_call
 from modelport.serving.web.forms import (
     BatchForm,
 )
@@ -60,7 +60,7 @@ def _predict_csv(served: Served, upload: FileStorage) -> Response | tuple[list[d
     """The streamed CSV answer, or the problems that stop it (with their status)."""
     try:
         answer = prediction.predict_csv(
-            prediction_call(served.name, Source.CSV), lambda _chosen: upload.stream
+            request_call(served.name, Source.CSV), lambda _chosen: upload.stream
         )
     except InputError as exc:
         return exc.details, "", 422

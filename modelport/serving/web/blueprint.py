@@ -13,19 +13,15 @@ from dataclasses import dataclass
 from flask import (
     Blueprint,
     abort,
-    g,
-    request,
 )
 from flask_babel import gettext as _
 
 from modelport.auth.web.forms import EmptyForm
 from modelport.auth.web.identity import current_caller
 from modelport.config import current_settings
-from modelport.extensions import client_address
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel
-from modelport.serving import access, prediction
-from modelport.serving.limits import COUNTED
+from modelport.serving import access
 from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served
 
 bp = Blueprint("serving", __name__)
@@ -70,18 +66,6 @@ def served_or_why_not(model: RegisteredModel) -> Served | Unserved:
         return Unserved(_("This model has no version ready to serve yet."), 404)
     except ModelNotReady:
         return Unserved(_("This model cannot be loaded right now. Try again shortly."), 503)
-
-
-def prediction_call(name: str, channel: str) -> prediction.Call:
-    """This request's prediction with the model ``name`` (the service checks the rest)."""
-    return prediction.Call(
-        current_caller(),
-        name,
-        channel,
-        g.request_id,
-        address=client_address(),
-        counted=bool(request.environ.get(COUNTED)),
-    )
 
 
 def require_served(served: Served | Unserved) -> Served:

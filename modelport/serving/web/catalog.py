@@ -27,11 +27,11 @@ from modelport.serving.web.blueprint import (
     Unserved,
     bp,
     csrf_checked,
-    prediction_call,
     require_served,
     served_or_why_not,
     visible_model,
 )
+from modelport.serving.web.calls import request_call
 from modelport.serving.web.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.web.problems import by_field
 
@@ -126,7 +126,7 @@ def model_page(name: str) -> tuple[str, int]:
         values = _form_inputs(served.schema)
         try:
             result = prediction.predict(
-                prediction_call(model.name, Source.PAGE),
+                request_call(model.name, Source.PAGE),
                 lambda chosen: _form_inputs(chosen.schema),
                 max_rows=current_settings().max_batch_rows,
             )

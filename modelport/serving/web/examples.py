@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelport.api.v2 import input_metadata
+from modelport.api.v2_inputs import input_metadata
 from modelport.serving.schema import InputSchema
 
 # numpy types of the protocol's datatypes, for the tritonclient snippet.
