@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from modelport.extensions import db, login_manager
 
 if TYPE_CHECKING:
+    from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
 log = logging.getLogger("modelport.errors")
@@ -316,6 +317,17 @@ def input_error_message(error: InputError) -> str:
     return f"{count} problems in the input: {'; '.join(parts)}."
 
 
+def registry_status(error: RegistryError) -> int:
+    """The status of a registry refusal, on the API and the registry's pages alike."""
+    from modelport.serving.registry import RegistryConflict, RegistryNotFound
+
+    if isinstance(error, RegistryNotFound):
+        return 404
+    if isinstance(error, RegistryConflict):
+        return 409
+    return 422
+
+
 def domain_http_error(error: Exception) -> HTTPException:
     """A service's error as the HTTP error a client gets (status, code, message, details).
 
@@ -326,6 +338,7 @@ def domain_http_error(error: Exception) -> HTTPException:
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
     from modelport.serving.records import CallerGone
+    from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
     bad_input = 400 if _wants_v2(request.path) else 422
@@ -347,6 +360,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(bad_input, "prediction_failed", error.message, error.details)
     if isinstance(error, TooLarge):
         return ApiError(413, "payload_too_large", str(error))
+    if isinstance(error, RegistryError):
+        return ApiError(registry_status(error), error.code, error.message)
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -364,6 +379,7 @@ def register_error_handlers(app: Flask) -> None:
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
     from modelport.serving.records import CallerGone
+    from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
     for domain_error in (
@@ -374,6 +390,7 @@ def register_error_handlers(app: Flask) -> None:
         PredictionFailed,
         TooLarge,
         CallerGone,
+        RegistryError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -124,7 +124,7 @@ def _error_codes_in_code() -> set[str]:
     patterns = [
         r'ApiError\(\s*\w+,\s*"([a-z_]+)"',  # also errors.domain_http_error's codes
         r'_body_error\(\s*\d+,\s*"([a-z_]+)"',  # api/parser.py
-        r'RegistryError\(\s*\d+,\s*"([a-z_]+)"',  # answered as ApiError(status, code)
+        r'Registry(?:Error|Conflict|NotFound)\(\s*"([a-z_]+)"',  # errors.registry_status
         r'AuthError\(\s*(?:"[^"]*"\s*)+,\s*"([a-z_]+)"',
         r'\berror_code = "([a-z_]+)"',
     ]

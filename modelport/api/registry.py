@@ -67,10 +67,6 @@ def admin_only(view: Any) -> Any:
     return wrapped
 
 
-def _registry_error(exc: registry.RegistryError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
-
-
 def model_summary(model: RegisteredModel) -> dict[str, Any]:
     """A model as the API lists it."""
     serving = registry.served_version(model)
@@ -141,10 +137,7 @@ def get_model(name: str) -> dict[str, Any]:
 @blp.doc(security=SECURITY)
 def create_model(body: dict[str, Any]) -> dict[str, Any]:
     """Register a new model (admin)."""
-    try:
-        model = registry.create_model(owner=current_user, **body)
-    except registry.RegistryError as exc:
-        raise _registry_error(exc) from None
+    model = registry.create_model(owner=current_user, **body)
     return model_summary(model)
 
 
@@ -222,18 +215,15 @@ def upload_version(name: str) -> dict[str, Any]:
         if not isinstance(metrics, dict):
             raise ApiError(422, "invalid_input", "metrics must be a JSON object.")
     alias = request.form.get("alias", "").strip()
-    try:
-        version = registry.register_version(
-            model,
-            artifact.stream.read(),
-            filename=artifact.filename or "",
-            sample=sample.stream.read(),
-            created_by=current_user,
-            metrics=metrics,
-            aliases=(alias,) if alias else (),
-        )
-    except registry.RegistryError as exc:
-        raise _registry_error(exc) from None
+    version = registry.register_version(
+        model,
+        artifact.stream.read(),
+        filename=artifact.filename or "",
+        sample=sample.stream.read(),
+        created_by=current_user,
+        metrics=metrics,
+        aliases=(alias,) if alias else (),
+    )
     return version_detail(model, version)
 
 
@@ -265,10 +255,7 @@ def edit_schema(body: dict[str, Any], name: str, number: int) -> dict[str, Any]:
     """Edit a version's input schema: types, ranges, categories, descriptions (admin)."""
     model = _model_or_404(name)
     version = _version_or_404(model, number)
-    try:
-        registry.update_schema(version, body)
-    except registry.RegistryError as exc:
-        raise _registry_error(exc) from None
+    registry.update_schema(version, body)
     return version_detail(model, version)
 
 
@@ -294,10 +281,7 @@ def archive(name: str, number: int) -> dict[str, Any]:
 def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
     """Point an alias such as ``champion`` at a version (admin); every worker follows."""
     model = _model_or_404(name)
-    try:
-        registry.set_alias(model, alias, body["version"])
-    except registry.RegistryError as exc:
-        raise _registry_error(exc) from None
+    registry.set_alias(model, alias, body["version"])
     return {"alias": alias, "version": body["version"]}
 
 
@@ -309,7 +293,4 @@ def put_alias(body: dict[str, Any], name: str, alias: str) -> dict[str, Any]:
 def delete_alias(name: str, alias: str) -> None:
     """Remove an alias (admin)."""
     model = _model_or_404(name)
-    try:
-        registry.delete_alias(model, alias)
-    except registry.RegistryError as exc:
-        raise _registry_error(exc) from None
+    registry.delete_alias(model, alias)

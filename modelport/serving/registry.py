@@ -37,13 +37,22 @@ TARGET_COLUMN = "_target"
 
 
 class RegistryError(Exception):
-    """A registry request that cannot be done; ``status`` and ``code`` map to the API error."""
+    """A registry request that cannot be done as asked (invalid input); ``code`` names the
+    rule, ``message`` says it. ``modelport.errors`` gives each kind its status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
+
+
+class RegistryConflict(RegistryError):
+    """The request is valid but clashes with the registry's state (a name taken, an
+    archived version)."""
+
+
+class RegistryNotFound(RegistryError):
+    """The version or alias the request names does not exist."""
 
 
 def artifact_store() -> ArtifactStore:
@@ -73,17 +82,16 @@ def create_model(
     """
     if not NAME_PATTERN.match(name or ""):
         raise RegistryError(
-            422,
             "invalid_name",
             "A model name is 1–64 lower-case letters, digits, '-' or '_', starting with a "
             "letter or digit.",
         )
     if task not in {t.value for t in Task}:
-        raise RegistryError(422, "invalid_task", "task must be classification or regression.")
+        raise RegistryError("invalid_task", "task must be classification or regression.")
     if visibility not in {v.value for v in Visibility}:
-        raise RegistryError(422, "invalid_visibility", "visibility must be public or private.")
+        raise RegistryError("invalid_visibility", "visibility must be public or private.")
     if get_model(name) is not None:
-        raise RegistryError(409, "model_exists", f"A model named {name} already exists.")
+        raise RegistryConflict("model_exists", f"A model named {name} already exists.")
     model = RegisteredModel(
         name=name,
         title=(title or name)[:200],
@@ -110,7 +118,7 @@ def update_model(
     """Change a model's title, description or visibility."""
     if visibility is not None:
         if visibility not in {v.value for v in Visibility}:
-            raise RegistryError(422, "invalid_visibility", "visibility must be public or private.")
+            raise RegistryError("invalid_visibility", "visibility must be public or private.")
         model.visibility = visibility
     if title is not None:
         model.title = title[:200] or model.name
@@ -136,11 +144,9 @@ def read_sample(sample: pd.DataFrame | BinaryIO | bytes | str | Path) -> pd.Data
             sample = io.BytesIO(sample)
         frame = pd.read_csv(sample, nrows=100_000)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise RegistryError(
-            422, "invalid_sample", f"The sample is not a readable CSV: {exc}"
-        ) from None
+        raise RegistryError("invalid_sample", f"The sample is not a readable CSV: {exc}") from None
     if frame.empty or len(frame.columns) == 0:
-        raise RegistryError(422, "invalid_sample", "The sample CSV has no rows.")
+        raise RegistryError("invalid_sample", "The sample CSV has no rows.")
     return frame
 
 
@@ -160,7 +166,6 @@ def _feature_order(estimator: Any, frame: pd.DataFrame) -> list[str]:
     missing = [str(n) for n in names if n not in frame.columns]
     if missing:
         raise RegistryError(
-            422,
             "sample_mismatch",
             f"The sample lacks columns the model was trained on: {', '.join(missing[:10])}.",
         )
@@ -269,15 +274,12 @@ def _register_stored(
         elif flavor == "onnx":
             runtime = flavors.onnx_runtime(path, schema, task, classes)
         else:
-            raise RegistryError(
-                422, "unsupported_flavor", f"{flavor} artifacts are registered by URI."
-            )
+            raise RegistryError("unsupported_flavor", f"{flavor} artifacts are registered by URI.")
         _smoke_test(runtime, schema, features)
     except (ArtifactError, flavors.OutputError) as exc:
-        raise RegistryError(422, "invalid_artifact", str(exc)) from None
+        raise RegistryError("invalid_artifact", str(exc)) from None
     if task != model.task:
         raise RegistryError(
-            422,
             "task_mismatch",
             f"The model is registered for {model.task} but this artifact does {task}.",
         )
@@ -343,12 +345,11 @@ def get_version(model: RegisteredModel, number: int) -> ModelVersion | None:
 def _point_alias(model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
     if not ALIAS_PATTERN.match(alias or ""):
         raise RegistryError(
-            422,
             "invalid_alias",
             "An alias is 1–40 lower-case letters, digits, '-' or '_', starting with a letter.",
         )
     if version.status != VersionStatus.READY.value:
-        raise RegistryError(409, "version_archived", "An archived version cannot take an alias.")
+        raise RegistryConflict("version_archived", "An archived version cannot take an alias.")
     row = db.session.scalar(
         select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )
@@ -366,7 +367,7 @@ def set_alias(model: RegisteredModel, alias: str, number: int) -> ModelAlias:
     """Point ``alias`` at version ``number``; workers serve it within the poll interval."""
     version = get_version(model, number)
     if version is None:
-        raise RegistryError(404, "version_not_found", f"{model.name} has no version {number}.")
+        raise RegistryNotFound("version_not_found", f"{model.name} has no version {number}.")
     row = _point_alias(model, alias, version)
     db.session.commit()
     return row
@@ -378,7 +379,7 @@ def delete_alias(model: RegisteredModel, alias: str) -> None:
         select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )
     if row is None:
-        raise RegistryError(404, "alias_not_found", f"{model.name} has no alias {alias}.")
+        raise RegistryNotFound("alias_not_found", f"{model.name} has no alias {alias}.")
     db.session.delete(row)
     _touch(model)
     db.session.commit()
@@ -388,7 +389,7 @@ def archive_version(model: RegisteredModel, number: int) -> ModelVersion:
     """Stop serving a version (its records stay). Aliases pointing at it are removed."""
     version = get_version(model, number)
     if version is None:
-        raise RegistryError(404, "version_not_found", f"{model.name} has no version {number}.")
+        raise RegistryNotFound("version_not_found", f"{model.name} has no version {number}.")
     version.status = VersionStatus.ARCHIVED.value
     for row in list(model.aliases):
         if row.version_id == version.id:
@@ -403,11 +404,10 @@ def update_schema(version: ModelVersion, data: dict[str, Any]) -> ModelVersion:
     try:
         schema = InputSchema.from_dict(data)
     except (ValueError, TypeError, KeyError) as exc:
-        raise RegistryError(422, "invalid_schema", str(exc)) from None
+        raise RegistryError("invalid_schema", str(exc)) from None
     current = InputSchema.from_dict(version.input_schema)
     if schema.names != current.names:
         raise RegistryError(
-            422,
             "invalid_schema",
             "The features and their order are fixed by the model; edit types, ranges, "
             "categories and descriptions only.",
@@ -435,7 +435,7 @@ def configure_mlflow() -> None:
     try:
         import mlflow
     except ImportError:
-        raise RegistryError(422, "mlflow_missing", flavors.MLFLOW_MISSING) from None
+        raise RegistryError("mlflow_missing", flavors.MLFLOW_MISSING) from None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
@@ -462,7 +462,7 @@ def register_mlflow(
         runtime = flavors.mlflow_runtime(uri, schema, model.task)
         _smoke_test(runtime, schema, features)
     except (ArtifactError, flavors.OutputError) as exc:
-        raise RegistryError(422, "invalid_artifact", str(exc)) from None
+        raise RegistryError("invalid_artifact", str(exc)) from None
     version = ModelVersion(
         model=model,
         number=_next_number(model),

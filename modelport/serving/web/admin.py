@@ -20,6 +20,7 @@ from flask_login import current_user
 from modelport.auth.web.admin import admin_required
 from modelport.auth.web.forms import EmptyForm
 from modelport.auth.web.identity import current_caller
+from modelport.errors import registry_status
 from modelport.extensions import db
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, VersionStatus
@@ -61,7 +62,7 @@ def _refused(form: Any, exc: registry.RegistryError) -> int:
         target.errors = [*target.errors, registry_message(exc)]
     else:
         flash(registry_message(exc), "error")
-    return exc.status
+    return registry_status(exc)
 
 
 def _admin_model(name: str) -> RegisteredModel:
@@ -172,7 +173,7 @@ def admin_alias(name: str) -> Response | tuple[str, int]:
     except registry.RegistryError as exc:
         db.session.rollback()
         flash(registry_message(exc), "error")
-        return _admin_models_page(exc.status)
+        return _admin_models_page(registry_status(exc))
     flash(
         _(
             "%(alias)s of %(name)s now points at version %(number)d.",
