@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,8 @@ CACHED_ENDPOINTS = frozenset(
     }
 )
 _MAX_ENTRIES = 10_000
+# Seconds on a clock that never goes back; a test may replace it to move time on.
+clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def recall(plaintext: str) -> tuple[TokenSnapshot, UserSnapshot] | None:
     if entry is None:
         return None
     checked_at, token, user = entry
-    if time.monotonic() - checked_at > ttl:
+    if clock() - checked_at > ttl:
         return None
     if token.expires_at is not None and token.expires_at <= utcnow():
         return None
@@ -102,7 +105,7 @@ def remember(plaintext: str, token: ApiToken) -> None:
     with _lock:
         if len(_entries) >= _MAX_ENTRIES:
             _entries.clear()
-        _entries[_key(plaintext)] = (time.monotonic(), snapshot, user)
+        _entries[_key(plaintext)] = (clock(), snapshot, user)
 
 
 def forget_user(user_id: int) -> None:
