@@ -74,7 +74,8 @@ def head_timeout() -> float:
 
 # What a waiting connection may have sent for its whole request to count as in: a head of
 # up to gunicorn's limits and a hot-path body (modelport.api.fastpath.FAST_BODY_LIMIT).
-_PEEK_BYTES = 16 * 1024 + 64 * 1024
+_HEAD_BYTES = 16 * 1024
+_PEEK_BYTES = _HEAD_BYTES + 64 * 1024
 
 
 def _whole_request_in(client: socket.socket, buffer: bytearray) -> bool:
@@ -88,21 +89,21 @@ def _whole_request_in(client: socket.socket, buffer: bytearray) -> bool:
         return True  # reading it will tell at once (a reset, say)
     if size == 0:
         return True  # closed: reading it ends at once
-    data = memoryview(buffer)[:size]
-    end = bytes(data[: min(size, 16 * 1024)]).find(b"\r\n\r\n")
+    # One lower-cased copy of the head and two searches: this runs for every held answer.
+    head = bytes(memoryview(buffer)[: min(size, _HEAD_BYTES)]).lower()
+    end = head.find(b"\r\n\r\n")
     if end < 0:
         return False  # a head still coming in
-    length = 0
-    for line in bytes(data[:end]).split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"transfer-encoding":
-            return False  # a chunked body: its end cannot be told from here
-        if name == b"content-length":
-            if not value.strip().isdigit():
-                return True  # the parser refuses it at once
-            length = int(value.strip())
-    return size >= end + 4 + length
+    head = head[: end + 2]
+    if b"\r\ntransfer-encoding:" in head:
+        return False  # a chunked body: its end cannot be told from here
+    start = head.find(b"\r\ncontent-length:")
+    if start < 0:
+        return size >= end + 4  # no body
+    value = head[start + 17 : head.index(b"\r\n", start + 2)].strip()
+    if not value.isdigit():
+        return True  # the parser refuses it at once
+    return size >= end + 4 + int(value)
 
 
 class _Closing(Exception):
