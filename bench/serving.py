@@ -68,6 +68,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
+import app_cpu  # noqa: E402
 from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving_apps import (  # noqa: E402
@@ -621,6 +622,19 @@ def acceptance(endpoints: list[Endpoint], ref: str | None = None) -> list[str]:
     return lines
 
 
+def app_line(sides: list[app_cpu.Side]) -> str:
+    """The in-process comparison as a PASS/FAIL line, with the same limit as the server's."""
+    limit = ACCEPTANCE["baseline"]
+    ratio = app_cpu.ratio(sides)
+    verdict = "PASS" if ratio <= limit else "FAIL"
+    head, ref = sides
+    return (
+        f"{verdict}  application CPU per hot-path request in process, recording off, "
+        f"≤ {limit:.2f}× {ref.label}: {ratio:.3f}× ({statistics.median(head.cpu_ms):.3f} "
+        f"against {statistics.median(ref.cpu_ms):.3f} ms)"
+    )
+
+
 def _version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
@@ -693,6 +707,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also serve the LR rows 'recording off' and 'recording on, PostgreSQL' with the "
         "code of this commit (a temporary git worktree), and compare server CPU per request",
+    )
+    parser.add_argument(
+        "--app-rounds",
+        type=int,
+        default=20,
+        help="--baseline: interleaved rounds of the in-process comparison (bench/app_cpu.py)",
+    )
+    parser.add_argument(
+        "--app-calls", type=int, default=1000, help="predictions per in-process round (1000)"
     )
     # Internal: the set-up of a database by another checkout's code (prepare_in).
     parser.add_argument("--prepare", metavar="SPEC", default=None, help=argparse.SUPPRESS)
@@ -861,6 +884,13 @@ def main(argv: list[str] | None = None) -> int:
             check_endpoint(endpoint, bases[endpoint.server], headers(endpoint))
         try:
             measure(endpoints, bases, headers, args, generator)
+            if ref:
+                print("the application alone, in process (bench/app_cpu.py)", file=sys.stderr)
+                sides = [
+                    app_cpu.Side(head, REPOSITORY, envs["off"], token),
+                    app_cpu.Side(ref, ref_tree, envs["ref-off"], tokens["ref-off"]),
+                ]
+                app_cpu.compare(sides, BODY, args.app_rounds, args.app_calls)
         except KeyboardInterrupt:
             print("interrupted: servers stopped, databases dropped", file=sys.stderr)
             return 130
@@ -882,7 +912,9 @@ def main(argv: list[str] | None = None) -> int:
         table(endpoints),
         "",
         *([baseline_table(endpoints, head, ref), ""] if ref else []),
+        *([app_cpu.table(sides, args.app_rounds, args.app_calls), ""] if ref else []),
         *acceptance(endpoints, ref),
+        *([app_line(sides)] if ref else []),
         "",
     ]
     text_out = "\n".join(report)
