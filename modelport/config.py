@@ -155,6 +155,10 @@ class Settings:
         "5",
         "Seconds a connection has, from when a gunicorn worker takes it, to send its whole request head (a deadline, not per read); then it is closed. Keeps silent or slow clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
     )
+    drain_file: str = _setting(
+        "",
+        "A file whose presence makes `/readyz` answer 503 (draining) while `/healthz` stays 200; `modelport drain` creates it. Kubernetes' preStop step runs that command so the pod leaves the Service before gunicorn gets SIGTERM (docs/deploy.md). Empty: no drain file.",
+    )
     mail_server: str = _setting(
         "", "SMTP host. Empty: e-mails are written to the log (development)."
     )
