@@ -486,3 +486,8 @@ def test_dev_is_smaller_than_prod():
     prod = one("prod", "HorizontalPodAutoscaler")["spec"]
     assert dev["maxReplicas"] < prod["maxReplicas"]
     assert (requests("dev"), requests("prod")) == ("512Mi", "2Gi")
+
+
+def test_ci_requires_kubectl():
+    # These tests skip without kubectl; CI must not let them.
+    assert "[ -x /usr/bin/kubectl ]" in (ROOT / ".ci" / "run").read_text()
