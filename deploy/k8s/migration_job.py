@@ -1,18 +1,24 @@
-"""The migration Job's name: modelport-migrate-<hash of the migrations and the image>.
+"""The migration Job's name: modelport-migrate-<hash of the migrations and the Job>.
 
 Kustomize cannot hash files, so ``make k8s-migration-job`` runs this script, which writes
 each overlay's ``migration-job-name.yaml`` (a patch that renames the Job), and
 tests/deploy/test_kubernetes.py fails when one is stale. The hash covers every file of
-modelport/migrations/versions and the overlay's ``modelport`` image (name and tag): a new
-migration or a new image makes a new Job, which Kubernetes, Argo CD and Flux run once.
+modelport/migrations/versions and the Job as the overlay renders it, all but its name: the
+image and its tag, the settings ConfigMap's name (which carries a hash of the settings), the
+resources. A new migration or image makes a new Job, which Kubernetes, Argo CD and Flux run
+once; and a Job that changed in any way is a new Job too, since Kubernetes refuses to change
+the template of an existing one.
 
-    python deploy/k8s/migration_job.py          # write the patches
+    python deploy/k8s/migration_job.py          # write the patches (needs kubectl)
     python deploy/k8s/migration_job.py --check  # exit 1 if one is stale
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,21 +31,24 @@ OVERLAYS = K8S / "overlays"
 PATCH = "migration-job-name.yaml"
 
 
-def image(overlay: Path) -> str:
-    """The overlay's ``modelport`` image, as ``name:tag``."""
-    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-    for entry in kustomization.get("images", []):
-        if entry["name"] == "modelport":
-            return f"{entry.get('newName', 'modelport')}:{entry['newTag']}"
-    raise SystemExit(f"{overlay}: no pinned `modelport` image (images: newTag)")
+def rendered_job(overlay: Path) -> dict:
+    """The overlay's migration Job, rendered by ``kubectl kustomize``."""
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    out = subprocess.run(  # noqa: S603 - kubectl on our own overlay
+        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    ).stdout
+    (job,) = [doc for doc in yaml.safe_load_all(out) if doc and doc["kind"] == "Job"]
+    return job
 
 
-def job_name(overlay: Path) -> str:
+def job_name(overlay: Path, job: dict | None = None) -> str:
+    job = json.loads(json.dumps(job or rendered_job(overlay)))
+    del job["metadata"]["name"]
     digest = hashlib.sha256()
     for path in sorted(VERSIONS.rglob("*.py")):
         digest.update(path.relative_to(VERSIONS).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    digest.update(image(overlay).encode())
+    digest.update(json.dumps(job, sort_keys=True, separators=(",", ":")).encode())
     return f"modelport-migrate-{digest.hexdigest()[:10]}"
 
 

@@ -103,6 +103,14 @@ def settings(overlay: str) -> dict[str, str]:
     return config["data"]
 
 
+def secret_files(overlay: str) -> dict[str, str]:
+    """The settings that name files of the mounted Secret (MODELPORT_<NAME>_FILE)."""
+    from modelport.config import SECRET_FILES
+
+    names = {f"MODELPORT_{name}_FILE" for name in SECRET_FILES}
+    return {k: v for k, v in settings(overlay).items() if k in names}
+
+
 def kubernetes_validate(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -173,13 +181,31 @@ def test_example_secret_has_placeholders_only_and_every_key_the_pods_read():
     assert set(example["stringData"].values()) == {"CHANGE-ME"}
     for overlay in OVERLAYS:
         assert not objects(overlay, "Secret"), "no overlay may apply placeholder secrets"
-        for where, spec in pods(overlay):
-            for c in containers(spec):
-                for env in c.get("env", []):
-                    ref = env.get("valueFrom", {}).get("secretKeyRef")
-                    if ref:
-                        assert ref["name"] == example["metadata"]["name"], where
-                        assert ref["key"] in example["stringData"], (where, ref["key"])
+        files = secret_files(overlay)
+        assert set(files) >= {"MODELPORT_SECRET_KEY_FILE", "MODELPORT_DATABASE_URL_FILE"}
+        for path in files.values():
+            assert path.rpartition("/")[2] in example["stringData"], path
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_are_read_only_files_not_environment_variables(overlay: str):
+    files = list(secret_files(overlay).values())
+    for where, spec in pods(overlay):
+        secret_volumes = {
+            v["name"]
+            for v in spec.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == "modelport-secrets"
+        }
+        for c in containers(spec):
+            label = (where, c["name"])
+            assert not any("valueFrom" in env for env in c.get("env", [])), label
+            assert not any("secretRef" in source for source in c.get("envFrom", [])), label
+            if c["name"] == "nginx":
+                assert not secret_volumes & {m["name"] for m in c["volumeMounts"]}
+                continue
+            (mount,) = [m for m in c["volumeMounts"] if m["name"] in secret_volumes]
+            assert mount["readOnly"] is True, label
+            assert all(path.startswith(mount["mountPath"] + "/") for path in files), label
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -380,10 +406,9 @@ def _job_name_module():
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_migration_job_name_carries_the_hash_of_migrations_and_image(overlay: str):
-    jobs = objects(overlay, "Job")
-    (job,) = jobs
-    expected = _job_name_module().job_name(K8S / "overlays" / overlay)
+def test_migration_job_name_carries_the_hash_of_migrations_and_the_job(overlay: str):
+    (job,) = objects(overlay, "Job")
+    expected = _job_name_module().job_name(K8S / "overlays" / overlay, job)
     assert job["metadata"]["name"] == expected, "stale: run `make k8s-migration-job`"
     spec = job["spec"]
     assert spec["backoffLimit"] >= 1 and spec["activeDeadlineSeconds"] > 0
@@ -396,22 +421,25 @@ def test_migration_job_name_carries_the_hash_of_migrations_and_image(overlay: st
     assert "ttlSecondsAfterFinished" not in spec
 
 
-def test_migration_job_name_changes_with_the_image_tag(tmp_path: Path):
+def test_migration_job_name_changes_with_the_image_tag_and_the_settings():
     module = _job_name_module()
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    names = []
-    for tag in ("1.0.0", "1.0.1"):
-        (overlay / "kustomization.yaml").write_text(
-            yaml.safe_dump({"images": [{"name": "modelport", "newTag": tag}]})
-        )
-        names.append(module.job_name(overlay))
-    assert names[0] != names[1]
+    overlay = K8S / "overlays" / "prod"
+    (job,) = objects("prod", "Job")
+    names = {module.job_name(overlay, job)}
+    retagged = json.loads(json.dumps(job))
+    retagged["spec"]["template"]["spec"]["containers"][0]["image"] += "-next"
+    names.add(module.job_name(overlay, retagged))
+    resettled = json.loads(json.dumps(job))
+    resettled["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"][
+        "name"
+    ] += "x"
+    names.add(module.job_name(overlay, resettled))
+    assert len(names) == 3
     result = subprocess.run(
         [sys.executable, str(K8S / "migration_job.py"), "--check"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
 

@@ -75,3 +75,26 @@ def test_wait_for_migrations_gives_up_before_the_upgrade_and_passes_after(make_a
     result = runner.invoke(args=["wait-for-migrations", "--timeout", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("The database is at ")
+
+
+def test_secrets_come_from_files_a_mounted_secret_holds(tmp_path: Path):
+    from modelport.config import ConfigError, read_settings
+
+    key = tmp_path / "secret-key"
+    key.write_text("k" * 40 + "\n")
+    url = tmp_path / "database-url"
+    url.write_text(f"sqlite:///{tmp_path / 'x.db'}")
+    environ = {
+        "MODELPORT_SECRET_KEY_FILE": str(key),
+        "MODELPORT_DATABASE_URL_FILE": str(url),
+    }
+
+    values = read_settings(environ)
+    assert values["SECRET_KEY"] == "k" * 40
+    assert values["DATABASE_URL"] == f"sqlite:///{tmp_path / 'x.db'}"
+
+    with pytest.raises(ConfigError, match="not both"):
+        read_settings({**environ, "MODELPORT_SECRET_KEY": "x" * 40})
+    with pytest.raises(ConfigError, match="cannot read") as refused:
+        read_settings({"MODELPORT_REDIS_URL_FILE": str(tmp_path / "missing")})
+    assert "k" * 40 not in str(refused.value)
