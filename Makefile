@@ -76,8 +76,9 @@ translations: install
 	$(BIN)/pybabel compile -d modelport/translations
 
 # Kubernetes (deploy/k8s, docs/deploy.md): kustomize reads no file outside deploy/k8s, so the
-# nginx config is copied in; the migration Job's name carries a hash of the migrations and the
-# image tag. tests/deploy/test_kubernetes.py fails when either is stale.
+# nginx config is copied in; the migration Job's name carries a hash of the migrations and of
+# the rendered Job (image tag, settings). tests/deploy/test_kubernetes.py fails when either is
+# stale.
 k8s-sync:
 	cp deploy/nginx/nginx.conf deploy/nginx/modelport.conf deploy/k8s/base/nginx/
 
