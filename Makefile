@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean
+.PHONY: run test lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,20 @@ translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o modelport/translations/messages.pot .
 	$(BIN)/pybabel update -i modelport/translations/messages.pot -d modelport/translations --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel compile -d modelport/translations
+
+# Kubernetes (deploy/k8s, docs/deploy.md): kustomize reads no file outside deploy/k8s, so the
+# nginx config is copied in; the migration Job's name carries a hash of the migrations and of
+# the rendered Job (image tag, settings). tests/deploy/test_kubernetes.py fails when either is
+# stale.
+k8s-sync:
+	cp deploy/nginx/nginx.conf deploy/nginx/modelport.conf deploy/k8s/base/nginx/
+
+k8s-migration-job: install
+	$(BIN)/python deploy/k8s/migration_job.py
+
+OVERLAY ?= prod
+k8s-render: k8s-sync k8s-migration-job
+	kubectl kustomize deploy/k8s/overlays/$(OVERLAY)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache build dist

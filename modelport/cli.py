@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from pathlib import Path
 from typing import NoReturn
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from modelport.auth import accounts
 from modelport.models import Role
@@ -182,18 +184,80 @@ def purge(days: int | None) -> None:
     click.echo(f"Erased the stored inputs and outputs of {count} prediction records.")
 
 
+@click.command("wait-for-migrations")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Give up after this long."
+)
+@click.option(
+    "--interval", type=float, default=2.0, show_default=True, help="Seconds between tries."
+)
+@with_appcontext
+def wait_for_migrations(timeout: float, interval: float) -> None:
+    """Wait until the database's schema is at this code's newest migration (Kubernetes' init
+    container runs it; the migration Job upgrades). Exits 1 after --timeout seconds."""
+    from modelport.extensions import db
+    from modelport.ops.health import migration_state
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            current, expected = migration_state()
+        except SQLAlchemyError as exc:
+            # The class name only: driver messages can carry host names and user names.
+            state = f"the database does not answer ({type(exc).__name__})"
+        else:
+            if current == expected:
+                click.echo(f"The database is at {', '.join(sorted(expected))}.")
+                return
+            state = (
+                f"the database is at {', '.join(sorted(current)) or 'no revision'}, "
+                f"the code needs {', '.join(sorted(expected))}"
+            )
+        finally:
+            db.engine.dispose()  # no connection is held while waiting
+        if time.monotonic() + interval > deadline:
+            _fail(f"Gave up after {timeout:g} s: {state}.")
+        click.echo(f"Waiting: {state}.", err=True)
+        time.sleep(interval)
+
+
+@click.command("drain")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Then sleep this many seconds, while load balancers take the pod out.",
+)
+def drain(wait: float) -> None:
+    """Make /readyz answer 503 from now on by creating MODELPORT_DRAIN_FILE (Kubernetes' preStop
+    step). It does not load the app, so it is quick and light beside a running server."""
+    from modelport.config import ConfigError, read_settings
+
+    try:
+        path = read_settings()["DRAIN_FILE"]
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not path:
+        _fail("MODELPORT_DRAIN_FILE is not set: there is no drain file to create.")
+    Path(path).touch()
+    click.echo(f"Draining: {path} exists, /readyz answers 503.")
+    time.sleep(wait)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(serve)
     app.cli.add_command(demo)
     app.cli.add_command(register)
     app.cli.add_command(purge)
+    app.cli.add_command(wait_for_migrations)
 
 
 # The app comes from Flask's factory discovery (``--app modelport`` finds ``create_app``), as
 # for ``flask --app modelport``: importing the package from here would close an import circle
 # (the package registers these commands).
 cli = FlaskGroup(add_version_option=False, help="Modelport command line.")
+cli.add_command(drain)  # on the group, not the app: found without loading the app
 
 
 def main() -> None:

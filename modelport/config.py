@@ -155,6 +155,10 @@ class Settings:
         "5",
         "Seconds a connection has, from when a gunicorn worker takes it, to send its whole request head (a deadline, not per read); then it is closed. Keeps silent or slow clients from holding `modelport serve`'s workers; behind nginx they never reach them.",
     )
+    drain_file: str = _setting(
+        "",
+        "A file whose presence makes `/readyz` answer 503 (draining) while `/healthz` stays 200; `modelport drain` creates it. Kubernetes' preStop step runs that command so the pod leaves the Service before gunicorn gets SIGTERM (docs/deploy.md). Empty: no drain file.",
+    )
     mail_server: str = _setting(
         "", "SMTP host. Empty: e-mails are written to the log (development)."
     )
@@ -289,12 +293,36 @@ def _check(values: dict[str, Any]) -> None:
             ) from None
 
 
+# Settings that may also come from a file named by MODELPORT_<NAME>_FILE: a Secret mounted
+# read-only (Kubernetes, docker secrets) rather than an environment variable.
+SECRET_FILES = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "MAIL_PASSWORD")
+
+
+def _from_file(environ: Mapping[str, str], name: str) -> str | None:
+    """The content of the file MODELPORT_<name>_FILE names (one trailing newline dropped)."""
+    variable = f"MODELPORT_{name}_FILE"
+    path = environ.get(variable, "")
+    if not path:
+        return None
+    if f"MODELPORT_{name}" in environ:
+        raise ConfigError(f"Set MODELPORT_{name} or {variable}, not both.")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # The path and the reason only: never the content.
+        raise ConfigError(f"{variable}: cannot read {path} ({type(exc).__name__}).") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return every setting, typed and checked, from the environment (defaults where unset)."""
     environ = os.environ if environ is None else environ
     values = {}
     for setting in SETTINGS:
         raw = environ.get(f"MODELPORT_{setting.name}", setting.default)
+        if setting.name in SECRET_FILES:
+            from_file = _from_file(environ, setting.name)
+            raw = raw if from_file is None else from_file
         values[setting.name] = _cast(setting, raw)
     _check(values)
     return values

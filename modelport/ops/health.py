@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app
@@ -9,6 +11,7 @@ from flask_migrate import Migrate
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from modelport.config import current_settings
 from modelport.extensions import db, limiter
 
 bp = Blueprint("health", __name__)
@@ -26,6 +29,14 @@ def _migration_heads() -> set[str]:
     migrate: Migrate = current_app.extensions["migrate"].migrate
     config = migrate.get_config()
     return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def migration_state() -> tuple[set[str], set[str]]:
+    """The database's current Alembic revisions and the heads of this code's migrations.
+    Raises SQLAlchemyError when the database does not answer."""
+    with db.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, _migration_heads()
 
 
 def _describe(revisions: set[str]) -> str:
@@ -47,7 +58,11 @@ def _models_check() -> str:
 @limiter.exempt
 def readyz() -> tuple[dict, int]:
     """Ready to serve: the database answers, its schema is at the newest migration and every
-    model's served version is loaded in this worker."""
+    model's served version is loaded in this worker. Not ready, with nothing else checked,
+    once the drain file exists (``modelport drain``): the pod is on its way out."""
+    drain_file = current_settings().drain_file
+    if drain_file and os.path.exists(drain_file):
+        return {"status": "not ready", "checks": {"draining": "shutting down"}}, 503
     checks: dict[str, str] = {}
     try:
         with db.engine.connect() as connection:
