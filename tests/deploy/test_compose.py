@@ -68,8 +68,9 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict])
 
 
 def test_the_app_waits_for_the_migration_and_healthy_services(services: dict[str, dict]) -> None:
+    # It starts after nginx, whose network it joins (network_mode implies it).
+    assert services["app"]["network_mode"] == "service:nginx"
     assert services["app"]["depends_on"] == {
-        "nginx": {"condition": "service_started"},
         "migrate": {"condition": "service_completed_successfully"},
         "db": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
