@@ -42,6 +42,11 @@ def test_the_services(services: dict[str, dict]) -> None:
         assert services[name]["build"]["context"] == ".."
         assert (COMPOSE.parent / services[name]["build"]["context"] / "Dockerfile").is_file()
     assert services["app"]["command"] == ["serve"]
+    # The image carries the driver of the database URL compose gives it.
+    build = stages(DOCKERFILE.read_text())[0]
+    (wheels,) = [r.arguments for r in build.all("RUN") if "pip wheel" in r.arguments]
+    assert "postgres" in re.search(r"\.\[([\w,]+)\]", wheels)[1].split(",")
+    assert _env(services["app"])["MODELPORT_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert services["migrate"]["command"] == ["migrate"]
     # Debian's official images (not alpine): the nginx image is the official one.
     assert re.fullmatch(r"nginx:[\d.]+", services["nginx"]["image"])
