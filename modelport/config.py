@@ -43,9 +43,10 @@ class Setting:
     cast: type = str
 
 
-def _setting(default: str, help: str) -> Any:  # noqa: A002 - the help text
-    """A field of ``Settings``: its environment default (as text) and what it means."""
-    return field(metadata={"default": default, "help": help})
+def _setting(default: str, help: str, *, secret: bool = False) -> Any:  # noqa: A002 - the help text
+    """A field of ``Settings``: its environment default (as text) and what it means. A
+    ``secret`` one is left out of the settings' repr, so it cannot reach a log that way."""
+    return field(repr=not secret, metadata={"default": default, "help": help})
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,17 @@ class Settings:
     secret_key: str = _setting(
         "",
         "Signs sessions and e-mail links. Required in production (32+ characters); in development a random key is created once in the instance folder.",
+        secret=True,
+    )
+    secret_key_fallbacks: str = _setting(
+        "",
+        'Old secret keys, comma-separated, still accepted (never used to sign) while a new `MODELPORT_SECRET_KEY` rolls out: session cookies, device cookies and e-mail links signed with them keep working until they are removed (docs/operations.md, "Rotating the secret key"). In production each must be a valid key too.',
+        secret=True,
     )
     database_url: str = _setting(
         "",
         "SQLAlchemy URL. Empty means a SQLite file `modelport.db` in the instance folder. PostgreSQL: `postgresql+psycopg://user:pass@host/db`; MariaDB/MySQL: `mysql+pymysql://user:pass@host/db?charset=utf8mb4`.",
+        secret=True,  # it may hold the database password
     )
     db_pool_size: int = _setting("5", "Connections kept open per worker process.")
     db_max_overflow: int = _setting("10", "Extra connections opened under load, then closed.")
@@ -77,7 +85,9 @@ class Settings:
     )
     sqlite_busy_timeout_ms: int = _setting("5000", "How long SQLite waits on a locked database.")
     redis_url: str = _setting(
-        "", "Redis for shared rate limits (all workers see one count). Empty: in-process memory."
+        "",
+        "Redis for shared rate limits (all workers see one count). Empty: in-process memory.",
+        secret=True,  # it may hold a password
     )
     artifacts_dir: str = _setting(
         "", "Where model artifacts are stored. Empty: instance/artifacts."
@@ -164,7 +174,7 @@ class Settings:
     )
     mail_port: int = _setting("25", "SMTP port.")
     mail_username: str = _setting("", "SMTP user (optional).")
-    mail_password: str = _setting("", "SMTP password (optional).")
+    mail_password: str = _setting("", "SMTP password (optional).", secret=True)
     mail_use_tls: bool = _setting("false", "STARTTLS on the SMTP connection.")
     mail_sender: str = _setting("Modelport <noreply@localhost>", "From: address of e-mails.")
     base_url: str = _setting(
@@ -295,7 +305,7 @@ def _check(values: dict[str, Any]) -> None:
 
 # Settings that may also come from a file named by MODELPORT_<NAME>_FILE: a Secret mounted
 # read-only (Kubernetes, docker secrets) rather than an environment variable.
-SECRET_FILES = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "MAIL_PASSWORD")
+SECRET_FILES = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASE_URL", "REDIS_URL", "MAIL_PASSWORD")
 
 
 def _from_file(environ: Mapping[str, str], name: str) -> str | None:
@@ -331,6 +341,13 @@ def read_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 def typed_settings(values: Mapping[str, Any]) -> Settings:
     """``read_settings``' values as the typed ``Settings``."""
     return Settings(**{name.lower(): value for name, value in values.items()})
+
+
+def signing_keys(config: Mapping[str, Any]) -> list[str | bytes]:
+    """The keys an itsdangerous serializer of the app takes: the old ones
+    (``SECRET_KEY_FALLBACKS``) then the current one. itsdangerous signs with the last and
+    verifies with any, newest first, as Flask's session does."""
+    return [*reversed(config.get("SECRET_KEY_FALLBACKS") or []), config["SECRET_KEY"]]
 
 
 def current_settings() -> Settings:
@@ -382,6 +399,23 @@ def check_secret_key(key: str) -> None:
         )
 
 
+def secret_key_fallbacks(raw: str) -> list[str]:
+    """``MODELPORT_SECRET_KEY_FALLBACKS`` as a list of keys, in the order given (newest
+    first): comma- or newline-separated, blanks around each key dropped."""
+    return [key.strip() for key in raw.replace("\n", ",").split(",") if key.strip()]
+
+
+def check_secret_key_fallbacks(keys: list[str]) -> None:
+    """Refuse a default or short old key in production: it would let anyone sign cookies.
+    The message counts the keys; it never shows one."""
+    for position, key in enumerate(keys, start=1):
+        if key.lower() in WEAK_SECRET_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"MODELPORT_SECRET_KEY_FALLBACKS: key {position} of {len(keys)} is a default or "
+                f"shorter than {MIN_SECRET_KEY_LENGTH} characters; list only real old keys."
+            )
+
+
 def check_base_url(url: str) -> None:
     """Production e-mail links come from ``MODELPORT_BASE_URL``, never from the Host header,
     which a client chooses (reset-link poisoning)."""
@@ -397,8 +431,10 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
     env = settings["ENV"]
     production = env == "production"
     secret = settings["SECRET_KEY"]
+    fallbacks = secret_key_fallbacks(settings["SECRET_KEY_FALLBACKS"])
     if production:
         check_secret_key(secret)
+        check_secret_key_fallbacks(fallbacks)
         check_base_url(settings["BASE_URL"])
     elif not secret:
         secret = (
@@ -445,6 +481,9 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         "TESTING": env == "testing",
         "DEBUG": False,
         "SECRET_KEY": secret,
+        # Old keys, newest first: Flask's session accepts them (never signs with them), and so
+        # do the app's own signers (``signing_keys``).
+        "SECRET_KEY_FALLBACKS": fallbacks,
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLALCHEMY_BINDS": {RECORDS_BIND: {"url": db_url, **records_options}},

@@ -16,6 +16,7 @@ import secrets
 from flask import Response, current_app, g, has_request_context, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from modelport.config import signing_keys
 from modelport.models import User
 
 LIFETIME_DAYS = 180
@@ -26,7 +27,7 @@ SALT = "modelport-device"
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+    return URLSafeTimedSerializer(signing_keys(current_app.config), salt=SALT)
 
 
 def _max_age() -> int:

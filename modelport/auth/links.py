@@ -12,7 +12,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from modelport.config import current_settings
+from modelport.config import current_settings, signing_keys
 from modelport.extensions import db
 from modelport.models import User
 
@@ -20,7 +20,7 @@ PURPOSES = ("reset", "confirm", "email")
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"modelport-{purpose}")
+    return URLSafeTimedSerializer(signing_keys(current_app.config), salt=f"modelport-{purpose}")
 
 
 def _fingerprint(user: User) -> str:
