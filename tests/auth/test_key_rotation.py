@@ -80,7 +80,7 @@ def _apps(app_factory: Any) -> tuple[Flask, Flask, Flask]:
     """The old key; the new key with the old one in the fallbacks; the new key alone."""
     return (
         app_factory(SECRET_KEY=OLD),
-        app_factory(SECRET_KEY=NEW, SECRET_KEY_FALLBACKS=f"{OLDER}, {OLD}"),
+        app_factory(SECRET_KEY=NEW, SECRET_KEY_FALLBACKS=f"{OLD}, {OLDER}"),
         app_factory(SECRET_KEY=NEW),
     )
 
@@ -192,9 +192,23 @@ def test_fallbacks_reach_flask_newest_first_and_are_never_signing_keys(app_facto
 
     _old, rotating, _rotated = _apps(app_factory)
     assert rotating.config["SECRET_KEY"] == NEW
-    assert rotating.config["SECRET_KEY_FALLBACKS"] == [OLDER, OLD]
+    assert rotating.config["SECRET_KEY_FALLBACKS"] == [OLD, OLDER]
     # itsdangerous signs with the last key of the list.
     assert signing_keys(rotating.config)[-1] == NEW
+
+
+def test_fallbacks_can_come_from_a_file_one_per_line(app_factory, tmp_path):
+    keys = tmp_path / "secret-key-fallbacks"
+    keys.write_text(f"{OLD}\n{OLDER}\n")
+    app = app_factory(SECRET_KEY=NEW, SECRET_KEY_FALLBACKS_FILE=str(keys))
+    assert app.config["SECRET_KEY_FALLBACKS"] == [OLD, OLDER]
+    keys.write_text("")  # emptied once the rotation is over: no fallbacks, still starts
+    assert (
+        app_factory(SECRET_KEY=NEW, SECRET_KEY_FALLBACKS_FILE=str(keys)).config[
+            "SECRET_KEY_FALLBACKS"
+        ]
+        == []
+    )
 
 
 @pytest.mark.parametrize("fallbacks", ["dev", f"{OLD},tiny-old-key"])
