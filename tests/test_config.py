@@ -21,7 +21,8 @@ from flask.testing import FlaskClient
 from modelport import create_app
 from modelport.config import ConfigError, read_settings
 from modelport.extensions import db
-from tests.conftest import csrf_token, service_url
+from tests.support.databases import service_url
+from tests.support.html import csrf_token
 
 STRONG = "Zq3-0vK_p8Lr2mWx7Ty5Bn4Hc6Js9Df1Ga" + "e" * 8
 

@@ -15,7 +15,8 @@ from modelport import create_app
 from modelport.auth import sessions, tokens
 from modelport.extensions import db
 from modelport.models import ApiToken, User, UserSession
-from tests.conftest import make_user, service_url
+from tests.support.databases import service_url
+from tests.support.users import make_user
 
 
 def _pragma(connection: sa.Connection, name: str) -> object:

@@ -21,7 +21,7 @@ from flask_migrate import downgrade, upgrade
 from modelport import create_app
 from modelport.extensions import db
 from modelport.models import User
-from tests.conftest import empty_database_url
+from tests.support.databases import empty_database_url
 
 
 def _compare_settings() -> dict[str, Any]:

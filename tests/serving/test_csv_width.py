@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from modelport.serving import csvstream
 from modelport.serving.schema import InputSchema
-from tests.conftest import IRIS_ROW, csrf_token, register_demo, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.models import IRIS_ROW, register_demo
 
 PREDICT = "/api/v1/models/iris/predict"
 HEADER = ",".join(IRIS_ROW)

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelport.serving.csvcells import safe_cell, safe_column, safe_text
-from tests.api.conftest import issue_token
-from tests.conftest import csrf_token, make_user
+from tests.support.html import csrf_token
+from tests.support.tokens import issue_token
+from tests.support.users import make_user
 
 PAYLOADS = {
     "=cmd|' /C calc'!A0": "'=cmd|' /C calc'!A0",
