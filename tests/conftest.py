@@ -2,8 +2,10 @@
 
 Tests that touch the database are marked ``db`` and run once per backend: SQLite always,
 PostgreSQL and MariaDB when ``MODELPORT_TEST_POSTGRES_URL`` / ``MODELPORT_TEST_MYSQL_URL``
-are set (tests/support/databases.py). Every pytest-xdist worker gets databases of its own,
-migrated once with ``flask db upgrade``.
+are set (tests/support/databases.py). Those two runs are marked ``services``, so that
+``-m "not services"`` keeps to SQLite. Every pytest-xdist worker gets databases of its own,
+migrated once with ``flask db upgrade``. ``--fast`` runs each property-based test on a tenth
+of its examples (``make test-fast``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,31 @@ from tests.support.databases import (
     migrated_url,
     truncate_all,
 )
+from tests.support.fuzzing import load_profile
 from tests.support.mail import Mailbox
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="property-based tests try a tenth of their examples (make test-fast)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    load_profile(fast=config.getoption("--fast"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: every backend for a ``db`` test, SQLite alone otherwise. The runs on a
+    server are marked ``services``."""
     if "backend" in metafunc.fixturenames:
         backends = BACKENDS if metafunc.definition.get_closest_marker("db") else ("sqlite",)
-        metafunc.parametrize("backend", backends, scope="function")
+        params = [
+            pytest.param(b, marks=() if b == "sqlite" else pytest.mark.services) for b in backends
+        ]
+        metafunc.parametrize("backend", params, scope="function")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -211,6 +211,7 @@ def test_behind_one_proxy_forwarded_for_is_the_client_address(app_factory, caplo
     assert _fail_logins(client, chain) == [400, 400, 400, 429]
 
 
+@pytest.mark.services
 def test_pool_settings_reach_the_postgresql_engine(tmp_path):
     url = service_url("postgres")
     for pre_ping in (True, False):

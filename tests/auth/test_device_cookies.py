@@ -235,6 +235,7 @@ def _redis_url() -> str:
     return urlunsplit(parts._replace(path=f"/{REDIS_DB}"))
 
 
+@pytest.mark.services
 def test_device_cookies_with_redis_as_the_limiter_storage(app_factory):
     url = _redis_url()
     store = redis.Redis.from_url(url)

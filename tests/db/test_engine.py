@@ -36,6 +36,7 @@ def test_sqlite_busy_timeout_comes_from_settings(app_factory: Callable[..., Flas
         assert _pragma(connection, "busy_timeout") == 1234
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("server", ["postgres", "mysql"])
 def test_server_pool_comes_from_settings(server: str, tmp_path: Path) -> None:
     app = create_app(

@@ -29,6 +29,7 @@ from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving.inference import PredictionFailed
 from tests.support.databases import table_counts
+from tests.support.fuzzing import examples
 from tests.support.http import assert_api_error
 from tests.support.models import IRIS_ROW, register_colour_model, register_demo
 
@@ -447,7 +448,7 @@ _json_with_big_numbers = st.recursive(
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
