@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
+.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ run: demo
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The quick subset: SQLite only, no browser, no servers or processes started, a tenth of the
+# property-based examples. Needs no service; about a minute on two cores.
+FAST_MARKERS := not services and not e2e and not slow
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "$(FAST_MARKERS)" --fast $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from modelport.extensions import db
-from tests.conftest import PASSWORD, csrf_token, login, make_user
+from tests.support.html import csrf_token
+from tests.support.users import PASSWORD, login, make_user
 
 LONG = "x" * 5000
 WRONG = "not the password at all, surely"

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from modelport.extensions import db
-from tests.conftest import PASSWORD, migrated_sqlite
+from tests.support.databases import migrated_sqlite
+from tests.support.users import PASSWORD
 
 pytestmark = pytest.mark.slow  # every test starts a Python process
 

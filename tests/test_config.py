@@ -21,7 +21,8 @@ from flask.testing import FlaskClient
 from modelport import create_app
 from modelport.config import ConfigError, read_settings
 from modelport.extensions import db
-from tests.conftest import csrf_token, service_url
+from tests.support.databases import service_url
+from tests.support.html import csrf_token
 
 STRONG = "Zq3-0vK_p8Lr2mWx7Ty5Bn4Hc6Js9Df1Ga" + "e" * 8
 
@@ -210,6 +211,7 @@ def test_behind_one_proxy_forwarded_for_is_the_client_address(app_factory, caplo
     assert _fail_logins(client, chain) == [400, 400, 400, 429]
 
 
+@pytest.mark.services
 def test_pool_settings_reach_the_postgresql_engine(tmp_path):
     url = service_url("postgres")
     for pre_ping in (True, False):

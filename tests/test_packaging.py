@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -31,7 +33,6 @@ from alembic.script import ScriptDirectory
 
 from modelport.config import SETTINGS
 
-# One worker builds in the checkout's build/ folder at a time.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,14 +76,19 @@ def _outside_env(venv: Path, database: str, instance: Path) -> dict[str, str]:
 def build_wheel(destination: Path) -> Path:
     """``pip wheel . --no-deps`` from the checkout, after removing build/ as ``make wheel``
     does: setuptools would ship again what an earlier build left there of since moved or
-    deleted modules."""
-    shutil.rmtree(ROOT / "build", ignore_errors=True)
-    _ok(
-        _run(
-            [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(destination)],
-            cwd=ROOT,
+    deleted modules. One process builds in the checkout's build/ folder at a time: the
+    xdist_group mark does not keep the two tests on one worker (pytest-xdist 3.8 names the
+    group through ``item._nodeid``, which pytest 9 no longer reads)."""
+    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    with (Path(tempfile.gettempdir()) / f"modelport-build-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
+        _ok(
+            _run(
+                [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(destination)],
+                cwd=ROOT,
+            )
         )
-    )
     (wheel,) = destination.glob("modelport-*.whl")
     return wheel
 

@@ -7,15 +7,22 @@ the Content-Security-Policy (no inline script or style) and state changes by POS
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import (
+    Node,
+    assert_error_beside_field,
+    check_page,
+    csrf_token,
+    parse,
+    visible_text,
+)
+from tests.support.users import PASSWORD, login, make_user
 
 PUBLIC_PAGES = ["/", "/auth/signup", "/auth/login", "/auth/reset"]
 SIGNED_IN_PAGES = ["/account", "/account/tokens"]
@@ -73,127 +80,8 @@ KOREAN_ON_PAGE = {
 
 CSS = Path(__file__).resolve().parent.parent / "modelport" / "static" / "css" / "modelport.css"
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
-
-
-# --- a small DOM, enough to ask where an element sits ---------------------------------------
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    parent: Node | None = None
-    children: list[Node] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-
-    def walk(self) -> list[Node]:
-        found = [self]
-        for child in self.children:
-            found += child.walk()
-        return found
-
-    def ancestors(self) -> list[Node]:
-        node, found = self.parent, []
-        while node is not None:
-            found.append(node)
-            node = node.parent
-        return found
-
-    def all_text(self) -> str:
-        return " ".join([*self.text, *(c.all_text() for c in self.children)])
-
-    def classes(self) -> set[str]:
-        return set(self.attrs.get("class", "").split())
-
-
-class _TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.current = self.root
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs}, parent=self.current)
-        self.current.children.append(node)
-        if tag not in VOID:
-            self.current = node
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.current.children.append(Node(tag, {k: v or "" for k, v in attrs}, self.current))
-
-    def handle_endtag(self, tag: str) -> None:
-        node = self.current
-        while node is not None and node.tag != tag:
-            node = node.parent
-        assert node is not None and node.parent is not None, f"stray </{tag}>"
-        self.current = node.parent
-
-    def handle_data(self, data: str) -> None:
-        self.current.text.append(data)
-
-
-def parse(html: str) -> Node:
-    builder = _TreeBuilder()
-    builder.feed(html)
-    builder.close()
-    return builder.root
-
-
-def visible_text(root: Node) -> str:
-    """Text a reader sees or hears, without <code> (tokens, headers) and scripts."""
-    parts: list[str] = []
-
-    def visit(node: Node) -> None:
-        if node.tag in {"script", "style", "code"}:
-            return
-        parts.extend(node.text)
-        for name in ("aria-label", "alt", "title", "placeholder"):
-            if node.attrs.get(name):
-                parts.append(node.attrs[name])
-        for child in node.children:
-            visit(child)
-
-    visit(root)
-    return re.sub(r"\s+", " ", " ".join(parts))
-
 
 # --- checks every page must pass ----------------------------------------------------------
-
-
-def check_page(html: str, lang: str) -> Node:
-    """The rules for every page: language, labels, no inline code, nothing from outside."""
-    root = parse(html)
-    elements = root.walk()
-    (html_el,) = [n for n in elements if n.tag == "html"]
-    assert html_el.attrs.get("lang") == lang
-    ids = {n.attrs["id"] for n in elements if "id" in n.attrs}
-    labelled = {n.attrs.get("for") for n in elements if n.tag == "label"}
-
-    for node in elements:
-        # Forms: every visible control has a label, by for= or by being inside one.
-        if node.tag in {"input", "select", "textarea"} and node.attrs.get("type") not in {
-            "hidden",
-            "submit",
-        }:
-            inside_label = any(a.tag == "label" for a in node.ancestors())
-            assert inside_label or node.attrs.get("id") in labelled, f"unlabelled {node.attrs}"
-        if described := node.attrs.get("aria-describedby"):
-            for target in described.split():
-                assert target in ids, f"aria-describedby points at missing #{target}"
-        # CSP: no inline script, style attribute or event handler.
-        if node.tag == "script":
-            assert node.attrs.get("src"), "inline <script>"
-            assert not "".join(node.text).strip(), "<script> with inline content"
-        assert "style" not in node.attrs, f"style attribute on <{node.tag}>"
-        assert not [a for a in node.attrs if a.startswith("on")], f"event handler on {node.tag}"
-        # No CDN: scripts, styles, images and frames come from this site.
-        for name in ("src", "href"):
-            value = node.attrs.get(name, "")
-            if node.tag in {"link", "script", "img", "iframe", "source", "embed"}:
-                assert not re.match(r"(https?:)?//", value), f"external {node.tag}: {value}"
-    assert not [n for n in elements if n.tag == "style"], "inline <style>"
-    return root
 
 
 def check_korean(root: Node, path: str) -> None:
@@ -300,23 +188,6 @@ def test_language_form_returns_to_the_page_shown(client: FlaskClient) -> None:
 
 
 # --- forms with errors ------------------------------------------------------------------
-
-
-def assert_error_beside_field(html: str, field_id: str, message: str) -> None:
-    """The field's error list sits in the field's own block and the input points at it."""
-    root = parse(html)
-    (control,) = [n for n in root.walk() if n.attrs.get("id") == field_id]
-    assert control.attrs.get("aria-invalid") == "true"
-    error_id = f"{field_id}-error"
-    assert error_id in control.attrs.get("aria-describedby", "").split()
-    (errors,) = [n for n in root.walk() if n.attrs.get("id") == error_id]
-    assert errors.tag == "ul" and "errors" in errors.classes()
-    assert message in errors.all_text()
-    block = next(a for a in control.ancestors() if "field" in a.classes())
-    assert errors.parent is block and "has-error" in block.classes()
-    summary = [n for n in root.walk() if "error-summary" in n.classes()]
-    assert summary and summary[0].attrs.get("role") == "alert"
-    assert f"#{field_id}" in [n.attrs.get("href") for n in summary[0].walk()]
 
 
 def test_signup_errors_are_shown_beside_their_fields(app: Flask, client: FlaskClient) -> None:

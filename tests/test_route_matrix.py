@@ -18,8 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
-from tests.api.conftest import issue_token
-from tests.conftest import csrf_token, login, make_user, register_demo
+from tests.support.html import csrf_token
+from tests.support.models import register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import login, make_user
 
 # Sessions (browsers) and Bearer tokens (programs). A token carries its scope and no more,
 # whoever owns it: an admin's predict token is a member's token.

@@ -22,18 +22,11 @@ from limits import parse
 
 from modelport.config import SETTINGS
 from modelport.ops.logging import SECURITY_LOGGER, JsonFormatter
-from tests.api.conftest import assert_api_error, basic, bearer, issue_token
-from tests.auth.conftest import NEW_PASSWORD, is_signed_in, rows, text, user_row
-from tests.auth.test_redirects import HOSTILE, assert_same_origin
-from tests.conftest import (
-    PASSWORD,
-    csrf_from,
-    csrf_token,
-    login,
-    make_user,
-    migrated_sqlite,
-    table_counts,
-)
+from tests.support.databases import migrated_sqlite, rows, table_counts
+from tests.support.html import csrf_from, csrf_token, text
+from tests.support.http import HOSTILE, assert_api_error, assert_same_origin, basic, bearer
+from tests.support.tokens import issue_token
+from tests.support.users import NEW_PASSWORD, PASSWORD, is_signed_in, login, make_user, user_row
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATTER = JsonFormatter()
@@ -436,7 +429,7 @@ def _raw_status(port: int, path: str, headers: dict[str, str] | None = None) -> 
 @pytest.mark.slow
 def test_gunicorn_refuses_an_oversized_request_line_and_header(tmp_path, served_database):
     from modelport.ops import gunicorn_conf
-    from tests.ops.test_gunicorn import gunicorn
+    from tests.support.servers import gunicorn
 
     line_limit = gunicorn_conf.limit_request_line
     field_limit = gunicorn_conf.limit_request_field_size

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.users import PASSWORD, login, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 INJECTIONS = ["' OR 1=1--", "' OR '1'='1", '" OR ""="', "%' OR 1=1 #", "1; DROP TABLE users; --"]

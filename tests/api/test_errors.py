@@ -12,8 +12,10 @@ import json
 
 import pytest
 
-from tests.api.conftest import assert_api_error, basic, bearer, issue_token
-from tests.conftest import make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.http import assert_api_error, basic, bearer
+from tests.support.tokens import issue_token
+from tests.support.users import make_user
 
 # Bodies that are not acceptable JSON, each with words its error message must contain.
 MALFORMED_JSON = [
@@ -285,7 +287,7 @@ def test_basic_is_refused_outside_the_token_endpoints(app_factory):
 
 @pytest.mark.db
 def test_csrf_failure_on_the_api_is_a_json_400(app, client):
-    from tests.conftest import login
+    from tests.support.users import login
 
     make_user(app)
     login(client)

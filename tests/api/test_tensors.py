@@ -25,6 +25,7 @@ from modelport.api.tensors import (
     encode_infer_response,
     parse_infer_request,
 )
+from tests.support.fuzzing import examples
 
 LIMIT = 10_000
 
@@ -524,7 +525,7 @@ def _parses_or_refuses(body: bytes, header: str | None) -> None:
             assert tensor.data.dtype == DATATYPES[tensor.datatype]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.binary(max_size=200),
     header=st.none() | st.text(max_size=4) | st.integers(0, 250).map(str),
@@ -535,7 +536,7 @@ def test_random_bytes_never_raise_anything_but_protocol_error(
     _parses_or_refuses(body, header)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(document=requests, tail=st.binary(max_size=24), use_header=st.booleans())
 def test_random_requests_never_raise_anything_but_protocol_error(
     document: dict, tail: bytes, use_header: bool
@@ -828,7 +829,7 @@ def test_tritonclient_round_trip_with_default_options() -> None:
     assert result.as_numpy("probabilities").tolist() == probabilities.tolist()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(request_=near_valid_requests())
 def test_near_valid_requests_never_raise_anything_but_protocol_error(
     request_: tuple[bytes, str | None],

@@ -12,8 +12,11 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.test import TestResponse
 
-from tests.api.conftest import assert_api_error, basic, bearer, issue_token
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.http import assert_api_error, basic, bearer
+from tests.support.tokens import issue_token
+from tests.support.users import PASSWORD, login, make_user
 
 CREATED_FIELDS = {"id", "name", "token", "prefix", "scopes", "created_at", "expires_at"}
 

@@ -33,17 +33,12 @@ from modelport.api.tensors import HEADER_LENGTH
 from modelport.api.v2 import decimal_float64
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
-from tests.api.conftest import bearer, issue_token
-from tests.conftest import (
-    IRIS_ROW,
-    csrf_token,
-    login,
-    make_user,
-    migrated_sqlite,
-    register_colour_model,
-    register_demo,
-    table_counts,
-)
+from tests.support.databases import migrated_sqlite, table_counts
+from tests.support.html import csrf_token
+from tests.support.http import bearer
+from tests.support.models import IRIS_ROW, register_colour_model, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import login, make_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -764,7 +759,7 @@ def served_database(tmp_path: Path, demo_models: dict[str, Any]) -> str:
 
 @pytest.mark.slow
 def test_tritonclient_against_gunicorn(tmp_path: Path, served_database: str) -> None:
-    from tests.ops.test_gunicorn import gunicorn
+    from tests.support.servers import gunicorn
 
     data = np.array(ROWS, dtype=np.float32)
     with gunicorn(tmp_path, served_database) as server:

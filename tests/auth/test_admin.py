@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.auth.conftest import (
-    is_signed_in,
-    make_token,
-    me_status,
-    remember_cookie,
-    replay_remember,
-    text,
-    user_row,
-)
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.cookies import remember_cookie, replay_remember
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token, text
+from tests.support.tokens import make_token, me_status
+from tests.support.users import PASSWORD, is_signed_in, login, make_user, user_row
 
 
 def _admin_client(app, email: str = "root@example.com"):  # noqa: ANN001, ANN202

@@ -14,18 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from modelport.extensions import db
-from tests.auth.conftest import (
-    NEW_PASSWORD,
-    is_signed_in,
-    make_token,
-    remember_cookie,
-    replay_remember,
-    reset_link,
-    rows,
-    text,
-    user_row,
-)
-from tests.conftest import IRIS_ROW, PASSWORD, csrf_token, login, make_user, register_demo
+from tests.support.cookies import remember_cookie, replay_remember
+from tests.support.databases import rows
+from tests.support.html import csrf_token, text
+from tests.support.mail import reset_link
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.tokens import make_token
+from tests.support.users import NEW_PASSWORD, PASSWORD, is_signed_in, login, make_user, user_row
 
 CSRF_MESSAGE = "CSRF check failed"
 # Columns a GET may update as bookkeeping (throttled to once a minute), not user state.

@@ -20,8 +20,10 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from werkzeug.test import TestResponse
 
 from modelport.auth import devices
-from tests.auth.conftest import client_with, cookie, field_errors, is_signed_in, text
-from tests.conftest import PASSWORD, csrf_token, make_user, service_url
+from tests.support.cookies import client_with, cookie
+from tests.support.databases import service_url
+from tests.support.html import csrf_token, field_errors, text
+from tests.support.users import PASSWORD, is_signed_in, make_user
 
 WRONG = "wrong password guess"
 # A Redis database of this file's own: other tests reset the limiter in database 0.
@@ -233,6 +235,7 @@ def _redis_url() -> str:
     return urlunsplit(parts._replace(path=f"/{REDIS_DB}"))
 
 
+@pytest.mark.services
 def test_device_cookies_with_redis_as_the_limiter_storage(app_factory):
     url = _redis_url()
     store = redis.Redis.from_url(url)

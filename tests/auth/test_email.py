@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.auth.conftest import field_errors, path_of, signup, text, user_row
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token, field_errors, text
+from tests.support.http import path_of
+from tests.support.users import PASSWORD, login, make_user, signup, user_row
 
 INVALID = "This link is invalid or has expired"
 

@@ -11,16 +11,17 @@ from datetime import UTC, datetime
 import pytest
 
 from modelport.ops.logging import SECURITY_LOGGER, JsonFormatter
-from tests.auth.conftest import (
+from tests.support.cookies import cookie, remember_cookie, session_cookie
+from tests.support.html import csrf_token
+from tests.support.mail import reset_link
+from tests.support.users import (
     NEW_PASSWORD,
+    PASSWORD,
     change_password,
-    cookie,
-    remember_cookie,
-    reset_link,
+    login,
+    make_user,
     reset_with,
-    session_cookie,
 )
-from tests.conftest import PASSWORD, csrf_token, login, make_user
 
 FORMATTER = JsonFormatter()
 

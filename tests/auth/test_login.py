@@ -11,17 +11,19 @@ from argon2 import PasswordHasher
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.auth.conftest import (
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token, field_errors, text
+from tests.support.mail import reset_link
+from tests.support.users import (
     NEW_PASSWORD,
-    field_errors,
+    PASSWORD,
     is_signed_in,
-    reset_link,
+    login,
+    make_user,
     reset_with,
     signup,
-    text,
     user_row,
 )
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
 
 
 @pytest.fixture

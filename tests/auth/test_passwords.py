@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 
 from modelport.config import flask_config, read_settings
-from tests.auth.conftest import (
+from tests.support.databases import table_counts
+from tests.support.html import field_errors
+from tests.support.mail import reset_link
+from tests.support.users import (
     NEW_PASSWORD,
+    PASSWORD,
     change_password,
-    field_errors,
-    reset_link,
+    login,
+    make_user,
     reset_with,
     signup,
     user_row,
 )
-from tests.conftest import PASSWORD, login, make_user, table_counts
 
 PASSWORD_14 = "kq7 zebra lamp"
 PASSWORD_15 = "kq7 zebra lamps"

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
 import pytest
 
-from tests.auth.conftest import is_signed_in
-from tests.conftest import PASSWORD, csrf_token, make_user
-
-HOSTILE = [
-    "//evil.com",
-    "\\\\\\evil.com",
-    "/\\evil.com",
-    "\\/evil.com",
-    " //evil.com",
-    "\t//evil.com",
-    "https://evil.com",
-    "http:///evil.com",
-    "javascript:alert(1)",
-    "//evil.com/%2F..",
-    "/\n/evil.com",
-]
-
-
-def assert_same_origin(location: str) -> None:
-    """Where a browser would go from a page on http://localhost: still http://localhost."""
-    # Browsers treat backslashes like slashes and drop tabs and newlines before resolving.
-    browser_view = location.replace("\\", "/").replace("\t", "").replace("\n", "").strip()
-    target = urlsplit(urljoin("http://localhost/auth/login", browser_view))
-    assert target.scheme in ("http", "https"), location
-    assert target.netloc == "localhost", location
+from tests.support.html import csrf_token
+from tests.support.http import HOSTILE, assert_same_origin
+from tests.support.users import PASSWORD, is_signed_in, make_user
 
 
 def _login(client, next_in_query: str | None, next_in_form: str | None):  # noqa: ANN001, ANN202

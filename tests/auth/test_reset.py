@@ -10,16 +10,18 @@ import itsdangerous.timed
 import pytest
 from werkzeug.test import TestResponse
 
-from tests.auth.conftest import (
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token, field_errors, text
+from tests.support.mail import reset_link
+from tests.support.users import (
     NEW_PASSWORD,
+    PASSWORD,
     change_password,
-    field_errors,
-    reset_link,
+    login,
+    make_user,
     reset_with,
-    text,
     user_row,
 )
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
 
 INVALID = "This link is invalid or has expired"
 

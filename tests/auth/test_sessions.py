@@ -13,22 +13,20 @@ from flask import Flask, session
 from modelport.auth import sessions
 from modelport.models import UserSession
 from modelport.models.types import utcnow
-from tests.auth.conftest import (
+from tests.support.cookies import remember_cookie, replay_remember, replay_session, session_cookie
+from tests.support.databases import execute, rows, table_counts
+from tests.support.html import csrf_from, csrf_token
+from tests.support.mail import reset_link
+from tests.support.tokens import make_token, me_status
+from tests.support.users import (
     NEW_PASSWORD,
+    PASSWORD,
     change_password,
-    execute,
     is_signed_in,
-    make_token,
-    me_status,
-    remember_cookie,
-    replay_remember,
-    replay_session,
-    reset_link,
+    login,
+    make_user,
     reset_with,
-    rows,
-    session_cookie,
 )
-from tests.conftest import PASSWORD, csrf_from, csrf_token, login, make_user, table_counts
 
 # --- 13: a new session id at sign-in -------------------------------------------------------
 

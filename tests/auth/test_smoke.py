@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import login, make_user
+from tests.support.users import login, make_user
 
 
 @pytest.mark.db

@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from modelport.auth import token_cache
 from modelport.extensions import db
-from tests.api.conftest import bearer, issue_token
-from tests.conftest import IRIS_ROW, make_user, register_demo
+from tests.support.http import bearer
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import make_user
 
 PREDICT = "/api/v1/models/iris/predict"
 

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 
 from modelport.models import ApiToken
 from modelport.models.types import utcnow
-from tests.auth.conftest import execute, field_errors, make_token, me_status, rows, text
-from tests.conftest import csrf_token, login, make_user, table_counts
+from tests.support.databases import execute, rows, table_counts
+from tests.support.html import csrf_token, field_errors, text
+from tests.support.tokens import make_token, me_status
+from tests.support.users import login, make_user
 
 URLSAFE = set(string.ascii_letters + string.digits + "-_")
 

@@ -10,7 +10,7 @@ from flask import Flask
 
 from modelport import create_app
 from modelport.extensions import db
-from tests.conftest import empty_database_url
+from tests.support.databases import empty_database_url
 
 
 @pytest.fixture

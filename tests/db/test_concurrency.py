@@ -11,7 +11,7 @@ from flask import Flask
 from modelport.auth import accounts, tokens
 from modelport.extensions import db
 from modelport.models import ApiToken, User
-from tests.conftest import PASSWORD
+from tests.support.users import PASSWORD
 
 THREADS = 8
 TOKENS_EACH = 3

@@ -15,7 +15,8 @@ from modelport import create_app
 from modelport.auth import sessions, tokens
 from modelport.extensions import db
 from modelport.models import ApiToken, User, UserSession
-from tests.conftest import make_user, service_url
+from tests.support.databases import service_url
+from tests.support.users import make_user
 
 
 def _pragma(connection: sa.Connection, name: str) -> object:
@@ -35,6 +36,7 @@ def test_sqlite_busy_timeout_comes_from_settings(app_factory: Callable[..., Flas
         assert _pragma(connection, "busy_timeout") == 1234
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("server", ["postgres", "mysql"])
 def test_server_pool_comes_from_settings(server: str, tmp_path: Path) -> None:
     app = create_app(

@@ -19,9 +19,12 @@ from flask import Flask
 
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
-from tests.api.conftest import bearer, issue_token
-from tests.auth.conftest import execute
-from tests.conftest import IRIS_ROW, PASSWORD, csrf_token, login, make_user, register_demo
+from tests.support.databases import execute
+from tests.support.html import csrf_token
+from tests.support.http import bearer
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import PASSWORD, login, make_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

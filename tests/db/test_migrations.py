@@ -21,7 +21,7 @@ from flask_migrate import downgrade, upgrade
 from modelport import create_app
 from modelport.extensions import db
 from modelport.models import User
-from tests.conftest import empty_database_url
+from tests.support.databases import empty_database_url
 
 
 def _compare_settings() -> dict[str, Any]:
@@ -97,6 +97,7 @@ def test_comparison_notices_a_schema_that_drifted(empty_app: Flask) -> None:
     assert [(d[0], d[2], d[3].name) for d in found] == [("remove_column", "users", "nickname")]
 
 
+@pytest.mark.services
 def test_comparison_notices_lost_fractional_seconds_on_mariadb(tmp_path: Path) -> None:
     """MariaDB's plain DATETIME keeps no microseconds; env.py's compare_type must see that."""
     url = empty_database_url("mysql", tmp_path, "fsp")

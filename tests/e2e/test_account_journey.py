@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import (
+from tests.support.browser import (
     HANGUL,
     PASSWORD,
     LiveServer,

@@ -79,7 +79,7 @@ def test_signed_in_member_predicts_uploads_and_finds_both_in_history(
 
     from playwright.sync_api import expect
 
-    from tests.e2e.conftest import sign_in, sign_up
+    from tests.support.browser import sign_in, sign_up
 
     email = f"predict-{secrets.token_hex(4)}@example.com"
     sign_up(page, email)

@@ -9,15 +9,14 @@ import pytest
 from modelport import create_app
 from modelport.auth import accounts
 from modelport.extensions import db
-from tests.conftest import PASSWORD, migrated_sqlite
-
-# The member whose sign-ins the gunicorn tests make (and hold, and throttle).
-EMAIL = "victim@example.com"
+from tests.support.databases import migrated_sqlite
+from tests.support.servers import EMAIL
+from tests.support.users import PASSWORD
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    """A migrated SQLite file with one member, as `flask db upgrade` leaves it."""
+    """A migrated SQLite file with one member (``EMAIL``), as `flask db upgrade` leaves it."""
     url = migrated_sqlite(tmp_path)
     app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
     with app.app_context():

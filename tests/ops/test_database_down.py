@@ -11,13 +11,8 @@ from sqlalchemy.exc import DBAPIError
 
 from modelport import create_app
 from modelport.extensions import db
-from tests.conftest import csrf_from
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens there once the probe closes
+from tests.support.html import csrf_from
+from tests.support.servers import closed_port
 
 
 @pytest.fixture(

@@ -16,7 +16,9 @@ from flask import Flask
 
 from modelport.extensions import db
 from modelport.models import User
-from tests.conftest import csrf_token, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.users import make_user
 
 LEAK = "SELECT password_hash FROM users WHERE 1=1"
 

@@ -26,9 +26,9 @@ import requests
 
 from modelport.models.predictions import PredictionRecord
 from modelport.ops.worker import group_size
-from tests.conftest import IRIS_ROW, empty_database_url
-from tests.ops.test_serving_reliability import PREDICT, Deployment, _deploy
-from tests.serving.test_fast_path import transactions
+from tests.support.databases import empty_database_url, transactions
+from tests.support.deployments import PREDICT, Deployment, deploy
+from tests.support.models import IRIS_ROW
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def _one_worker(
 ) -> Iterator[tuple[Deployment, int]]:
     """gunicorn with one worker that remembers the deployment's token, on a fresh database of
     ``backend``; yields the deployment and the server's port."""
-    deployment = _deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
+    deployment = deploy(tmp_path, empty_database_url(backend, tmp_path, "group"), demo_models)
     try:
         with deployment.serve(env={**REMEMBER, **(env or {})}, workers=1) as master:
             # The worker checks the token in the database once, then remembers it.

@@ -25,10 +25,10 @@ import requests
 
 from modelport.config import SETTINGS, ConfigError, read_settings
 from modelport.ops.worker import head_timeout
-from tests.conftest import IRIS_ROW, empty_database_url
-from tests.ops.test_gunicorn import gunicorn
-from tests.ops.test_serving_reliability import PREDICT, _csv_body, _deploy
-from tests.ops.test_workers import _gunicorn, _wait_for_workers
+from tests.support.databases import empty_database_url
+from tests.support.deployments import PREDICT, deploy
+from tests.support.models import IRIS_ROW, csv_body
+from tests.support.servers import gunicorn, gunicorn_master, wait_for_workers
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +59,8 @@ def test_a_head_that_trickles_in_is_closed_at_its_deadline_and_the_worker_goes_o
 ) -> None:
     env = {"MODELPORT_REQUEST_HEAD_TIMEOUT": "2"}
     # One worker, so that the request below waits for the very worker the trickle holds.
-    with _gunicorn(tmp_path, database, "-w", "1", "--log-level", "debug", env=env) as master:
-        _wait_for_workers(master, 1)
+    with gunicorn_master(tmp_path, database, "-w", "1", "--log-level", "debug", env=env) as master:
+        wait_for_workers(master, 1)
         trickle = socket.create_connection(("127.0.0.1", master.server.port), timeout=10)
         connected = time.monotonic()
         trickle.sendall(b"GET /healthz HTTP/1.1\r\n")
@@ -103,8 +103,8 @@ def test_a_slow_body_is_read_whole_after_a_quick_head(
 ) -> None:
     """The deadline is the head's: a JSON body and a CSV upload that come in slowly, for
     longer than the deadline, are answered in full."""
-    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "head"), demo_models)
-    body = _csv_body(2000, demo_models)
+    deployment = deploy(tmp_path, empty_database_url("sqlite", tmp_path, "head"), demo_models)
+    body = csv_body(2000, demo_models)
     json_body = json.dumps({"inputs": IRIS_ROW}).encode()
     try:
         with deployment.serve(env={"MODELPORT_REQUEST_HEAD_TIMEOUT": "1"}, workers=1) as master:

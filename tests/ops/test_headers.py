@@ -14,8 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.api.conftest import bearer, issue_token
-from tests.conftest import login, make_user
+from tests.support.http import bearer
+from tests.support.tokens import issue_token
+from tests.support.users import login, make_user
 
 STRONG_SECRET = "k" * 48
 EVIL = "https://evil.example"

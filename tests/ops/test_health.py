@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from modelport import create_app
 from modelport.extensions import db
-from tests.conftest import empty_database_url
-from tests.ops.test_database_down import closed_port
+from tests.support.databases import empty_database_url
+from tests.support.servers import closed_port
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_ready_when_the_database_is_migrated(app: Flask) -> None:
 @pytest.mark.db
 def test_not_ready_while_a_served_model_cannot_load(app: Flask, demo_models) -> None:
     from modelport.serving.registry import artifact_store, get_model, served_version
-    from tests.conftest import register_demo
+    from tests.support.models import register_demo
 
     register_demo(app, demo_models, "iris")
     client = app.test_client()

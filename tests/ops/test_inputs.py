@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD, csrf_token, login, make_user, table_counts
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.users import PASSWORD, login, make_user
 
 
 @pytest.mark.db

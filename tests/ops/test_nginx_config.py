@@ -21,7 +21,9 @@ from modelport.api.v2 import infer_body_limit
 from modelport.config import read_settings, typed_settings
 from modelport.ops import gunicorn_conf
 from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
-from tests.conftest import IRIS_ROW, csrf_token, make_user, register_demo
+from tests.support.html import csrf_token
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.users import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = ROOT / "deploy" / "nginx"

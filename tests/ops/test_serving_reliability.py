@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import os
 import re
 import signal
@@ -22,34 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import requests
 import skops.io
-from flask import Flask
 from sklearn.linear_model import LogisticRegression
-from sqlalchemy import select
 
-from modelport import create_app
-from modelport.auth import accounts, tokens
 from modelport.extensions import db
-from modelport.models import Role
 from modelport.models.predictions import PredictionRecord
 from modelport.serving import registry
-from tests.conftest import IRIS_ROW, PASSWORD, empty_database_url, register_demo
-from tests.ops.private_servers import private_server
-from tests.ops.test_workers import Master, _alive, _gunicorn, _wait_for, _wait_for_workers
+from tests.support.databases import empty_database_url
+from tests.support.deployments import PREDICT, Deployment, deploy
+from tests.support.models import IRIS_ROW, csv_body
+from tests.support.private_servers import private_server
+from tests.support.processes import alive, wait_for
+from tests.support.servers import Master, wait_for_workers
 
 pytestmark = pytest.mark.slow
 
-ADMIN_EMAIL = "serving-admin@example.com"
-PREDICT = "/api/v1/models/iris/predict"
 THREADS = 8
 # Answers to wait for before, between and after the events of a test: enough to keep every
 # worker busy, few enough to keep the run short on a loaded two-core machine.
 LOAD_STEP = 50
-# Far above what the load reaches: these tests are about records and reloads, not limits.
-SETTINGS = {"MODELPORT_PREDICT_LIMIT_USER": "1000000 per minute"}
 # Issue 3, item 8: an alias move reaches every worker within this many seconds.
 RELOAD_SECONDS = 5.0
 # The access log names the worker (%(p)s) and the request id the response echoed.
@@ -57,81 +49,10 @@ ACCESS_BY_REQUEST = ("--access-logformat", "%(p)s %({x-request-id}o)s %(s)s")
 CSV_ROWS = 200_000
 
 
-@dataclass
-class Deployment:
-    """A migrated PostgreSQL database with iris registered, and what the server shares."""
-
-    tmp_path: Path
-    app: Flask
-    database_url: str
-    artifacts: Path
-    token: str
-    user_id: int
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**SETTINGS, "MODELPORT_ARTIFACTS_DIR": str(self.artifacts)}
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @contextlib.contextmanager
-    def serve(
-        self, *options: str, env: dict[str, str] | None = None, workers: int = 2
-    ) -> Iterator[Master]:
-        """gunicorn with ``workers`` workers on this database; stopped afterwards."""
-        with _gunicorn(
-            self.tmp_path,
-            self.database_url,
-            "-w",
-            str(workers),
-            *options,
-            env={**self.env, **(env or {})},
-        ) as master:
-            _wait_for_workers(master, workers)
-            yield master
-
-    def records(self, *conditions: Any) -> list[PredictionRecord]:
-        with self.app.app_context():
-            found = list(db.session.scalars(select(PredictionRecord).where(*conditions)))
-            db.session.remove()
-            return found
-
-    def close(self) -> None:
-        with self.app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
-def _deploy(tmp_path: Path, url: str, demo_models: dict[str, Any]) -> Deployment:
-    """Migrate the empty database of ``url``; an admin with a full-scope token; iris v1."""
-    from flask_migrate import upgrade
-
-    artifacts = tmp_path / "artifacts"
-    app = create_app(
-        {
-            "ENV": "testing",
-            "DATABASE_URL": url,
-            # The server's instance folder (tests.ops.test_gunicorn.launch) and artifact store.
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "ARTIFACTS_DIR": str(artifacts),
-        }
-    )
-    with app.app_context():
-        upgrade()
-        user = accounts.create_user(ADMIN_EMAIL, "Admin", PASSWORD, role=Role.ADMIN)
-        _, token = tokens.create_token(user, "serving load", scopes=["full"])
-        user_id = user.id
-        db.session.remove()
-    register_demo(app, demo_models, "iris")
-    return Deployment(tmp_path, app, url, artifacts, token, user_id)
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, demo_models: dict[str, Any]) -> Iterator[Deployment]:
     """Fresh PostgreSQL database, an admin with a full-scope token, iris v1 as champion."""
-    deployed = _deploy(tmp_path, empty_database_url("postgres", tmp_path, "serving"), demo_models)
+    deployed = deploy(tmp_path, empty_database_url("postgres", tmp_path, "serving"), demo_models)
     yield deployed
     deployed.close()
 
@@ -207,9 +128,9 @@ def _kill_one_worker(master: Master, victim: int) -> None:
     """SIGKILL ``victim`` and wait until the master has booted its replacement."""
     booted = len(master.booted())
     os.kill(victim, signal.SIGKILL)
-    _wait_for(lambda: not _alive(victim), "the killed worker to die")
-    _wait_for(lambda: len(master.booted()) > booted, "a replacement worker to boot")
-    _wait_for_workers(master, 2)
+    wait_for(lambda: not alive(victim), "the killed worker to die")
+    wait_for(lambda: len(master.booted()) > booted, "a replacement worker to boot")
+    wait_for_workers(master, 2)
 
 
 @pytest.mark.parametrize(
@@ -233,10 +154,10 @@ def test_every_2xx_has_a_durable_record_when_workers_are_killed(
         # them busy. Between and after the kills the load goes on for a while.
         for victim in killed:
             start = len(outcomes)
-            _wait_for(lambda start=start: len(outcomes) > start + LOAD_STEP, "more requests")
+            wait_for(lambda start=start: len(outcomes) > start + LOAD_STEP, "more requests")
             _kill_one_worker(master, victim)
         start = len(outcomes)
-        _wait_for(lambda: len(outcomes) > start + LOAD_STEP, "requests after the kills")
+        wait_for(lambda: len(outcomes) > start + LOAD_STEP, "requests after the kills")
     log = master.server.text()
 
     ok = [o for o in outcomes if o.status is not None and 200 <= o.status < 300]
@@ -282,18 +203,16 @@ def test_every_2xx_has_a_durable_record_across_a_database_crash(
     restart."""
     with private_server(database) as cluster:
         assert cluster.durable()
-        deployment = _deploy(tmp_path, cluster.url, demo_models)
+        deployment = deploy(tmp_path, cluster.url, demo_models)
         try:
             # Tokens remembered as in production: predictions take the hot path, and fall
             # back to the view when the database fails them.
             serving = deployment.serve(env={"MODELPORT_TOKEN_CACHE_SECONDS": "60"})
             with serving as master, _load(master.server.url, deployment.auth) as outcomes:
-                _wait_for(lambda: len(outcomes) > LOAD_STEP, "the load to get going")
+                wait_for(lambda: len(outcomes) > LOAD_STEP, "the load to get going")
                 before = len(outcomes)
                 cluster.crash()
-                _wait_for(
-                    lambda: any(o.status == 503 for o in outcomes[before:]), "a 503 meanwhile"
-                )
+                wait_for(lambda: any(o.status == 503 for o in outcomes[before:]), "a 503 meanwhile")
                 time.sleep(0.5)  # more callers meet the database down
                 cluster.start()
                 back = len(outcomes)
@@ -302,7 +221,7 @@ def test_every_2xx_has_a_durable_record_across_a_database_crash(
                     later = outcomes[back:]
                     return len(later) > LOAD_STEP and all(o.status == 200 for o in later[-20:])
 
-                _wait_for(recovered, "answers of 200 again after the restart")
+                wait_for(recovered, "answers of 200 again after the restart")
                 booted = master.booted()
             records = deployment.records()
         finally:
@@ -367,7 +286,7 @@ def test_alias_move_reaches_every_worker_without_failing_requests(
     with deployment.serve(*ACCESS_BY_REQUEST) as master:
         url = master.server.url
         with _load(url, deployment.auth) as outcomes:
-            _wait_for(lambda: len(outcomes) > LOAD_STEP, "the load to get going")
+            wait_for(lambda: len(outcomes) > LOAD_STEP, "the load to get going")
             moved = requests.put(
                 f"{url}/api/v1/models/iris/aliases/champion",
                 json={"version": 2},
@@ -417,14 +336,6 @@ def test_alias_move_reaches_every_worker_without_failing_requests(
     )
 
 
-def _csv_body(rows: int, demo_models: dict[str, Any]) -> bytes:
-    sample = demo_models["iris"].sample
-    repeated = pd.concat([sample] * (rows // len(sample) + 1), ignore_index=True).head(rows)
-    buffer = io.StringIO()
-    repeated.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
-
-
 def _request_bytes(port: int, body: bytes, request_id: str, token: str) -> bytes:
     head = (
         f"POST {PREDICT} HTTP/1.1\r\n"
@@ -452,7 +363,7 @@ def test_abandoned_csv_stream_is_recorded_incomplete(
     deployment: Deployment, demo_models: dict[str, Any]
 ) -> None:
     """Item 6: a client that leaves a streamed CSV early leaves an incomplete record."""
-    body = _csv_body(CSV_ROWS, demo_models)
+    body = csv_body(CSV_ROWS, demo_models)
     with deployment.serve() as master:
         port = master.server.port
         # The client reads the start of the answer, then hangs up.
@@ -466,7 +377,7 @@ def test_abandoned_csv_stream_is_recorded_incomplete(
                 received += chunk
         assert received.startswith(b"HTTP/1.1 200 "), received[:500]
         assert b"prediction,probability_setosa" in received
-        record = _wait_for(lambda: _finished(deployment, abandoned), "the stream to end", 20)
+        record = wait_for(lambda: _finished(deployment, abandoned), "the stream to end", 20)
 
         # The same upload read to the end.
         complete = uuid.uuid4().hex

@@ -33,10 +33,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import IRIS_ROW, REQUIRE_SERVICES, empty_database_url
-from tests.ops.test_gunicorn import _free_port
-from tests.ops.test_serving_reliability import PREDICT, Deployment, _csv_body, _deploy
-from tests.ops.test_workers import Master
+from tests.support.databases import REQUIRE_SERVICES, empty_database_url
+from tests.support.deployments import PREDICT, Deployment, deploy
+from tests.support.models import IRIS_ROW, csv_body
+from tests.support.servers import Master, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "nginx"
@@ -96,7 +96,7 @@ def nginx_in_front(upstream_port: int) -> Iterator[Nginx]:
     _nginx_or_skip()
     # Not under pytest's tmp_path: nobody could not reach it.
     folder = Path(tempfile.mkdtemp(prefix="modelport-nginx-"))
-    port = _free_port()
+    port = free_port()
     main = _substitute((CONFIG / "nginx.conf").read_text(), "/tmp/", f"{folder}/")
     site = (CONFIG / "modelport.conf").read_text()
     site = _substitute(site, "listen 8080;", f"listen 127.0.0.1:{port};")
@@ -148,7 +148,7 @@ def _stack(
     tmp_path: Path, demo_models: dict[str, Any], **env: str
 ) -> Iterator[tuple[Deployment, Master]]:
     """iris on a fresh SQLite database, served by gunicorn with two workers."""
-    deployment = _deploy(tmp_path, empty_database_url("sqlite", tmp_path, "slow"), demo_models)
+    deployment = deploy(tmp_path, empty_database_url("sqlite", tmp_path, "slow"), demo_models)
     try:
         with deployment.serve(*ACCESS_LOG, env={**APP_ENV, **env}) as master:
             yield deployment, master
@@ -384,7 +384,7 @@ def test_nginx_passes_whole_bodies_with_a_length_and_refuses_oversized_ones(
             rows = 5000
             csv_answer = requests.post(
                 proxy.url + PREDICT,
-                data=_csv_body(rows, demo_models),
+                data=csv_body(rows, demo_models),
                 headers={**deployment.auth, "Content-Type": "text/csv"},
                 timeout=60,
             )

@@ -11,11 +11,7 @@ import http.client
 import os
 import re
 import signal
-import subprocess
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,23 +22,23 @@ from sqlalchemy import text
 from modelport import create_app
 from modelport.auth import accounts, tokens
 from modelport.extensions import db
-from tests.conftest import PASSWORD, csrf_from, empty_database_url
-from tests.ops.test_gunicorn import (
+from tests.support.databases import empty_database_url
+from tests.support.html import csrf_from
+from tests.support.processes import alive, processes, wait_for
+from tests.support.servers import (
+    GRACEFUL_SECONDS,
     HeldLogin,
-    Server,
-    launch,
+    Master,
+    gunicorn_master,
+    wait_for_workers,
 )
+from tests.support.users import PASSWORD
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOAD_EMAIL = "load@example.com"
 THREADS = 16
 REQUESTS_PER_THREAD = 25
-# Bounded waits: far longer than any of these steps takes, far shorter than a hung test.
-WAIT_SECONDS = 20
-# gunicorn_conf's graceful_timeout is 30 s; the master must be gone a little after it at most.
-GRACEFUL_SECONDS = 35
 # What a connection shared by two processes shows up as in the log (psycopg / libpq wording).
 BAD_LOG_LINE = re.compile(r"error|traceback|protocol|out of sync|lost synchronization", re.I)
 
@@ -62,78 +58,9 @@ def preloaded_app() -> Flask:
     return app
 
 
-@dataclass
-class Master:
-    process: subprocess.Popen
-    server: Server
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def workers(self) -> set[int]:
-        return _children(self.pid)
-
-    def booted(self) -> list[int]:
-        """Pids from every "Booting worker" line so far, in order."""
-        return [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", self.server.text())]
-
-    def served_pids(self, path: str) -> list[str]:
-        """The worker pid of every answered request for ``path`` (access log, ``%(p)s``)."""
-        pattern = rf"^<(\d+)> \w+ {re.escape(path)} \d+$"
-        return re.findall(pattern, self.server.text(), re.MULTILINE)
-
-
-def _stat(pid: int | str) -> tuple[str, int, int] | None:
-    """State, parent pid and process group of ``pid`` from /proc, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name is in parentheses and may hold spaces: split after its last ")".
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1]), int(fields[2])
-
-
-def _processes() -> Iterator[tuple[int, str, int, int]]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(entry.name)) is not None:
-            yield int(entry.name), *stat
-
-
-def _children(parent: int) -> set[int]:
-    """Live (not zombie) children of ``parent``."""
-    return {pid for pid, state, ppid, _ in _processes() if ppid == parent and state != "Z"}
-
-
-def _alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-def _wait_for_workers(master: Master, count: int) -> set[int]:
-    """The master's workers, once there are ``count`` of them."""
-
-    def ready() -> set[int] | None:
-        pids = master.workers()
-        return pids if len(pids) == count else None
-
-    return _wait_for(ready, f"{count} workers")
-
-
 def _in_group(group: int) -> set[int]:
     """Live processes of process group ``group`` (the master started a session of its own)."""
-    return {pid for pid, state, _, pgid in _processes() if pgid == group and state != "Z"}
-
-
-def _wait_for(condition, what: str, seconds: float = WAIT_SECONDS):  # noqa: ANN001, ANN201
-    """Poll ``condition`` until it returns something true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+    return {pid for pid, state, _, pgid in processes() if pgid == group and state != "Z"}
 
 
 def _socket_inode(server_port: int, client_port: int) -> str | None:
@@ -169,35 +96,7 @@ def _worker_holding(master: Master, held: HeldLogin) -> int:
         inode = _socket_inode(master.server.port, client_port)
         return _holder(master.workers(), inode) if inode else None
 
-    return _wait_for(find, "a worker to accept the held request")
-
-
-@contextlib.contextmanager
-def _gunicorn(
-    tmp_path: Path,
-    database_url: str,
-    *options: str,
-    app: str = "modelport:create_app()",
-    env: dict[str, str] | None = None,
-) -> Iterator[Master]:
-    """gunicorn (production config, own options and environment) on a free port; killed if
-    still up after."""
-    # So that the master can import preloaded_app from this file.
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    environment = {"PYTHONPATH": path, **(env or {})}
-    process, server = launch(tmp_path, database_url, *options, app=app, env=environment)
-    master = Master(process, server)
-    try:
-        yield master
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=GRACEFUL_SECONDS)
-        # Whatever is left of the group (the master, or workers it failed to stop) is killed.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    return wait_for(find, "a worker to accept the held request")
 
 
 @pytest.fixture
@@ -234,10 +133,10 @@ def test_preloaded_workers_do_not_share_database_connections(
             results.append((response.status_code, email))
         return results
 
-    with _gunicorn(
+    with gunicorn_master(
         tmp_path, url, "--preload", "-w", "4", app="tests.ops.test_workers:preloaded_app()"
     ) as master:
-        _wait_for_workers(master, 4)
+        wait_for_workers(master, 4)
         with ThreadPoolExecutor(THREADS) as pool:
             results = [r for batch in pool.map(calls, range(THREADS)) for r in batch]
 
@@ -254,8 +153,8 @@ def test_preloaded_workers_do_not_share_database_connections(
 
 def test_killed_worker_is_replaced_and_sigterm_drains(tmp_path: Path, database: str) -> None:
     """Reliability 3: kill -9 a worker mid-request, then SIGTERM the master."""
-    with _gunicorn(tmp_path, database, "-w", "2") as master:
-        first = _wait_for_workers(master, 2)
+    with gunicorn_master(tmp_path, database, "-w", "2") as master:
+        first = wait_for_workers(master, 2)
         browser = requests.Session()
         csrf = csrf_from(browser.get(f"{master.server.url}/auth/login", timeout=30).text)
 
@@ -264,15 +163,15 @@ def test_killed_worker_is_replaced_and_sigterm_drains(tmp_path: Path, database: 
         victim = _worker_holding(master, held)
         booted = len(master.booted())
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: not _alive(victim), "the killed worker to die")
+        wait_for(lambda: not alive(victim), "the killed worker to die")
 
         # That one request fails: the connection dies with its worker.
         with pytest.raises((OSError, http.client.HTTPException)):
             held.finish()
         held.connection.close()
         # The master notices and boots a replacement.
-        _wait_for(lambda: len(master.booted()) > booted, "a new 'Booting worker' line")
-        now = _wait_for_workers(master, 2)
+        wait_for(lambda: len(master.booted()) > booted, "a new 'Booting worker' line")
+        now = wait_for_workers(master, 2)
         assert victim not in now
         assert len(now - first) == 1
         # Everything else keeps working.
@@ -287,15 +186,15 @@ def test_killed_worker_is_replaced_and_sigterm_drains(tmp_path: Path, database: 
         idle = (now - {busy}).pop()
         os.kill(master.pid, signal.SIGTERM)
         # The idle worker has exited on the master's SIGTERM, so the busy one has it too.
-        _wait_for(lambda: not _alive(idle), "the idle worker to exit")
-        assert _alive(busy)
+        wait_for(lambda: not alive(idle), "the idle worker to exit")
+        assert alive(busy)
         status, body = held.finish()
         assert status == 400
         assert "Wrong e-mail or password." in body
         master.process.wait(timeout=GRACEFUL_SECONDS)
 
     assert master.process.returncode == 0
-    assert not any(_alive(pid) for pid in now | first), "a worker outlived its master"
+    assert not any(alive(pid) for pid in now | first), "a worker outlived its master"
     assert _in_group(master.pid) == set()
     log = master.server.text()
     assert f"Worker (pid:{victim}) was sent SIGKILL!" in log

@@ -20,16 +20,12 @@ from flask.testing import FlaskClient
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.api.conftest import assert_api_error, bearer, issue_token
-from tests.conftest import (
-    DIABETES_ROW,
-    IRIS_ROW,
-    csrf_token,
-    login,
-    make_user,
-    register_demo,
-    table_counts,
-)
+from tests.support.databases import table_counts
+from tests.support.html import csrf_token
+from tests.support.http import assert_api_error, bearer
+from tests.support.models import DIABETES_ROW, IRIS_ROW, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import login, make_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

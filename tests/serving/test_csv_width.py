@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 
 from modelport.serving import csvstream
 from modelport.serving.schema import InputSchema
-from tests.conftest import IRIS_ROW, csrf_token, register_demo, table_counts
+from tests.support.databases import table_counts
+from tests.support.fuzzing import examples
+from tests.support.html import csrf_token
+from tests.support.models import IRIS_ROW, register_demo
 
 PREDICT = "/api/v1/models/iris/predict"
 HEADER = ",".join(IRIS_ROW)
@@ -290,7 +293,7 @@ def _ours(body: bytes, piece_bytes: int) -> Any:
         csvstream.PARSE_BYTES = old
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(csv_bodies())
 def test_the_reader_reads_cells_as_pandas_does_in_pieces_of_any_size(body: bytes) -> None:
     ours = _ours(body, 1 << 20)

@@ -17,8 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelport.serving.csvcells import safe_cell, safe_column, safe_text
-from tests.api.conftest import issue_token
-from tests.conftest import csrf_token, make_user
+from tests.support.fuzzing import examples
+from tests.support.html import csrf_token
+from tests.support.tokens import issue_token
+from tests.support.users import make_user
 
 PAYLOADS = {
     "=cmd|' /C calc'!A0": "'=cmd|' /C calc'!A0",
@@ -61,7 +63,7 @@ CELL = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(CELL, max_size=40))
 def test_the_column_form_follows_the_same_rule_as_the_scalar_one(cells: list[str]) -> None:
     assert safe_column(pa.array(cells, pa.string())).to_pylist() == [safe_text(c) for c in cells]

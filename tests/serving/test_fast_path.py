@@ -23,9 +23,12 @@ from modelport.api.fastpath import GROUP
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving.records import RecordGroup
-from tests.api.conftest import assert_api_error, bearer, issue_token
-from tests.conftest import IRIS_ROW, make_user, register_demo
-from tests.ops.test_database_down import closed_port
+from tests.support.databases import transactions
+from tests.support.http import assert_api_error, bearer
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.servers import closed_port
+from tests.support.tokens import issue_token
+from tests.support.users import make_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -413,18 +416,6 @@ def start(app: Flask, token: str, request_id: str, group: RecordGroup) -> Starte
 
     started.answer = app(environ, start_response)
     return started
-
-
-def transactions(app: Flask, backend: str, ids: list[int]) -> set[str]:
-    """The PostgreSQL transactions that wrote these records (xmin)."""
-    assert backend == "postgres"
-    with app.app_context():
-        found = db.session.execute(
-            sa.text("SELECT xmin::text FROM predictions WHERE id = ANY(:ids)"), {"ids": ids}
-        ).scalars()
-        result = set(found)
-        db.session.remove()
-        return result
 
 
 @pytest.mark.db

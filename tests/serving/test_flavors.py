@@ -611,6 +611,8 @@ def test_mlflow_missing_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, 
         mlflow_runtime("models:/iris@champion", schema, "classification")
 
 
+# MLflow works out the model's requirements in a Python process of its own (half a minute).
+@pytest.mark.slow
 def test_mlflow_model_served_from_a_path(tmp_path: Path, iris: Any, iris_lr: Any) -> None:
     mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
     X, _, schema = iris
@@ -625,6 +627,8 @@ def test_mlflow_model_served_from_a_path(tmp_path: Path, iris: Any, iris_lr: Any
         mlflow_runtime(str(tmp_path / "nowhere"), schema, "classification")
 
 
+# MLflow works out the model's requirements in a Python process of its own (half a minute).
+@pytest.mark.slow
 def test_mlflow_model_logged_and_served_by_alias(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, diabetes: Any
 ) -> None:

@@ -24,8 +24,16 @@ from modelport.models.predictions import PredictionRecord
 from modelport.serving import registry
 from modelport.serving.schema import Feature, InputSchema
 from modelport.serving.web.examples import client_examples, v2_request
-from tests.conftest import IRIS_ROW, csrf_token, login, make_user, register_demo, table_counts
-from tests.test_pages import assert_error_beside_field, check_page, parse, visible_text
+from tests.support.databases import table_counts
+from tests.support.html import (
+    assert_error_beside_field,
+    check_page,
+    csrf_token,
+    parse,
+    visible_text,
+)
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.users import login, make_user
 
 IRIS = list(IRIS_ROW)
 ANN, BOB, ADMIN = "ann@example.com", "bob@example.com", "admin@example.com"

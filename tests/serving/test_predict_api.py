@@ -28,8 +28,10 @@ from sklearn.datasets import load_iris
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving.inference import PredictionFailed
-from tests.api.conftest import assert_api_error
-from tests.conftest import IRIS_ROW, register_colour_model, register_demo, table_counts
+from tests.support.databases import table_counts
+from tests.support.fuzzing import examples
+from tests.support.http import assert_api_error
+from tests.support.models import IRIS_ROW, register_colour_model, register_demo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -393,8 +395,9 @@ BIG = "1" * 4401  # Python parses at most 4,300 digits into an int
 def test_a_number_of_4401_digits_is_a_400_on_every_channel(
     served: Flask, client: FlaskClient
 ) -> None:
-    from tests.api.conftest import bearer, issue_token
-    from tests.conftest import make_user
+    from tests.support.http import bearer
+    from tests.support.tokens import issue_token
+    from tests.support.users import make_user
 
     token = bearer(issue_token(served, make_user(served)))
     before = table_counts(served)
@@ -445,7 +448,7 @@ _json_with_big_numbers = st.recursive(
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

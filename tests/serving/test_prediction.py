@@ -17,8 +17,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from modelport.serving import flavors
-from tests.api.conftest import bearer, issue_token
-from tests.conftest import IRIS_ROW, csrf_token, login, make_user, register_demo
+from tests.support.html import csrf_token
+from tests.support.http import bearer
+from tests.support.models import IRIS_ROW, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import login, make_user
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

@@ -15,17 +15,12 @@ from flask.testing import FlaskClient
 
 from modelport.models.predictions import PredictionRecord
 from modelport.models.tokens import ApiToken
-from tests.api.conftest import assert_api_error, bearer, issue_token
-from tests.auth.conftest import execute, rows
-from tests.conftest import (
-    DIABETES_ROW,
-    IRIS_ROW,
-    PASSWORD,
-    csrf_token,
-    login,
-    make_user,
-    register_demo,
-)
+from tests.support.databases import execute, rows
+from tests.support.html import csrf_token
+from tests.support.http import assert_api_error, bearer
+from tests.support.models import DIABETES_ROW, IRIS_ROW, register_demo
+from tests.support.tokens import issue_token
+from tests.support.users import PASSWORD, login, make_user
 
 pytestmark = [
     pytest.mark.db,

@@ -12,7 +12,8 @@ from flask import Flask
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from tests.conftest import IRIS_ROW, table_counts
+from tests.support.databases import table_counts
+from tests.support.models import IRIS_ROW
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

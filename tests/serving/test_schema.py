@@ -23,6 +23,7 @@ from modelport.serving.schema import (
     validate_frame,
     validate_inputs,
 )
+from tests.support.fuzzing import examples
 
 CODES = {
     "empty_batch",
@@ -539,7 +540,7 @@ def assert_well_formed_batch(batch: Batch, schema: InputSchema) -> None:
     json.dumps(batch.warnings, allow_nan=False)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(inputs=json_values | rowlike | st.lists(rowlike, max_size=5))
 def test_any_json_gives_a_batch_or_a_well_formed_input_error(inputs) -> None:
     schema = make_schema()
@@ -551,7 +552,7 @@ def test_any_json_gives_a_batch_or_a_well_formed_input_error(inputs) -> None:
         assert_well_formed_batch(batch, schema)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(
     columns=st.dictionaries(
         st.sampled_from([*ROW, "other"]), st.lists(json_scalars, min_size=0, max_size=4), max_size=7
@@ -598,7 +599,7 @@ cell_texts = st.sampled_from(
 ) | st.text(max_size=4)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.fixed_dictionaries({name: cell_texts for name in ROW}), min_size=1, max_size=6)
 )

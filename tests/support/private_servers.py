@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import REQUIRE_SERVICES, server_database
-from tests.ops.test_gunicorn import _free_port
+from tests.support.databases import REQUIRE_SERVICES, server_database
+from tests.support.servers import free_port
 
 DATABASE = "modelport"
 START_SECONDS = 60
@@ -59,7 +59,7 @@ class PrivateServer:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.root = os.geteuid() == 0
         if self.root:
             shutil.chown(folder, self.owner, self.owner)

@@ -1,13 +1,30 @@
-"""Helpers for the JSON API tests: credentials in the header forms the API accepts."""
+"""Requests and answers: credentials in the header forms the API accepts, the API's error
+body, and where a redirect may lead."""
 
 from __future__ import annotations
 
 import base64
+import re
+from urllib.parse import urljoin, urlsplit
 
-from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.conftest import PASSWORD
+from tests.support.users import PASSWORD
+
+# Redirect targets that lead off the site, in the spellings browsers accept (checklist 26).
+HOSTILE = [
+    "//evil.com",
+    "\\\\\\evil.com",
+    "/\\evil.com",
+    "\\/evil.com",
+    " //evil.com",
+    "\t//evil.com",
+    "https://evil.com",
+    "http:///evil.com",
+    "javascript:alert(1)",
+    "//evil.com/%2F..",
+    "/\n/evil.com",
+]
 
 
 def basic(email: str = "ann@example.com", password: str = PASSWORD) -> dict[str, str]:
@@ -18,17 +35,6 @@ def basic(email: str = "ann@example.com", password: str = PASSWORD) -> dict[str,
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def issue_token(app: Flask, user_id: int, scopes: list[str] | None = None, name: str = "t") -> str:
-    """Create a token through the tokens service; return its plaintext."""
-    from modelport.auth.tokens import create_token
-    from modelport.extensions import db
-    from modelport.models import User
-
-    with app.app_context():
-        _token, plaintext = create_token(db.session.get(User, user_id), name, scopes=scopes)
-        return plaintext
 
 
 def assert_api_error(response: TestResponse, status: int, code: str | None = None) -> dict:
@@ -48,3 +54,16 @@ def assert_api_error(response: TestResponse, status: int, code: str | None = Non
         for item in error["details"]:
             assert set(item) == {"row", "field", "code", "message"}
     return error
+
+
+def path_of(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+def assert_same_origin(location: str) -> None:
+    """Where a browser would go from a page on http://localhost: still http://localhost."""
+    # Browsers treat backslashes like slashes and drop tabs and newlines before resolving.
+    browser_view = location.replace("\\", "/").replace("\t", "").replace("\n", "").strip()
+    target = urlsplit(urljoin("http://localhost/auth/login", browser_view))
+    assert target.scheme in ("http", "https"), location
+    assert target.netloc == "localhost", location
