@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import subprocess
+import sys
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -348,3 +351,39 @@ def test_gunicorn_parser_reads_the_socket_with_recv_only() -> None:
     assert (request_.method, request_.path) == ("POST", "/predict")
     assert request_.body.read() == b"{}"
     assert source.sizes, f"gunicorn's parser did not read through recv(): revisit {WORKER}"
+
+
+def test_xdist_loadgroup_keeps_a_group_on_one_worker(tmp_path: Path) -> None:
+    """``make test`` runs ``--dist loadgroup`` so that the tests of one ``xdist_group`` (the
+    slow-client and packaging tests, the browser's live server) share a worker instead of
+    loading both at once. pytest-xdist marks them by rewriting ``item._nodeid``, which pytest
+    9.2 no longer reads (its ``nodeid`` comes from ``_id``): with that pair the groups are
+    silently spread over the workers. pyproject.toml keeps pytest below 9.2 until xdist
+    follows; this fails when an upgrade breaks grouping again."""
+    (tmp_path / "test_grouped.py").write_text(
+        "import os, pathlib, pytest\n"
+        "@pytest.mark.xdist_group('one')\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_grouped(i):\n"
+        "    worker = os.environ['PYTEST_XDIST_WORKER']\n"
+        "    pathlib.Path(__file__).with_name(f'ran-{i}').write_text(worker)\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_free(i):\n"
+        "    pass\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q", "-p"]
+        + ["no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    workers = {path.read_text() for path in tmp_path.glob("ran-*")}
+    assert len(list(tmp_path.glob("ran-*"))) == 6, run.stdout
+    assert len(workers) == 1, (
+        f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} spread one "
+        f"xdist_group over {sorted(workers)}: --dist loadgroup does not group (see above)"
+    )
