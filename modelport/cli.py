@@ -193,26 +193,27 @@ def purge(days: int | None) -> None:
 )
 @with_appcontext
 def wait_for_migrations(timeout: float, interval: float) -> None:
-    """Wait until the database's schema is at this code's newest migration (Kubernetes' init
-    container runs it; the migration Job upgrades). Exits 1 after --timeout seconds."""
+    """Wait until the database's schema is at this code's newest migration, or past it (a
+    later release's; see ops.health.schema_state). Kubernetes' init container runs it; the
+    migration Job upgrades. Exits 1 after --timeout seconds."""
     from modelport.extensions import db
-    from modelport.ops.health import migration_state
+    from modelport.ops.health import database_revisions, schema_state
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            current, expected = migration_state()
+            ready, state = schema_state(database_revisions())
         except SQLAlchemyError as exc:
             # The class name only: driver messages can carry host names and user names.
             state = f"the database does not answer ({type(exc).__name__})"
         else:
-            if current == expected:
-                click.echo(f"The database is at {', '.join(sorted(expected))}.")
+            if ready:
+                click.echo(
+                    "The database is at this code's newest migration."
+                    if state == "ok"
+                    else f"The database can be served: {state}."
+                )
                 return
-            state = (
-                f"the database is at {', '.join(sorted(current)) or 'no revision'}, "
-                f"the code needs {', '.join(sorted(expected))}"
-            )
         finally:
             db.engine.dispose()  # no connection is held while waiting
         if time.monotonic() + interval > deadline:

@@ -6,9 +6,9 @@ import os
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from flask import Blueprint, current_app
 from flask_migrate import Migrate
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelport.config import current_settings
@@ -24,19 +24,50 @@ def healthz() -> tuple[dict, int]:
     return {"status": "ok"}, 200
 
 
-def _migration_heads() -> set[str]:
+def _scripts() -> ScriptDirectory:
     # Flask-Migrate's config object, as its own commands read it; tests/test_upstream.py.
     migrate: Migrate = current_app.extensions["migrate"].migrate
-    config = migrate.get_config()
-    return set(ScriptDirectory.from_config(config).get_heads())
+    return ScriptDirectory.from_config(migrate.get_config())
 
 
-def migration_state() -> tuple[set[str], set[str]]:
-    """The database's current Alembic revisions and the heads of this code's migrations.
-    Raises SQLAlchemyError when the database does not answer."""
+def database_revisions() -> set[str]:
+    """The database's current Alembic revisions. Raises SQLAlchemyError when the database
+    does not answer."""
     with db.engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current, _migration_heads()
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def schema_state(current: set[str]) -> tuple[bool, str]:
+    """Whether this code may serve a database whose schema is at ``current``, and why not.
+
+    At this code's newest migration: yes. Past it, at revisions this code does not know
+    because a newer release's migration wrote them: yes too. A release's migration only
+    expands the schema the release before it uses (docs/operations.md), and during a rolling
+    update the old pods must go on serving until the new ones are ready; refusing would take
+    every old pod out of the Service the moment the migration Job ran. Behind it, empty, or
+    partly unknown: no. The readiness probe and ``modelport wait-for-migrations`` ask this.
+    """
+    scripts = _scripts()
+    expected = set(scripts.get_heads())
+    if current == expected:
+        return True, "ok"
+    known = {revision for revision in current if _is_known(scripts, revision)}
+    if current and not known:
+        return True, (
+            f"ok: the database is at {_describe(current)}, newer than this code's "
+            f"{_describe(expected)} (a later release migrated it)"
+        )
+    return False, (
+        f"not at this code's migration: the database is at {_describe(current)}, the code "
+        f"needs {_describe(expected)}; run `modelport db upgrade`"
+    )
+
+
+def _is_known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:  # "Can't locate revision": written by newer code
+        return False
 
 
 def _describe(revisions: set[str]) -> str:
@@ -65,24 +96,17 @@ def readyz() -> tuple[dict, int]:
         return {"status": "not ready", "checks": {"draining": "shutting down"}}, 503
     checks: dict[str, str] = {}
     try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-            current = set(MigrationContext.configure(connection).get_current_heads())
+        current = database_revisions()
     except SQLAlchemyError as exc:
         # The class name only: driver messages can carry host names and user names.
         current_app.logger.warning("readiness: database unavailable (%s)", type(exc).__name__)
         checks["database"] = "unavailable: the database does not answer"
         checks["migrations"] = "unknown"
+        ready = False
     else:
         checks["database"] = "ok"
-        expected = _migration_heads()
-        checks["migrations"] = (
-            "ok"
-            if current == expected
-            else f"not at this code's migration: the database is at {_describe(current)}, "
-            f"the code needs {_describe(expected)}; run `flask db upgrade`"
-        )
-        if checks["migrations"] == "ok":
+        ready, checks["migrations"] = schema_state(current)
+        if ready:
             checks["models"] = _models_check()
-    ready = all(value == "ok" for value in checks.values())
+            ready = checks["models"] == "ok"
     return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503

@@ -142,7 +142,7 @@ def test_server_is_not_ready_before_migrations(tmp_path: Path) -> None:
     client = app.test_client()
     assert client.get("/v2/health/live").status_code == 200
     message = v2_error(client.get("/v2/health/ready"), 503)
-    assert "migration" in message and "flask db upgrade" in message
+    assert "migration" in message and "modelport db upgrade" in message
     with app.app_context():
         db.engine.dispose()
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
 
 from modelport import create_app
 from modelport.extensions import db
@@ -81,7 +83,45 @@ def test_not_ready_on_an_empty_database(
     assert response.json["checks"]["database"] == "ok"
     message = response.json["checks"]["migrations"]
     assert "the database is at none" in message
-    assert "flask db upgrade" in message
+    assert "modelport db upgrade" in message
+
+
+@pytest.mark.db
+def test_ready_when_a_later_release_has_migrated_the_database(
+    backend: str, tmp_path: Path, app_on: Callable[[str], Flask]
+) -> None:
+    """During a rolling update the migration Job runs before the old pods are gone: they go
+    on serving a database a newer release has expanded (docs/operations.md), and the new
+    release's init container passes on it too."""
+    app = app_on(empty_database_url(backend, tmp_path, "ahead"))
+    with app.app_context():
+        upgrade()
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'f00dface_later'"))
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200, response.json
+    assert response.json["checks"]["migrations"].startswith(
+        "ok: the database is at f00dface_later, newer than this code's "
+    )
+    result = app.test_cli_runner().invoke(args=["wait-for-migrations", "--timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert "newer than this code's" in result.output
+
+
+@pytest.mark.db
+def test_not_ready_when_the_database_is_behind_this_code(
+    backend: str, tmp_path: Path, app_on: Callable[[str], Flask]
+) -> None:
+    app = app_on(empty_database_url(backend, tmp_path, "behind"))
+    with app.app_context():
+        upgrade(revision="0001_accounts")
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    message = response.json["checks"]["migrations"]
+    assert message.startswith("not at this code's migration: the database is at 0001_accounts")
+    assert "models" not in response.json["checks"]
 
 
 @pytest.mark.parametrize(
