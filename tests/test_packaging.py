@@ -10,17 +10,11 @@ folder outside the checkout with no PYTHONPATH, so only the installed package ca
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import re
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -32,30 +26,15 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from modelport.config import SETTINGS
+from tests.support.servers import free_port
+from tests.support.wheels import ROOT, build_wheel, install, ok
+from tests.support.wheels import run as run_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DATA = ("migrations", "templates", "static", "translations")
 START_SECONDS = 90
 PASSWORD = "a packaging test password, long enough"
-
-
-def _wheel_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "modelport-test-wheels"
-
-
-def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
-
-
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, (
-        f"{' '.join(map(str, result.args))} exited with {result.returncode}:\n"
-        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return result.stdout
 
 
 def _outside_env(venv: Path, database: str, instance: Path) -> dict[str, str]:
@@ -73,57 +52,10 @@ def _outside_env(venv: Path, database: str, instance: Path) -> dict[str, str]:
     }
 
 
-def build_wheel(destination: Path) -> Path:
-    """``pip wheel . --no-deps`` from the checkout, after removing build/ as ``make wheel``
-    does: setuptools would ship again what an earlier build left there of since moved or
-    deleted modules. One process builds in the checkout's build/ folder at a time: the
-    xdist_group mark does not keep the two tests on one worker (pytest-xdist 3.8 names the
-    group through ``item._nodeid``, which pytest 9 no longer reads)."""
-    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
-    with (Path(tempfile.gettempdir()) / f"modelport-build-{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        shutil.rmtree(ROOT / "build", ignore_errors=True)
-        _ok(
-            _run(
-                [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(destination)],
-                cwd=ROOT,
-            )
-        )
-    (wheel,) = destination.glob("modelport-*.whl")
-    return wheel
-
-
-def install(wheel: Path, venv: Path) -> None:
-    """A new virtualenv with the wheel and its pinned dependencies, offline once cached."""
-    _ok(_run([sys.executable, "-m", "venv", "--without-pip", str(venv)]))
-    cache = _wheel_cache()
-    cache.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-    # Compiling every module of scipy, pandas & co. would take 20 s; imports compile lazily.
-    offline = [*pip, "install", "--no-compile", "--no-index", "--find-links", str(cache)]
-    offline += ["-c", str(ROOT / "requirements.txt"), str(wheel)]
-    with (cache / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be filling the cache
-        if _run(offline).returncode == 0:
-            return
-        # A cold cache, or the pins changed: fetch the missing wheels (needs the index).
-        fill = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(cache)]
-        _ok(_run([*fill, "-c", str(ROOT / "requirements.txt"), str(wheel)]))
-        for stale in cache.glob("modelport-*.whl"):  # never install an old build of ours
-            stale.unlink()
-        _ok(_run(offline))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serving(venv: Path, env: dict[str, str], cwd: Path) -> Iterator[str]:
     """``modelport serve`` from the venv on a free port; stopped (killed if need be) after."""
-    port = _free_port()
+    port = free_port()
     log = cwd / "serve.log"
     command = [str(venv / "bin" / "modelport"), "serve", "--bind", f"127.0.0.1:{port}"]
     with log.open("wb") as out:
@@ -201,7 +133,9 @@ def test_an_installed_wheel_migrates_a_database_and_serves(
     bin_ = venv / "bin"
 
     def run(*command: str, stdin: str | None = None) -> str:
-        return _ok(_run([str(bin_ / command[0]), *command[1:]], env=env, cwd=work, input=stdin))
+        return ok(
+            run_command([str(bin_ / command[0]), *command[1:]], env=env, cwd=work, input=stdin)
+        )
 
     where = run(
         "python", "-c", "import modelport; print(modelport.__file__, modelport.MIGRATIONS_DIR)"

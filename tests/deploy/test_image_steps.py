@@ -14,16 +14,13 @@ file system is.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,66 +30,18 @@ import requests
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from tests.support.servers import free_port
+from tests.support.wheels import build_wheel, install, ok, run
+
 from .dockerfile import DOCKERFILE, ENTRYPOINT, ROOT, stages
 
-# The checkout's build/ folder is used by one build at a time: the group tests/test_packaging.py
-# is in, so pytest-xdist runs both on one worker.
+# With tests/test_packaging.py on one worker: both fill the same wheel folder.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 START_SECONDS = 90
 STOP_SECONDS = 40  # gunicorn's graceful_timeout is 30 s
 PASSWORD = "an image test password, long enough"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
-    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
-
-
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, (
-        f"{' '.join(map(str, result.args))} exited with {result.returncode}:\n"
-        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return result.stdout
-
-
-def _build_wheel(destination: Path) -> Path:
-    shutil.rmtree(ROOT / "build", ignore_errors=True)  # as `make wheel`: no stale modules
-    _ok(
-        _run(
-            [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(destination)],
-            cwd=ROOT,
-        )
-    )
-    (wheel,) = destination.glob("modelport-*.whl")
-    return wheel
-
-
-def _install(wheel: Path, venv: Path) -> None:
-    """A new virtualenv with the wheel, the image's extras and the pinned dependencies."""
-    _ok(_run([sys.executable, "-m", "venv", "--without-pip", str(venv)]))
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    cache = Path(base) / "modelport-test-wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-    wanted = [f"{wheel}[postgres]", "-c", str(ROOT / "requirements.txt")]
-    offline = [*pip, "install", "--no-compile", "--no-index", "--find-links", str(cache)]
-    with (cache / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test may be filling the folder
-        if _run([*offline, *wanted]).returncode == 0:
-            return
-        fill = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(cache), *wanted]
-        _ok(_run(fill))
-        for stale in cache.glob("modelport-*.whl"):  # never install an old build of ours
-            stale.unlink()
-        _ok(_run([*offline, *wanted]))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _image_env(venv: Path, data: Path, tmp: Path, port: int) -> dict[str, str]:
@@ -158,18 +107,18 @@ def test_the_entrypoint_runs_the_image_steps_from_the_wheel(tmp_path: Path) -> N
     assert ROOT not in tmp_path.parents
     started = time.monotonic()
     venv = tmp_path / "venv"
-    _install(_build_wheel(tmp_path / "dist"), venv)
+    install(build_wheel(tmp_path / "dist"), venv, extras="postgres")
     installed = time.monotonic() - started
     data, tmp = tmp_path / "data", tmp_path / "tmp"
     data.mkdir()
     tmp.mkdir()
-    port = _free_port()
+    port = free_port()
     env = _image_env(venv, data, tmp, port)
     script = tmp_path / "modelport-entrypoint"  # as the image has it: a copy, on its own
     shutil.copy2(ENTRYPOINT, script)
 
     def step(*args: str, stdin: str | None = None) -> str:
-        return _ok(_run([str(script), *args], env=env, cwd=data, input=stdin, timeout=120))
+        return ok(run([str(script), *args], env=env, cwd=data, input=stdin, timeout=120))
 
     with _read_only(venv):
         step("migrate")
@@ -182,7 +131,7 @@ def test_the_entrypoint_runs_the_image_steps_from_the_wheel(tmp_path: Path) -> N
             "--password-stdin", stdin=PASSWORD + "\n",
         )  # fmt: skip
         step("purge")
-        assert _run([str(script), "healthcheck"], env=env, timeout=30).returncode == 1
+        assert run([str(script), "healthcheck"], env=env, timeout=30).returncode == 1
 
         log = tmp_path / "serve.log"
         with log.open("wb") as out:
@@ -202,7 +151,7 @@ def test_the_entrypoint_runs_the_image_steps_from_the_wheel(tmp_path: Path) -> N
             ready = requests.get(f"{url}/readyz", timeout=30)
             assert ready.status_code == 200, ready.text
             # The image's HEALTHCHECK command, as Docker runs it.
-            check = _run([str(script), "healthcheck"], env=env, timeout=30)
+            check = run([str(script), "healthcheck"], env=env, timeout=30)
             assert check.returncode == 0, check.stderr
             # exec all the way down: the script's process is gunicorn's master itself, and
             # the SIGTERM that docker stop sends it stops the server cleanly.
