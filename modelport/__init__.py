@@ -36,6 +36,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_logging(app)
     register_extensions(app)
+    register_metrics(app)
     register_erasures(app)
     register_blueprints(app)
     register_errors(app)
@@ -71,6 +72,18 @@ def register_extensions(app: Flask) -> None:
     app.context_processor(template_context)
 
 
+def register_metrics(app: Flask) -> None:
+    """Prometheus counting on or off (``MODELPORT_METRICS``), and the pools watched."""
+    from modelport.extensions import db
+    from modelport.ops import metrics
+
+    metrics.configure(app.settings.metrics)
+    if app.settings.metrics:
+        with app.app_context():
+            for bind, engine in db.engines.items():
+                metrics.watch_pool(engine, bind or "default")
+
+
 def register_erasures(app: Flask) -> None:
     """What deleting an account erases beyond it, feature by feature, in this order."""
     from modelport.auth.erasure import register_erasure
@@ -83,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
     from modelport.api import v2
     from modelport.auth.web import admin, routes
     from modelport.ops import health
+    from modelport.ops.scrape import register_scrape
     from modelport.pages import bp as pages_bp
     from modelport.serving.web import bp as serving_bp
 
@@ -93,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(serving_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(v2.bp)
+    register_scrape(app)
 
 
 def register_errors(app: Flask) -> None:
@@ -111,14 +126,17 @@ def register_security(app: Flask) -> None:
 
 def register_middleware(app: Flask, *, proxy_hops: int) -> None:
     """WSGI layers around Flask, innermost first: the predict hot path, the security headers
-    (around it, so its answers carry them like any other), then the proxy fix that corrects
-    the client's address and scheme for everything inside."""
+    (around it, so its answers carry them like any other), the request log and metrics
+    (around both, so every request is counted), then the proxy fix that corrects the
+    client's address and scheme for everything inside."""
     from modelport.api.fastpath import PredictionFastPath
+    from modelport.ops import request_log
     from modelport.ops.headers import SecurityHeaders
 
     app.wsgi_app = PredictionFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
     production = app.config["ENV_NAME"] == "production"
     app.wsgi_app = SecurityHeaders(app.wsgi_app, hsts=production)  # type: ignore[method-assign]
+    app.wsgi_app = request_log.wrap(app, app.wsgi_app)  # type: ignore[method-assign]
     if proxy_hops > 0:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops, x_host=proxy_hops

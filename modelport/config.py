@@ -8,6 +8,7 @@ default secret key.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -181,6 +182,23 @@ class Settings:
         "",
         "Public https:// URL used in e-mail links; required in production. Empty (development): taken from the request.",
     )
+    metrics: bool = _setting(
+        "true",
+        'Count requests and predictions for Prometheus and serve them at `/metrics` (docs/operations.md, "Metrics and alerts").',
+    )
+    metrics_token: str = _setting(
+        "",
+        "A scrape token: `/metrics` answers a request carrying `Authorization: Bearer <token>` from any address. Empty: only `MODELPORT_METRICS_NETWORKS`.",
+        secret=True,
+    )
+    metrics_networks: str = _setting(
+        "127.0.0.0/8,::1/128",
+        "Client networks (comma-separated CIDR) whose scrapes of `/metrics` need no token, judged on the address the app trusts (the forwarded one behind `MODELPORT_PROXY_HOPS` proxies). Empty: the token only.",
+    )
+    request_log: bool = _setting(
+        "true",
+        "Write one line per request (JSON or text, as `MODELPORT_LOG_FORMAT`): time, request id, user id, method, route, status, latency, bytes.",
+    )
     log_level: str = _setting("INFO", "Logging level.")
     log_format: str = _setting("json", "json (one object per line) or text.")
     languages: str = _setting("en,ko", "Languages offered in the switch.")
@@ -270,6 +288,12 @@ def _cast(setting: Setting, raw: str) -> Any:
     return raw
 
 
+def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated networks (``10.0.0.0/8``, an address alone is one host); ValueError
+    for anything else."""
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
 def _check(values: dict[str, Any]) -> None:
     """Refuse values that parse but make no sense, naming the variable and what is allowed."""
     for name, allowed in CHOICES.items():
@@ -289,6 +313,13 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(
             "MODELPORT_PASSWORD_MAX_LENGTH must not be below MODELPORT_PASSWORD_MIN_LENGTH."
         )
+    try:
+        networks(values["METRICS_NETWORKS"])
+    except ValueError as exc:
+        raise ConfigError(
+            f"MODELPORT_METRICS_NETWORKS must be networks such as 10.0.0.0/8, "
+            f"comma-separated, not {values['METRICS_NETWORKS']!r} ({exc})."
+        ) from None
     from limits import parse_many
 
     for name in RATE_LIMITS:
@@ -305,7 +336,14 @@ def _check(values: dict[str, Any]) -> None:
 
 # Settings that may also come from a file named by MODELPORT_<NAME>_FILE: a Secret mounted
 # read-only (Kubernetes, docker secrets) rather than an environment variable.
-SECRET_FILES = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASE_URL", "REDIS_URL", "MAIL_PASSWORD")
+SECRET_FILES = (
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MAIL_PASSWORD",
+    "METRICS_TOKEN",
+)
 
 
 def _from_file(environ: Mapping[str, str], name: str) -> str | None:

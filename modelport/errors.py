@@ -58,7 +58,8 @@ class ApiError(HTTPException):
 
 
 def _wants_api(path: str) -> bool:
-    return path.startswith("/api/") or path == "/api"
+    # /metrics is read by programs (Prometheus): its refusals are JSON like the API's.
+    return path.startswith("/api/") or path in ("/api", "/metrics")
 
 
 def _wants_v2(path: str) -> bool:

@@ -52,6 +52,8 @@ MATRIX: dict[str, Row] = {
     "static": Row("/static/css/modelport.css", {"GET": (200, 200, 200, 200, 200, 200)}),
     "health.healthz": Row("/healthz", {"GET": (200, 200, 200, 200, 200, 200)}),
     "health.readyz": Row("/readyz", {"GET": (200, 200, 200, 200, 200, 200)}),
+    # judged on the client's address (loopback here) or a scrape token, not on who signs in
+    "metrics.scrape": Row("/metrics", {"GET": (200, 200, 200, 200, 200, 200)}),
     # signing in and out; signed-in callers are sent on from the forms for strangers
     "auth.signup": Row(
         "/auth/signup",

@@ -428,9 +428,9 @@ def _raw_status(port: int, path: str, headers: dict[str, str] | None = None) -> 
 
 @pytest.mark.slow
 def test_gunicorn_refuses_an_oversized_request_line_and_header(tmp_path, served_database):
-    from modelport.ops import gunicorn_conf
-    from tests.support.servers import gunicorn
+    from tests.support.servers import gunicorn, server_settings
 
+    gunicorn_conf = server_settings()
     line_limit = gunicorn_conf.limit_request_line
     field_limit = gunicorn_conf.limit_request_field_size
     with gunicorn(tmp_path, served_database) as server:
@@ -444,7 +444,9 @@ def test_gunicorn_refuses_an_oversized_request_line_and_header(tmp_path, served_
 
 def test_access_log_format_leaves_out_the_query_string():
     """Checklist 38: a token wrongly sent in the URL is refused, and not logged either."""
-    from modelport.ops import gunicorn_conf
+    from tests.support.servers import server_settings
+
+    gunicorn_conf = server_settings()
 
     assert "%(r)s" not in gunicorn_conf.access_log_format
     assert "%(q)s" not in gunicorn_conf.access_log_format

@@ -42,6 +42,7 @@ from modelport.auth import token_cache
 from modelport.auth.caller import Caller, Credential
 from modelport.errors import ApiError
 from modelport.models.predictions import Source
+from modelport.ops import metrics, request_log
 from modelport.ops.logging import request_id_for
 from modelport.serving import prediction
 from modelport.serving.inference import PredictionFailed, Result
@@ -64,6 +65,8 @@ _JSON_TYPES = {
 _JSON_ACCEPTS = {"", "*/*", "application/json"}
 # Larger bodies are batches, where the request's fixed cost does not matter.
 FAST_BODY_LIMIT = 64 * 1024
+# Flask's views for the requests answered here: by reference, and by version number.
+PREDICT_ENDPOINTS = ("api_models.predict", "api_models.predict_version")
 # The environ key under which a server hands the hot path the RecordGroup its answer joins.
 GROUP = "modelport.record_group"
 
@@ -118,6 +121,10 @@ class PredictionFastPath:
         self.body_limit = min(FAST_BODY_LIMIT, app.config["MAX_CONTENT_LENGTH"] or FAST_BODY_LIMIT)
         self.answered = 0  # requests answered here, for tests and diagnostics
         self.fallbacks: Counter[str] = Counter()  # requests handed to Flask, by reason
+        # The route templates of Flask's predict views, for the request log and metrics:
+        # [without, with] a version in the path.
+        rules = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
+        self.routes = (rules[PREDICT_ENDPOINTS[0]], rules[PREDICT_ENDPOINTS[1]])
         app.extensions["modelport_fast_path"] = self
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -131,11 +138,16 @@ class PredictionFastPath:
             if len(body) != length:
                 raise Fallback("short_body")
             with self.app.app_context():
-                request_id, result = self._predict(environ, match, body, group)
+                call, result = self._predict(environ, match, body, group)
         except Fallback as fallback:
-            self.fallbacks[fallback.reason] += 1
+            self.fallback(fallback.reason)
             return self._to_flask(environ, start_response, body)
-        return _Answer(self, environ, start_response, body, request_id, result, group)
+        return _Answer(self, environ, start_response, body, call, result, group)
+
+    def fallback(self, reason: str) -> None:
+        """Count a request handed to Flask, for ``reason``."""
+        self.fallbacks[reason] += 1
+        metrics.count_fallback(reason)
 
     def _to_flask(
         self, environ: dict[str, Any], start_response: Callable, body: bytes
@@ -146,7 +158,7 @@ class PredictionFastPath:
 
     def _predict(
         self, environ: dict[str, Any], match: re.Match, body: bytes, group: RecordGroup
-    ) -> tuple[str, Result]:
+    ) -> tuple[prediction.Call, Result]:
         remembered = token_cache.recall(environ["HTTP_AUTHORIZATION"][7:].strip())
         if remembered is None:
             raise Fallback("token_not_remembered")
@@ -154,6 +166,10 @@ class PredictionFastPath:
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
         g.request_id = request_id
         version = match["version"]
+        # What Flask's hooks would tell the request log (Flask's own, should it answer).
+        environ[request_log.ROUTE] = self.routes[version is not None]
+        environ[request_log.REQUEST_ID] = request_id
+        environ[request_log.USER_ID] = user.id
         call = prediction.Call(
             Caller(user.id, user.role, Credential.TOKEN, token),
             match["name"],
@@ -161,6 +177,7 @@ class PredictionFastPath:
             request_id,
             version=int(version) if version else None,
             alias=match["alias"],
+            tentative=True,
         )
         queued = len(group.pending)
         try:
@@ -180,7 +197,7 @@ class PredictionFastPath:
             # Should Flask answer after all (now, or when the record fails), it does not
             # count the budget again.
             environ[COUNTED] = call.counted
-        return request_id, result
+        return call, result
 
 
 class _Answer:
@@ -200,7 +217,7 @@ class _Answer:
         environ: dict[str, Any],
         start_response: Callable,
         body: bytes,
-        request_id: str,
+        call: prediction.Call,
         result: Result,
         group: RecordGroup,
     ) -> None:
@@ -208,7 +225,7 @@ class _Answer:
         self.environ = environ
         self.start_response = start_response
         self.body = body
-        self.request_id = request_id
+        self.call = call
         self.result = result
         self.group = group
 
@@ -222,7 +239,7 @@ class _Answer:
         self._commit()
         pending = self.result.pending
         if pending is not None and (pending.error is not None or not pending.done):
-            self.path.fallbacks["record_failed"] += 1
+            self.path.fallback("record_failed")
             inner = self.path._to_flask(self.environ, self.start_response, self.body)
             try:
                 yield from inner
@@ -232,14 +249,16 @@ class _Answer:
             return
         if pending is not None:
             self.result.record_id = pending.record_id
-        payload = prediction_json(self.result, self.request_id).encode("utf-8")
+        request_id = self.call.request_id
+        payload = prediction_json(self.result, request_id).encode("utf-8")
         self.path.answered += 1
+        prediction.count_answer(self.call, self.result)
         self.start_response(
             "200 OK",
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(payload))),
-                ("X-Request-ID", self.request_id),
+                ("X-Request-ID", request_id),
             ],
         )
         yield payload

@@ -18,6 +18,7 @@ from limits import parse
 
 from modelport.config import current_settings
 from modelport.extensions import client_address, limiter
+from modelport.ops import metrics
 
 
 class Throttled(Exception):
@@ -56,12 +57,13 @@ def check_login_allowed(email: str, device: str | None = None) -> None:
         limit = parse(spec)
         if not strategy.test(limit, key):
             reset_at, _ = strategy.get_window_stats(limit, key)
-
+            metrics.count_login_failure(throttled=True)
             raise Throttled(max(1, int(reset_at - time.time())))
 
 
 def record_login_failure(email: str, device: str | None = None) -> None:
     """Count one failed sign-in against the account (or the device cookie) and the address."""
+    metrics.count_login_failure(throttled=False)
     strategy = limiter.limiter
     for spec, key in _keys(email, device):
         strategy.hit(parse(spec), key)

@@ -7,8 +7,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 
-from modelport.ops.worker import group_size, head_timeout
+_ON = {"1", "true", "yes", "on"}
+# prometheus-client picks its multiprocess mode when it is first imported, so the directory
+# is chosen here, before anything imports it: the user's PROMETHEUS_MULTIPROC_DIR, else a
+# new one under /tmp (writable in the container too). Emptied when the server starts.
+if os.environ.get("MODELPORT_METRICS", "true").strip().lower() in _ON:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from modelport.ops.worker import group_size, head_timeout  # noqa: E402
 
 bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
@@ -26,9 +36,9 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 limit_request_line = 8190
 limit_request_field_size = 8190
-accesslog = (
-    "-" if os.environ.get("MODELPORT_ACCESS_LOG", "true").lower() in {"1", "true", "yes"} else None
-)
+# Off by default: the application writes one line per request itself, the hot path's too
+# (MODELPORT_REQUEST_LOG, ops.request_log), at a fraction of the cost.
+accesslog = "-" if os.environ.get("MODELPORT_ACCESS_LOG", "false").strip().lower() in _ON else None
 # The path without its query string (%(U)s, not the request line %(r)s): a client that puts a
 # token in the URL is refused, and the token must not reach the log either.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s" %({x-request-id}o)s'
@@ -49,3 +59,21 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
     with app.app_context():
         # close=False: the parent's sockets stay open for the parent; the child forgets them.
         dispose_engines(close=False)
+
+
+def on_starting(server):  # noqa: ANN001, ANN201, ARG001
+    """Counting starts at zero: the files of an earlier server in the directory go."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for entry in os.scandir(directory):
+            if entry.name.endswith(".db") and entry.is_file():
+                os.unlink(entry.path)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
+    """A dead worker's live gauges (pool connections) leave the sums; its counters stay."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # prometheus-client's only: the master creates no metrics (no files of its own).
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

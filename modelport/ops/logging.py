@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, request
 
+from modelport.ops import request_log
+
 SECURITY_LOGGER = "modelport.security"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -31,6 +33,8 @@ class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line; json.dumps escapes newlines, so no log injection."""
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.name == request_log.LOGGER:
+            return record.getMessage()  # rendered as JSON already, and cheaply
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -83,7 +87,12 @@ def configure_logging(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> None:
-        g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
+        g.request_id = rid = request_id_for(request.headers.get("X-Request-ID", ""))
+        # For the request's log line and metrics (ops.request_log), written after Flask.
+        environ = request.environ
+        environ[request_log.REQUEST_ID] = rid
+        rule = request.url_rule
+        environ[request_log.ROUTE] = rule.rule if rule is not None else request_log.UNMATCHED
 
     @app.after_request
     def echo_request_id(response):  # noqa: ANN001, ANN202

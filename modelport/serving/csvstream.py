@@ -35,7 +35,13 @@ import pyarrow.csv as pacsv
 from modelport.config import current_settings
 from modelport.models.predictions import Outcome, Source
 from modelport.serving import csvcells, records
-from modelport.serving.inference import check_finite, input_rows, model_failure
+from modelport.serving.inference import (
+    check_finite,
+    count_outcome,
+    input_rows,
+    model_failure,
+    time_inference,
+)
 from modelport.serving.predictor import Served
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
 
@@ -587,7 +593,19 @@ def predict_file(
     the answer that streams the rest (``stream_predictions``). Raises ``TooWide``,
     ``TooLarge`` or ``InputError`` before any model runs, ``PredictionFailed`` when the model
     fails on the first chunk."""
-    upload = check_upload(served, stream)
+    return predict_upload(
+        served, check_upload(served, stream), request_id=request_id, caller=caller
+    )
+
+
+def predict_upload(
+    served: Served,
+    upload: Upload,
+    *,
+    request_id: str,
+    caller: tuple[int | None, int | None],
+) -> CsvAnswer:
+    """Predict a checked upload's first chunk and return the answer that streams the rest."""
     try:
         chunks = stream_predictions(
             served, upload, source=Source.CSV.value, request_id=request_id, caller=caller
@@ -658,7 +676,9 @@ def _predicted_chunks(
     try:
         for batch, rows_text in upload.chunks():
             try:
+                computing = time.perf_counter()
                 prediction = served.runtime.predict(batch)
+                time_inference(served, time.perf_counter() - computing)
                 check_finite(prediction)
             except Exception as exc:
                 failure = model_failure(exc)
@@ -680,6 +700,7 @@ def _predicted_chunks(
         outcome = Outcome.OK.value
     finally:
         upload.close()
+        count_outcome(served, source, outcome, done)
         if record_id is not None:
             records.finish_record(
                 record_id,

@@ -17,6 +17,7 @@ from flask import current_app
 
 from modelport.config import current_settings
 from modelport.models.predictions import Outcome
+from modelport.ops import metrics
 from modelport.serving import flavors, records
 from modelport.serving.predictor import Served
 from modelport.serving.schema import Batch, InputError
@@ -140,6 +141,7 @@ def compute(served: Served, batch: Batch) -> Computed:
     """
     started = time.perf_counter()
     prediction = served.runtime.predict(batch)
+    time_inference(served, time.perf_counter() - started)
     check_finite(prediction)
     rows = format_predictions(served, prediction)
     return Computed(prediction, rows, (time.perf_counter() - started) * 1000)
@@ -226,6 +228,24 @@ def run(
     )
 
 
+# The predictions metric's outcomes: a record's (``Outcome``), and a budget spent before the
+# model ran, which leaves no record.
+THROTTLED = "throttled"
+
+
+def count_outcome(served: Served, channel: str, outcome: str, rows: int) -> None:
+    """Count one prediction request of ``served`` through ``channel`` that ended with
+    ``outcome`` (an ``Outcome`` or ``THROTTLED``) after ``rows`` rows."""
+    metrics.count_prediction(
+        served.name, served.version, served.runtime.name, channel, str(outcome), rows
+    )
+
+
+def time_inference(served: Served, seconds: float) -> None:
+    """One batch computed by ``served``'s model in ``seconds``."""
+    metrics.time_inference(served.name, served.version, seconds)
+
+
 def _row_budget(rows: int) -> int:
     # Rows worth turning into objects before the record's byte limit cuts them anyway.
     limit = current_settings().record_max_bytes
@@ -233,12 +253,15 @@ def _row_budget(rows: int) -> int:
 
 
 __all__ = [
+    "THROTTLED",
     "Computed",
     "InputError",
     "PredictionFailed",
     "Result",
     "compute",
+    "count_outcome",
     "finish",
     "model_failure",
     "run",
+    "time_inference",
 ]

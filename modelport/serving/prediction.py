@@ -11,7 +11,10 @@ before "compute" runs no model.
 
 The seam for what comes next: ``admit`` is where the version a request gets is chosen
 (aliases today; canary and shadow versions), and every prediction passes ``predict`` or
-``predict_csv``, where its outcome can be counted.
+``predict_csv``, where its outcome is counted (``modelport_predictions_total``, by the
+outcomes in ``ops.metrics.OUTCOMES``) once the model is known: a request for a model that
+does not exist or that the caller may not use is counted by the HTTP metrics only, so that
+made-up names cannot grow the label set.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from modelport.auth.caller import Caller
+from modelport.models.predictions import Outcome
 from modelport.serving import access, csvstream
-from modelport.serving.inference import Result, run
-from modelport.serving.limits import spend_budget
+from modelport.serving.inference import THROTTLED, PredictionFailed, Result, count_outcome, run
+from modelport.serving.limits import BudgetSpent, spend_budget
 from modelport.serving.predictor import Served
 from modelport.serving.records import RecordGroup
 from modelport.serving.schema import validate_inputs
@@ -41,6 +45,9 @@ class Call:
     version: int | None = None
     alias: str | None = None
     counted: bool = False  # the budget allowed this request already (counted once)
+    # The hot path's call: Flask may still answer it (and count it then), so its outcome is
+    # counted by the hot path once its answer goes out (``count_answer``).
+    tentative: bool = False
 
     @property
     def caller_ids(self) -> tuple[int | None, int | None]:
@@ -54,9 +61,23 @@ def admit(call: Call) -> Served:
         call.caller, call.name, channel=call.channel, version=call.version, alias=call.alias
     )
     if not call.counted:
-        spend_budget(call.caller, call.address)
+        try:
+            spend_budget(call.caller, call.address)
+        except BudgetSpent:
+            _count(call, served, THROTTLED, 0)
+            raise
         call.counted = True  # allowed: whoever answers this request does not count it again
     return served
+
+
+def _count(call: Call, served: Served, outcome: str, rows: int) -> None:
+    if not call.tentative:
+        count_outcome(served, call.channel, outcome, rows)
+
+
+def count_answer(call: Call, result: Result) -> None:
+    """Count the answer to a tentative call (the hot path's), once it has gone out."""
+    count_outcome(result.served, call.channel, Outcome.OK, len(result.predictions))
 
 
 def predict(
@@ -71,15 +92,25 @@ def predict(
     computed and recorded, in that order. ``group``: the record waits in it
     (``RecordGroup.commit``) instead of being committed before this returns."""
     served = admit(call)
-    batch = validate_inputs(served.schema, read(served), max_rows)
-    return run(
-        served,
-        batch,
-        source=call.channel,
-        request_id=call.request_id,
-        caller=call.caller_ids,
-        group=group,
-    )
+    try:
+        batch = validate_inputs(served.schema, read(served), max_rows)
+    except Exception:
+        _count(call, served, Outcome.INVALID, 0)  # the body or its inputs were refused
+        raise
+    try:
+        result = run(
+            served,
+            batch,
+            source=call.channel,
+            request_id=call.request_id,
+            caller=call.caller_ids,
+            group=group,
+        )
+    except PredictionFailed:
+        _count(call, served, Outcome.ERROR, batch.rows)
+        raise
+    _count(call, served, Outcome.OK, batch.rows)
+    return result
 
 
 def predict_csv(call: Call, read: Callable[[Served], IO[bytes]]) -> csvstream.CsvAnswer:
@@ -87,6 +118,12 @@ def predict_csv(call: Call, read: Callable[[Served], IO[bytes]]) -> csvstream.Cs
     its header is checked first, then every row is validated before the first is computed;
     the answer streams the rest (``csvstream``), recorded as it goes."""
     served = admit(call)
-    return csvstream.predict_file(
-        served, read(served), request_id=call.request_id, caller=call.caller_ids
+    try:
+        upload = csvstream.check_upload(served, read(served))
+    except Exception:
+        count_outcome(served, call.channel, Outcome.INVALID, 0)  # refused before any model ran
+        raise
+    # Counted when the stream ends: ok, failed, or incomplete (the client left).
+    return csvstream.predict_upload(
+        served, upload, request_id=call.request_id, caller=call.caller_ids
     )

@@ -22,6 +22,7 @@ from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel, VersionStatus
 from modelport.models.types import MAX_INT_ID
+from modelport.ops import metrics
 from modelport.serving import flavors
 from modelport.serving.registry import (
     RegistryError,
@@ -97,6 +98,8 @@ def refresh(force: bool = False) -> None:
     revision = _registry_revision()
     cache.checked_at = now
     if revision != cache.revision:
+        if cache.revision is not None:
+            metrics.count_registry_reload()
         with cache.lock:
             cache.refs = {}
             cache.revision = revision
@@ -170,6 +173,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
     runtime = cache.runtimes.get(key)
     if runtime is not None:
         return runtime
+    started = time.perf_counter()
     store = artifact_store()
     allow_pickle = current_settings().allow_pickle
     task = row.model.task
@@ -194,6 +198,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
             "model_load_failed", extra={"version_id": row.id, "error": str(exc)}
         )
         raise ModelNotReady(f"Version {row.number} cannot be loaded right now.") from None
+    metrics.time_model_load(row.model.name, row.number, time.perf_counter() - started)
     with cache.lock:
         cache.runtimes[key] = runtime
     return runtime

@@ -20,6 +20,7 @@ from modelport.config import RECORDS_BIND, current_settings
 from modelport.extensions import checkpoint_erasure, db
 from modelport.models.predictions import Outcome, PredictionRecord
 from modelport.models.types import MAX_BIGINT_ID, JSONDocument, utcnow
+from modelport.ops import metrics
 
 if TYPE_CHECKING:
     from modelport.serving.predictor import Served
@@ -103,13 +104,15 @@ def log_prediction(served: Served, **fields: Any) -> int | None:
         return None
     values = record_values(served, **fields)
     try:
-        return _insert_record(values)
+        record_id = _insert_record(values)
     except IntegrityError:
         # The caller's token or account was deleted by another worker after this one
         # last checked it (prediction endpoints remember tokens for a few seconds).
         db.session.rollback()
         token_cache.forget_all()
         raise CallerGone("The API token is invalid, expired or revoked.") from None
+    metrics.count_records(1, grouped=False)
+    return record_id
 
 
 @dataclass
@@ -168,6 +171,7 @@ class RecordGroup:
             return
         for pending, record_id in zip(group, ids, strict=True):
             pending.record_id, pending.done = record_id, True
+        metrics.count_records(len(group), grouped=True)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,13 @@ from flask import Flask
 
 from modelport.api.v2 import infer_body_limit
 from modelport.config import read_settings, typed_settings
-from modelport.ops import gunicorn_conf
 from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
 from tests.support.html import csrf_token
 from tests.support.models import IRIS_ROW, register_demo
+from tests.support.servers import server_settings
 from tests.support.users import make_user
+
+gunicorn_conf = server_settings()
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = ROOT / "deploy" / "nginx"

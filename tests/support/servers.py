@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,21 @@ START_SECONDS = 60
 # gunicorn_conf's graceful_timeout is 30 s; the master must be gone a little after it at most.
 GRACEFUL_SECONDS = 35
 ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
+
+
+def server_settings() -> types.ModuleType:
+    """``modelport.ops.gunicorn_conf``, read without what it does to the environment.
+
+    Imported, it points ``PROMETHEUS_MULTIPROC_DIR`` at a new directory for the server's
+    workers; a test process that kept it would have every app refuse to start (its metrics
+    were not made in multiprocess mode).
+    """
+    saved = dict(os.environ)
+    try:
+        return importlib.import_module("modelport.ops.gunicorn_conf")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def free_port() -> int:

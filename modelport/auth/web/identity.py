@@ -30,6 +30,7 @@ from modelport.errors import ApiError
 from modelport.extensions import csrf, login_manager
 from modelport.models import User
 from modelport.models.tokens import Scope
+from modelport.ops import request_log, scrape
 from modelport.ops.logging import security_event
 
 # Query-string names under which clients commonly put tokens; refusing them keeps tokens out
@@ -139,6 +140,15 @@ def _basic(header: str) -> User | None:
 @login_manager.request_loader
 def load_user_from_request(_request: Any) -> User | None:
     """Resolve the caller once per request (Flask-Login calls this lazily)."""
+    user = _caller()
+    if user is not None:
+        request.environ[request_log.USER_ID] = user.id  # the request's log line names it
+    return user
+
+
+def _caller() -> User | None:
+    if request.endpoint == scrape.ENDPOINT:
+        return None  # a scrape token is not an account's: /metrics checks it itself
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return _bearer(header)
