@@ -42,7 +42,7 @@ PREDICT_ENDPOINTS = {
     "v2.infer",
     "v2.version_infer",
 }
-# Labels Prometheus adds to every scraped series (the target's), and histogram buckets'.
+# Labels Prometheus adds to every series it scrapes (the target's), which /metrics lacks.
 TARGET_LABELS = {"namespace", "job", "instance"}
 _MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 _SELECTOR = re.compile(r"\b(modelport_\w+)\s*(?:\{([^}]*)\})?")
