@@ -196,8 +196,8 @@ def test_rule_metrics_and_labels_are_exposed(
     metrics.set_drift_share("iris", 0.0)
     before = _scrape(client)
 
-    # A request is counted when the server closes its answer: buffered (or ``with``), the
-    # test client closes it as a WSGI server does.
+    # A request is counted once its answer has been read to the end or closed: buffered (or
+    # ``with``), the test client does both, as a WSGI server does.
     assert client.get("/readyz", buffered=True).status_code == 200
     assert client.get("/no/such/page", buffered=True).status_code == 404
     with login(app.test_client(), password="wrong") as refused:
@@ -241,7 +241,8 @@ def test_rule_metrics_and_labels_are_exposed(
             ("POST", route["api_models.predict"], "200"): 2,
             ("POST", route["api_models.predict_version"], "200"): 1,
             ("POST", route["v2.infer"], "200"): 1,
-            # (The login helper's GET of the form, for its CSRF token, is never closed.)
+            # The login helper's GET of the form (for its CSRF token), and the sign-in.
+            ("GET", "/auth/login", "200"): 1,
             ("POST", "/auth/login", "400"): 1,
             # The scrape that took ``before``.
             ("GET", "/metrics", "200"): 1,
