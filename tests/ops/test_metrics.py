@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -353,3 +354,17 @@ def test_the_hand_written_line_is_json_for_any_path(app: Flask) -> None:
         client.get(path).get_data()
     paths = [json.loads(line)["path"] for line in lines(stream)]
     assert paths == ['/a"b', "/a\\b", "/ünï".encode().decode("latin-1"), "/a\x00b"]
+
+
+def test_every_metric_is_in_the_operations_guide() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    names = [
+        metric._name + ("_total" if metric._type == "counter" else "")
+        for metric in vars(metrics).values()
+        if isinstance(metric, MetricWrapperBase)
+    ]
+    assert len(names) == 15
+    missing = [name for name in names if f"| `{name}` |" not in guide]
+    assert not missing, f"docs/operations.md lacks a row for {missing}"
