@@ -335,6 +335,7 @@ def domain_http_error(error: Exception) -> HTTPException:
 
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
+    from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.inference import PredictionFailed
@@ -373,6 +374,15 @@ def domain_http_error(error: Exception) -> HTTPException:
             "insufficient_storage",
             _("The model store is full: nothing was stored. Try again once space is freed."),
         )
+    if isinstance(error, ThrottleUnavailable):
+        # Sign-in fails closed while its counts cannot be kept (docs/operations.md).
+        unavailable = ApiError(
+            503,
+            "sign_in_unavailable",
+            _("Sign-in is unavailable at the moment. Try again shortly."),
+        )
+        unavailable.retry_after = error.retry_after  # type: ignore[attr-defined]
+        return unavailable
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -385,6 +395,7 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.inference import PredictionFailed
@@ -404,6 +415,7 @@ def register_error_handlers(app: Flask) -> None:
         CallerGone,
         RegistryError,
         StoreFull,
+        ThrottleUnavailable,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
