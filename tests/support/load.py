@@ -83,9 +83,11 @@ def predict_csv(url: str, token: str, body: bytes) -> Outcome:
 
 
 def sign_in(url: str, email: str, password: str) -> list[Outcome]:
-    """A browser's whole visit: the sign-in page, the sign-in, the account page, sign-out."""
+    """A browser's whole visit: the sign-in page, the sign-in, the account page, sign-out
+    (kinds ``sign-in page``, ``sign-in``, ``account``, ``sign-out``); it stops at the first
+    step that goes wrong."""
     browser = requests.Session()
-    page = send("sign-in", "GET", f"{url}/auth/login", session=browser)
+    page = send("sign-in page", "GET", f"{url}/auth/login", session=browser)
     if page.status != 200:
         return [page]
     form = {"email": email, "password": password, "csrf_token": csrf_from(page.text)}
@@ -94,10 +96,12 @@ def sign_in(url: str, email: str, password: str) -> list[Outcome]:
     )
     if signed.status != 302:
         return [page, signed]
-    account = send("sign-in", "GET", f"{url}/account", session=browser)
-    token = {"csrf_token": csrf_from(account.text)} if account.status == 200 else {}
+    account = send("account", "GET", f"{url}/account", session=browser)
+    if account.status != 200:
+        return [page, signed, account]
+    token = {"csrf_token": csrf_from(account.text)}
     out = send(
-        "sign-in", "POST", f"{url}/auth/logout", data=token, session=browser, allow_redirects=False
+        "sign-out", "POST", f"{url}/auth/logout", data=token, session=browser, allow_redirects=False
     )
     return [page, signed, account, out]
 
