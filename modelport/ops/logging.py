@@ -83,6 +83,11 @@ def configure_logging(app: Flask) -> None:
     root.propagate = True
     app.logger.handlers = [handler]
     app.logger.setLevel(settings.log_level.upper())
+    # Flask-Limiter says when its storage (Redis) fails and when it recovers; it logs to a
+    # NullHandler of its own otherwise (docs/operations.md, "When Redis is down").
+    limiter_log = logging.getLogger("flask-limiter")
+    limiter_log.handlers = [handler]
+    limiter_log.setLevel(settings.log_level.upper())
 
     @app.before_request
     def assign_request_id() -> None:
