@@ -338,6 +338,7 @@ def domain_http_error(error: Exception) -> HTTPException:
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
+    from modelport.serving.feedback import FeedbackError
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
@@ -383,6 +384,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         )
         unavailable.retry_after = error.retry_after  # type: ignore[attr-defined]
         return unavailable
+    if isinstance(error, FeedbackError):
+        return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -398,6 +401,7 @@ def register_error_handlers(app: Flask) -> None:
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
+    from modelport.serving.feedback import FeedbackError
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
@@ -416,6 +420,7 @@ def register_error_handlers(app: Flask) -> None:
         RegistryError,
         StoreFull,
         ThrottleUnavailable,
+        FeedbackError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

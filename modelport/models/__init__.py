@@ -1,5 +1,6 @@
 """ORM models, one module per domain. Importing this package registers every table."""
 
+from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
 from modelport.models.tokens import ApiToken
@@ -7,6 +8,7 @@ from modelport.models.users import Role, User, UserSession
 
 __all__ = [
     "ApiToken",
+    "Feedback",
     "ModelAlias",
     "ModelVersion",
     "PredictionRecord",
