@@ -335,6 +335,7 @@ def domain_http_error(error: Exception) -> HTTPException:
 
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
+    from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
@@ -384,6 +385,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         )
         unavailable.retry_after = error.retry_after  # type: ignore[attr-defined]
         return unavailable
+    if isinstance(error, WindowError):
+        return ApiError(422, "invalid_window", str(error))
     if isinstance(error, FeedbackError):
         return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
     if isinstance(error, CallerGone):
@@ -398,6 +401,7 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
@@ -421,6 +425,7 @@ def register_error_handlers(app: Flask) -> None:
         StoreFull,
         ThrottleUnavailable,
         FeedbackError,
+        WindowError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

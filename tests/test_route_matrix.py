@@ -157,6 +157,9 @@ MATRIX: dict[str, Row] = {
     "api_models.upload_version": Row(
         "/api/v1/models/nothing/versions", {"POST": (401, 403, 404, 404, 403, 403)}
     ),
+    "api_models.model_monitoring": Row(
+        "/api/v1/models/iris/monitoring", {"GET": (404, 200, 200, 200, 200, 200)}
+    ),
     "api_models.get_version": Row(
         "/api/v1/models/iris/versions/1", {"GET": (404, 200, 200, 200, 200, 200)}
     ),

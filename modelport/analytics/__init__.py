@@ -1,0 +1,1 @@
+"""Analysis over the data Modelport holds: monitoring of the prediction records."""
