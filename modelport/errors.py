@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from modelport.extensions import db, login_manager
 
 if TYPE_CHECKING:
+    from modelport.analytics.datasets import DatasetError
     from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
@@ -329,11 +330,32 @@ def registry_status(error: RegistryError) -> int:
     return 422
 
 
+def dataset_status(error: DatasetError) -> int:
+    """The status of a dataset refusal, on the API and the pages alike."""
+    from modelport.analytics.datasets import (
+        DatasetConflict,
+        DatasetNotFound,
+        DatasetTooLarge,
+        UnsupportedFormat,
+    )
+
+    if isinstance(error, DatasetNotFound):
+        return 404
+    if isinstance(error, DatasetConflict):
+        return 409
+    if isinstance(error, DatasetTooLarge):
+        return 413
+    if isinstance(error, UnsupportedFormat):
+        return 415
+    return 422
+
+
 def domain_http_error(error: Exception) -> HTTPException:
     """A service's error as the HTTP error a client gets (status, code, message, details).
 
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
+    from modelport.analytics.datasets import DatasetError
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
@@ -363,6 +385,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(413, "payload_too_large", str(error))
     if isinstance(error, RegistryError):
         return ApiError(registry_status(error), error.code, error.message)
+    if isinstance(error, DatasetError):
+        return ApiError(dataset_status(error), error.code, error.message)
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -375,6 +399,7 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from modelport.analytics.datasets import DatasetError
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
@@ -392,6 +417,7 @@ def register_error_handlers(app: Flask) -> None:
         TooLarge,
         CallerGone,
         RegistryError,
+        DatasetError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -1,0 +1,1 @@
+"""Datasets, their profiles and the pages that explore them."""
