@@ -137,7 +137,7 @@ MATRIX: dict[str, Row] = {
     "analytics.datasets_page": Row("/datasets", {"GET": (LOGIN, 200, 200, 200, 403, 403)}),
     "analytics.upload": Row("/datasets", {"POST": (LOGIN, 403, 400, 400, 403, 403)}),
     "analytics.explorer": Row("/datasets/nothing", {"GET": (LOGIN, 404, 404, 404, 403, 403)}),
-    "analytics.plotly_js": Row(
+    "analytics.vendor": Row(
         "/static/vendor/plotly.min.js", {"GET": (200, 200, 200, 200, 200, 200)}
     ),
     # the JSON API: 401, never a redirect

@@ -193,6 +193,27 @@ def test_plotly_is_served_from_the_installed_package(app: Flask) -> None:
     assert response.mimetype == "text/javascript"
     assert b"plotly" in response.get_data()[:2000].lower()
     response.close()
+    # The rules plotly.js would inject as <style> elements, read from the same file.
+    css = app.test_client().get("/static/vendor/plotly.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+    text = css.get_data(as_text=True)
+    assert ".js-plotly-plot .plotly .main-svg {position:absolute;" in text
+    assert "public" in css.headers["Cache-Control"]
+    assert app.test_client().get("/static/vendor/other.js").status_code == 404
+
+
+def test_only_chart_pages_allow_style_attributes_and_never_inline_styles_or_scripts(
+    app: Flask,
+) -> None:
+    upload(app.test_client(), GOOD_CSV, headers=admin_token(app, ["full"]))
+    member = signed_in(app, "ann@example.com")
+    policy = member.get("/datasets/people").headers["Content-Security-Policy"]
+    assert "style-src-attr 'unsafe-inline'" in policy
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
+    html = member.get("/datasets/people").get_data(as_text=True)
+    assert 'id="plotly.js-style-global" class="no-inline-styles"' in html
+    listing = member.get("/datasets").headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in listing
 
 
 def test_an_admin_uploads_from_the_page_and_sees_refusals_beside_the_field(app: Flask) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import plotly
 from flask import (
     Blueprint,
     Response,
     abort,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -22,11 +21,13 @@ from flask_login import current_user, login_required
 
 from modelport.analytics import charts, datasets
 from modelport.analytics.web.forms import DatasetUploadForm
+from modelport.analytics.web.plotly_assets import GLOBAL_STYLE_ID, PLOTLY_JS, injected_styles
 from modelport.auth.web.admin import admin_required
 from modelport.auth.web.identity import current_caller
 from modelport.config import current_settings
 from modelport.errors import dataset_status
 from modelport.extensions import db
+from modelport.ops.headers import CONTENT_SECURITY_POLICY
 from modelport.ops.inputs import body_limit
 from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
 
@@ -36,7 +37,9 @@ PER_PAGE = 50
 ROWS_PER_PAGE = 25
 # Charts per page: a wide dataset (digits has 64 columns) lists the rest in the table only.
 MAX_CHARTS = 24
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# plotly.js sets style attributes (its colour bars, its heatmap's image): allowed on the
+# chart pages only, and only attributes; <style> elements and scripts stay refused.
+CHART_PAGE_POLICY = f"{CONTENT_SECURITY_POLICY}; style-src-attr 'unsafe-inline'"
 # Dataset error codes and the form field each one is about.
 FIELDS = {"invalid_name": "name", "dataset_conflict": "name"}
 
@@ -107,7 +110,7 @@ def upload() -> Response | tuple[str, int]:
 
 @bp.get("/datasets/<name>")
 @login_required
-def explorer(name: str) -> str:
+def explorer(name: str) -> Response:
     """A dataset version's profile, charts and rows."""
     try:
         dataset = datasets.get_dataset(name)
@@ -128,15 +131,22 @@ def explorer(name: str) -> str:
     heatmap = charts.correlation_heatmap(stored["correlations"], _("Correlations (Pearson)"))
     if heatmap is not None:
         figures["chart-correlations"] = heatmap
-    return render_template(
-        "analytics/dataset.html",
-        dataset=dataset,
-        version=version,
-        profile=stored,
-        figures=figures,
-        rows=rows,
-        max_charts=MAX_CHARTS,
+    page = make_response(
+        render_template(
+            "analytics/dataset.html",
+            dataset=dataset,
+            version=version,
+            profile=stored,
+            figures=figures,
+            rows=rows,
+            max_charts=MAX_CHARTS,
+            plotly_style_id=GLOBAL_STYLE_ID,
+            plotly_skipped_ids=injected_styles()[0],
+        )
     )
+    if figures:
+        page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
+    return page
 
 
 def _version_arg() -> int | None:
@@ -148,7 +158,15 @@ def _version_arg() -> int | None:
     return int(value)
 
 
-@bp.get("/static/vendor/plotly.min.js")
-def plotly_js() -> Response:
-    """plotly.js from the installed plotly package: no CDN."""
-    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
+@bp.get("/static/vendor/<filename>")
+def vendor(filename: str) -> Response:
+    """plotly.js from the installed plotly package (no CDN), and the style rules it would
+    otherwise inject, as a stylesheet (see plotly_assets)."""
+    if filename == "plotly.min.js":
+        return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
+    if filename == "plotly.css":
+        response = Response(injected_styles()[1], mimetype="text/css")
+        response.cache_control.public = True
+        response.cache_control.max_age = 86400
+        return response
+    abort(404)
