@@ -47,6 +47,8 @@ SNIFF_BYTES = 64 * 1024
 CHUNK = 1024 * 1024
 # The steps ``add_version`` reports to its ``progress`` callback, in order.
 STEPS = ("read", *profile.STEPS, "store")
+# A quoted cell may hold a line break, as spreadsheets write them.
+PARSE_OPTIONS = pa_csv.ParseOptions(newlines_in_values=True)
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
@@ -201,7 +203,7 @@ def read_table(path: Path, file_format: FileFormat) -> pa.Table:
     try:
         if file_format == FileFormat.PARQUET:
             return pq.read_table(path)
-        return pa_csv.read_csv(path)
+        return pa_csv.read_csv(path, parse_options=PARSE_OPTIONS)
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if match := _RAGGED.search(message):
@@ -246,7 +248,7 @@ def _batches(path: Path, file_format: str, names: list[str]) -> Iterator[pa.Reco
         return
     # As text: the stored file was checked whole; a block's own type inference could differ.
     convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
-    with pa_csv.open_csv(path, convert_options=convert) as reader:
+    with pa_csv.open_csv(path, parse_options=PARSE_OPTIONS, convert_options=convert) as reader:
         yield from reader
 
 

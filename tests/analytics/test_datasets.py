@@ -76,6 +76,16 @@ def test_rows_are_read_page_by_page_from_the_stored_file(app: Flask) -> None:
             assert float(page.rows[0][0]) == pytest.approx(frame["x"].iloc[100], rel=1e-5)
 
 
+def test_quoted_line_breaks_and_text_after_numbers_are_read_right(app: Flask) -> None:
+    data = b'note,n\n"two\nlines",1\n' + b"plain,2\n" * 9_000 + b"last,x\n"
+    added = add(app, data, name="notes")
+    assert added["rows"] == 9_002
+    assert [t["type"] for t in added["types"]][1] in ("str", "object", "string")
+    with app.app_context():
+        page = datasets.read_rows(datasets.get_dataset("notes").latest, 1, 2)
+    assert page.rows == [["two\nlines", "1"], ["plain", "2"]]
+
+
 BAD_FILES = [
     # (what, bytes, filename, error class, code)
     (
