@@ -56,7 +56,7 @@ class DatasetVersion(db.Model):
     format: Mapped[str] = mapped_column(String(10))
     row_count: Mapped[int] = mapped_column(BigInteger)
     column_count: Mapped[int]
-    # Column name -> Arrow type ("double", "int64", "string", "bool", ...), in file order.
+    # [{"name", "type"}] in file order; the type is the pandas dtype the file reads as.
     column_types: Mapped[list[Any]] = mapped_column(JSONDocument())
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     profile: Mapped[dict[str, Any]] = mapped_column(JSONDocument())
