@@ -274,7 +274,7 @@ def _check_table(table: pa.Table) -> None:
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise DatasetRefused("duplicate_column", f"Column names repeat: {', '.join(repeated)}.")
     for field in table.schema:
-        if pa.types.is_nested(field.type) or pa.types.is_binary(field.type):
+        if pa.types.is_nested(field.type) or _is_binary(field.type):
             raise DatasetRefused(
                 "unsupported_column_type",
                 f"Column {field.name} holds {field.type}; datasets take numbers, text, "
@@ -282,6 +282,21 @@ def _check_table(table: pa.Table) -> None:
             )
     if table.num_rows == 0:
         raise DatasetRefused("no_rows", "The file has a header but no rows.")
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+    )
+
+
+def _display_name(filename: str, fallback: str) -> str:
+    """The uploaded file's own name, without folders or control characters (PostgreSQL
+    cannot store NUL), at most 255 characters."""
+    name = "".join(ch for ch in Path(filename or "").name if ch.isprintable())
+    return (name or fallback)[-255:]
 
 
 def _store(
@@ -318,7 +333,7 @@ def _store(
             dataset=dataset,
             number=number,
             file_sha256=digest,
-            filename=(filename or f"{name}.{file_format.value}")[-255:],
+            filename=_display_name(filename, f"{name}.{file_format.value}"),
             format=file_format.value,
             row_count=len(frame),
             column_count=frame.shape[1],

@@ -167,6 +167,16 @@ def test_a_file_on_disk_over_the_limit_is_refused_before_reading(
         add(app, big, big.name)
 
 
+def test_binary_columns_are_refused_and_file_names_are_kept_printable(app: Flask) -> None:
+    frame = pd.DataFrame({"blob": [b"\x00\x01", b"x"], "n": [1, 2]})
+    with pytest.raises(datasets.DatasetRefused) as refused:
+        add(app, parquet_bytes(frame), "b.parquet")
+    assert refused.value.code == "unsupported_column_type"
+    add(app, GOOD_CSV, "../dir/\x00odd\nname.csv", name="named")
+    with app.app_context():
+        assert datasets.get_dataset("named").latest.filename == "oddname.csv"
+
+
 def test_invalid_names_are_refused(app: Flask) -> None:
     for name in ("", "Upper", "-dash", "a" * 65, "sp ace"):
         with pytest.raises(datasets.DatasetRefused) as refused:

@@ -146,6 +146,7 @@ def test_unknown_dataset_and_bad_paging(app: Flask) -> None:
     assert member.get("/api/v1/datasets?page=0").status_code == 422
     assert member.get("/datasets/nothing").status_code == 404
     assert member.get("/datasets?page=x").status_code == 400
+    assert member.get("/datasets?page=%C2%B2").status_code == 400  # "²" is a digit to isdigit()
 
 
 def test_the_explorer_shows_overview_columns_charts_and_paged_rows(app: Flask) -> None:
@@ -185,6 +186,8 @@ def test_the_explorer_shows_overview_columns_charts_and_paged_rows(app: Flask) -
     assert "Rows 126 to 130 of 130" in visible_text(rows)
     assert member.get("/datasets/sample?page=7").status_code == 404
     assert member.get("/datasets/sample?version=9").status_code == 404
+    assert member.get("/datasets/sample?version=%C2%B2").status_code == 404
+    assert member.get("/datasets/sample?page=10000000").status_code == 404
 
 
 def test_plotly_is_served_from_the_installed_package(app: Flask) -> None:

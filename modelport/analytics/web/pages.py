@@ -55,7 +55,8 @@ def _page_arg(name: str, default: int = 1) -> int:
     value = request.args.get(name, "")
     if not value:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 10_000_000:
+    # isdigit() alone would pass "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 10_000_000:
         abort(400, description=_("%(name)s must be a whole number from 1.", name=name))
     return int(value)
 
@@ -118,9 +119,10 @@ def explorer(name: str) -> Response:
     except datasets.DatasetNotFound as exc:
         abort(404, description=exc.message)
     stored = version.profile
-    rows = datasets.read_rows(version, _page_arg("page"), ROWS_PER_PAGE)
-    if rows.page > rows.pages:
-        abort(404, description=_("There is no page %(page)d of rows.", page=rows.page))
+    page_number = _page_arg("page")
+    if (page_number - 1) * ROWS_PER_PAGE >= version.row_count:
+        abort(404, description=_("There is no page %(page)d of rows.", page=page_number))
+    rows = datasets.read_rows(version, page_number, ROWS_PER_PAGE)
     figures: dict[str, Any] = {}
     for position, column in enumerate(stored["columns"][:MAX_CHARTS]):
         figure = (
@@ -153,7 +155,7 @@ def _version_arg() -> int | None:
     value = request.args.get("version", "")
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 2**31 - 1:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 2**31 - 1:
         abort(404, description=_("There is no such version."))
     return int(value)
 
