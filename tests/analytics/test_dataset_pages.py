@@ -54,8 +54,10 @@ def test_the_pages_pass_the_page_rules_in_english_and_korean(admin: FlaskClient)
     check_page(explorer, "ko")
     assert "데이터셋 추가" in visible_text(parse(listing))
     text = visible_text(parse(explorer))
-    for korean in ("개요", "중복 행", "결측 셀", "상관관계", "분포"):
+    for korean in ("개요", "중복 행", "결측 셀", "상관관계", "분포", "숫자", "범주"):
         assert korean in text
+    for english in ("Overview", "Duplicate rows", "numeric", "categorical", "Rows"):
+        assert english not in text
 
 
 def test_every_class_the_pages_use_has_a_rule(admin: FlaskClient) -> None:
