@@ -148,8 +148,9 @@ def time_ydata(venv: Path, path: Path, runs: int) -> dict[str, Any] | str:
     if not python.exists():
         return (
             f"ydata-profiling's virtualenv is missing ({venv}). Make it with "
-            "`make bench-ydata-venv` (needs the package index once; it holds ydata-profiling "
-            "with pandas<3, numpy<2.4, scipy<1.17), or pass --ydata-venv DIR."
+            f"`make bench-ydata-venv YDATA_VENV={venv}` (needs the package index once; it "
+            "holds ydata-profiling with pandas<3, numpy<2.4, scipy<1.17), or pass "
+            "--ydata-venv DIR."
         )
     completed = subprocess.run(  # noqa: S603 - our own script, our own interpreter
         [str(python), "-c", YDATA_SCRIPT, str(path), str(runs)],
