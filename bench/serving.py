@@ -11,8 +11,11 @@ access log off), loopback, wrk:
    scikit-learn, no validation), for the iris logistic regression and a 100-tree random forest;
 3. Modelport's ``POST /api/v1/models/<name>/predict`` with an API token, for the same two
    models: recording off (SQLite), recording on (SQLite), recording on (PostgreSQL); and,
-   for the logistic regression, recording on PostgreSQL with MODELPORT_WORKER_GROUP=1 (each
-   answer waits for its own commit, as on gunicorn's sync worker).
+   for the logistic regression, recording off without metrics and the request log line
+   (MODELPORT_METRICS=false, MODELPORT_REQUEST_LOG=false: what they cost), and recording on
+   PostgreSQL with MODELPORT_WORKER_GROUP=1 (each answer waits for its own commit, as on
+   gunicorn's sync worker). Every other Modelport row has metrics and the request log on, as
+   they are by default.
 
 Each endpoint is measured at 16 connections (req/s, p50, p99, and the server's CPU time per
 request from /proc) and at one connection (p50: the latency of one request). Endpoints take
@@ -20,8 +23,9 @@ turns within each round; the median of the rounds is shown, with ratios to hello
 the same run, then the current goals as PASS/FAIL lines (informational: the exit status is
 non-zero only when requests failed). docs/benchmarks.md ("Serving") explains it.
 
-With ``--baseline REF`` the LR rows "recording off (SQLite)" and "recording on, PostgreSQL"
-are also served by the code of commit REF, checked out into a temporary ``git worktree``
+With ``--baseline REF`` the LR rows "recording off (SQLite)" and "recording on, PostgreSQL",
+without metrics or the request log (which REF may not have), are also served by the code of
+commit REF, checked out into a temporary ``git worktree``
 (removed at the end): its gunicorn config, worker and app, first on the server's sys.path,
 in the same virtualenv, each on a fresh database that REF's own code migrated and set up.
 The two sides alternate within each round (5 rounds by default), and a second table and
@@ -97,11 +101,14 @@ ACCEPTANCE = {
     "postgres": 0.50,  # durable recording on PostgreSQL, vs hello-world
     "single_ms": 2.0,  # random forest p50 at one connection, SQLite, recording on
     "baseline": 1.05,  # --baseline: server CPU per request, at most this × the baseline's
+    "observed": 1.05,  # metrics and the request log on: server CPU per request, at most this ×
 }
+# Metrics and the request log line off: the rows that show what they cost.
+QUIET = {"MODELPORT_METRICS": "false", "MODELPORT_REQUEST_LOG": "false"}
 # --baseline REF: the rows served by REF's code too, next to this checkout's.
 BASELINE_ROWS = {
-    "off-iris": ("ref-off", "recording off"),
-    "postgres-iris": ("ref-postgres", "durable on PostgreSQL"),
+    "quiet-iris": ("ref-off", "recording off"),
+    "postgres-quiet-iris": ("ref-postgres", "durable on PostgreSQL"),
 }
 
 
@@ -386,7 +393,7 @@ def check_endpoint(endpoint: Endpoint, base: str, headers: dict[str, str]) -> No
 
 def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoint]:
     """The table's rows, in order; with ``baseline`` (a short commit hash), each row of
-    ``BASELINE_ROWS`` is followed by the same row served by that commit's code."""
+    ``BASELINE_ROWS`` is measured, followed by the same row served by that commit's code."""
     rows = [Endpoint("hello", "Flask hello-world", "hello", "/hello", method="GET")]
     if postgres:
         rows.append(
@@ -409,12 +416,16 @@ def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoin
                 body=BODY,
             )
         )
-        setups = [
-            ("off", "recording off (SQLite)", False),
-            ("sqlite", "recording on, SQLite", True),
-        ]
+        setups = [("off", "recording off (SQLite)", False)]
+        if name == "iris":
+            setups.append(("quiet", "recording off, no metrics or request log (SQLite)", False))
+        setups.append(("sqlite", "recording on, SQLite", True))
         if postgres:
             setups.append(("postgres", "recording on, PostgreSQL", True))
+            if name == "iris" and baseline:
+                setups.append(
+                    ("postgres-quiet", "recording on, PostgreSQL, no metrics or request log", True)
+                )
             if name == "iris":
                 # What the product's worker gains by answering waiting predictions as a group.
                 setups.append(
@@ -603,6 +614,18 @@ def acceptance(endpoints: list[Endpoint], ref: str | None = None) -> list[str]:
         f"{verdict}  RF p50 at 1 connection (SQLite, recording on) ≤ "
         f"{ACCEPTANCE['single_ms']:g} ms: {p50:.2f} ms (runtime {forest.runtime})"
     )
+    limit = ACCEPTANCE["observed"]
+    name = f"hot path CPU per request, metrics and request log on, ≤ {limit:.2f}× off"
+    on, off = by_key.get("off-iris"), by_key.get("quiet-iris")
+    if on is None or off is None or not (on.cpu_ms and off.cpu_ms):
+        lines.append(f"SKIP  {name}: not measured")
+    else:
+        ratio = baseline_ratio(on, off)
+        verdict = "PASS" if ratio <= limit else "FAIL"
+        lines.append(
+            f"{verdict}  {name}: {ratio:.3f}× ({statistics.median(on.cpu_ms):.3f} against "
+            f"{statistics.median(off.cpu_ms):.3f} ms, recording off, {len(on.cpu_ms)} rounds)"
+        )
     if ref is None:
         return lines
     limit = ACCEPTANCE["baseline"]
@@ -783,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
             "off": modelport_env(sqlite_url, workdir, record=False, secret=secret),
             "sqlite": modelport_env(sqlite_url, workdir, record=True, secret=secret),
         }
+        envs["quiet"] = envs["off"] | QUIET
         token = prepare_database(envs["sqlite"], artifacts, features)
         # The databases with a user and token of their own: server → token.
         tokens: dict[str, str] = {}
@@ -819,6 +843,9 @@ def main(argv: list[str] | None = None) -> int:
                 tokens["postgres"] = prepare_database(envs["postgres"], artifacts, features)
                 envs["postgres-one"] = envs["postgres"] | {"MODELPORT_WORKER_GROUP": "1"}
                 tokens["postgres-one"] = tokens["postgres"]
+                if ref:
+                    envs["postgres-quiet"] = envs["postgres"] | QUIET
+                    tokens["postgres-quiet"] = tokens["postgres"]
                 if ref:
                     ref_url, _version, ref_drop = create_postgres_database(server_url)
                     stack.callback(ref_drop)
@@ -887,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
             if ref:
                 print("the application alone, in process (bench/app_cpu.py)", file=sys.stderr)
                 sides = [
-                    app_cpu.Side(head, REPOSITORY, envs["off"], token),
+                    app_cpu.Side(head, REPOSITORY, envs["quiet"], token),
                     app_cpu.Side(ref, ref_tree, envs["ref-off"], tokens["ref-off"]),
                 ]
                 app_cpu.compare(sides, BODY, args.app_rounds, args.app_calls)
@@ -902,7 +929,9 @@ def main(argv: list[str] | None = None) -> int:
         *machine(pg_version, load_before),
         f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} workers of its "
         "class (`modelport.ops.worker.GroupWorker`, MODELPORT_WORKER_GROUP 8 unless the row "
-        "says otherwise), access log off, 127.0.0.1; Modelport with MODELPORT_ENV=production, "
+        "says otherwise), gunicorn's access log off, 127.0.0.1; Modelport with "
+        "MODELPORT_ENV=production, metrics and the request log line (to the server's log "
+        "file) on unless the row says otherwise, "
         f"a Bearer token (scope predict), PREDICT_LIMIT_USER={USER_LIMIT!r}",
         f"- Load: {generator_label}; {args.warmup} s warm-up per endpoint, {args.runs} "
         "interleaved rounds, medians shown; body: one iris row as JSON",

@@ -28,6 +28,8 @@ WEAK_SECRET_KEYS = {"", "dev", "development", "secret", "changeme", "change-me",
 MIN_SECRET_KEY_LENGTH = 32
 # The Flask-SQLAlchemy bind whose engine writes prediction records (same database).
 RECORDS_BIND = "records"
+# Redis answers rate-limit calls in well under a millisecond: past this a call has failed.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 class ConfigError(RuntimeError):
@@ -546,6 +548,22 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session that holds it
         "WTF_CSRF_SSL_STRICT": production,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Redis down (docs/operations.md, "When Redis is down"): storage errors arrive as
+        # limits' StorageError, a dead or silent server fails within a second rather than
+        # hanging a worker, and Flask-Limiter's own limits (sign-up, reset requests) count in
+        # each worker's memory until Redis answers again.
+        **(
+            {
+                "RATELIMIT_STORAGE_OPTIONS": {
+                    "wrap_exceptions": True,
+                    "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                    "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                },
+                "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+            }
+            if redis_url
+            else {}
+        ),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_DEFAULT": settings["RATELIMIT_DEFAULT"] or None,
         "RATELIMIT_KEY_PREFIX": "modelport",

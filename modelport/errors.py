@@ -45,6 +45,7 @@ CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -356,7 +357,10 @@ def domain_http_error(error: Exception) -> HTTPException:
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
     from modelport.analytics.datasets import DatasetError
+    from modelport.auth.throttle import ThrottleUnavailable
+    from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
+    from modelport.serving.feedback import FeedbackError
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
@@ -387,6 +391,25 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(registry_status(error), error.code, error.message)
     if isinstance(error, DatasetError):
         return ApiError(dataset_status(error), error.code, error.message)
+    if isinstance(error, StoreFull):
+        # Nothing was stored and nothing recorded (serving.registry): the upload may be sent
+        # again once an operator has made room.
+        return ApiError(
+            507,
+            "insufficient_storage",
+            _("The model store is full: nothing was stored. Try again once space is freed."),
+        )
+    if isinstance(error, ThrottleUnavailable):
+        # Sign-in fails closed while its counts cannot be kept (docs/operations.md).
+        unavailable = ApiError(
+            503,
+            "sign_in_unavailable",
+            _("Sign-in is unavailable at the moment. Try again shortly."),
+        )
+        unavailable.retry_after = error.retry_after  # type: ignore[attr-defined]
+        return unavailable
+    if isinstance(error, FeedbackError):
+        return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -400,7 +423,10 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 def register_error_handlers(app: Flask) -> None:
     from modelport.analytics.datasets import DatasetError
+    from modelport.auth.throttle import ThrottleUnavailable
+    from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
+    from modelport.serving.feedback import FeedbackError
     from modelport.serving.inference import PredictionFailed
     from modelport.serving.limits import BudgetSpent
     from modelport.serving.predictor import ModelNotFound, ModelNotReady
@@ -418,6 +444,9 @@ def register_error_handlers(app: Flask) -> None:
         CallerGone,
         RegistryError,
         DatasetError,
+        StoreFull,
+        ThrottleUnavailable,
+        FeedbackError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

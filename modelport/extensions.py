@@ -11,6 +11,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -68,6 +69,20 @@ login_manager = SiteLoginManager()
 csrf = CSRFProtect()
 limiter = SiteLimiter(key_func=client_address)
 babel = Babel()
+
+
+def shared_limiter() -> RateLimiter:
+    """A fixed-window strategy (Flask-Limiter's default) on the limiter's configured storage,
+    Redis when ``MODELPORT_REDIS_URL`` is set, never on the in-memory fallback Flask-Limiter
+    switches its own limits to while Redis is down: the sign-in throttle and the prediction
+    budgets choose for themselves what a storage failure means (docs/operations.md)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    strategy = app.extensions.get("modelport_shared_limiter")
+    if strategy is None or strategy.storage is not limiter.storage:
+        strategy = app.extensions["modelport_shared_limiter"] = FixedWindowRateLimiter(
+            limiter.storage
+        )
+    return strategy
 
 
 def dispose_engines(*, close: bool = True) -> None:

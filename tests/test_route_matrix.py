@@ -114,6 +114,10 @@ MATRIX: dict[str, Row] = {
     "serving.example_csv": Row("/models/iris/example.csv", {"GET": (404, 200, 200, 200, 200, 200)}),
     "serving.history": Row("/predictions", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
     "serving.record": Row("/predictions/{record}", {"GET": (LOGIN, 404, 200, 200, 404, 404)}),
+    # the empty form: refused (400) for whoever may see the record, else the record is 404
+    "serving.record_feedback": Row(
+        "/predictions/{record}/feedback", {"POST": (LOGIN, 404, 400, 400, 404, 404)}
+    ),
     "serving.admin_models": Row("/admin/models", {"GET": (LOGIN, 403, 200, 200, 403, 403)}),
     "serving.admin_new_model": Row(
         "/admin/models/new",
@@ -191,6 +195,10 @@ MATRIX: dict[str, Row] = {
     ),
     "api_predictions.list_predictions": Row(
         "/api/v1/predictions", {"GET": (401, 200, 200, 200, 200, 200)}
+    ),
+    # the empty body is refused before the record is looked up
+    "api_predictions.give_feedback": Row(
+        "/api/v1/predictions/{record}/feedback", {"POST": (401, 422, 422, 422, 422, 422)}
     ),
     "api_predictions.get_prediction": Row(
         "/api/v1/predictions/{record}", {"GET": (401, 404, 200, 200, 404, 404)}

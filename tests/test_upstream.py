@@ -1,8 +1,8 @@
 """Guards on what the code relies on inside its libraries (issue 10).
 
 Modelport overrides a few private methods of Flask-Limiter, Flask-Login, flask-smorest and
-webargs, reads private attributes of Flask-Login and flask-smorest, and follows gunicorn's
-sync worker in a copy of its own. pyproject.toml bounds each of those libraries to the
+webargs, reads private attributes of Flask-Login, flask-smorest and prometheus-client, and
+follows gunicorn's sync worker in a copy of its own. pyproject.toml bounds each of those libraries to the
 versions tested; these tests fail, naming the file to revisit, when an upgrade within the
 bounds changes what a hook relies on: the method is still there with the same parameters,
 and the library still goes through it (shown by behaviour where that is cheap, by a hash of
@@ -387,3 +387,54 @@ def test_xdist_loadgroup_keeps_a_group_on_one_worker(tmp_path: Path) -> None:
         f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} spread one "
         f"xdist_group over {sorted(workers)}: --dist loadgroup does not group (see above)"
     )
+
+
+# ---- prometheus-client (modelport/ops/metrics.py) ----------------------------------------
+
+
+def test_prometheus_histogram_takes_a_tally_like_observations() -> None:
+    """ops.metrics writes a tally of observations into a histogram's buckets and sum (its
+    private ``_upper_bounds``, ``_buckets`` and ``_sum``): the same text as observing each."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from modelport.ops.metrics import _observe_many
+
+    seen = [0.003, 0.02, 0.02, 0.4, 7.0, 42.0]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    observed = Histogram("t", "t", ("route",), registry=one).labels("/x")
+    tallied = Histogram("t", "t", ("route",), registry=many)
+    for value in seen:
+        observed.observe(value)
+    bounds = tuple(tallied._upper_bounds)
+    assert bounds[-1] == float("inf")
+    tally = [0.0] * (len(bounds) + 1)
+    for value in seen:
+        tally[next(i for i, bound in enumerate(bounds) if value <= bound)] += 1
+        tally[-1] += value
+    _observe_many(tallied.labels("/x"), tally)
+
+    def text(registry: CollectorRegistry) -> list[str]:
+        return [
+            line
+            for line in generate_latest(registry).decode().splitlines()
+            if not line.startswith("t_created")
+        ]
+
+    assert text(many) == text(one)
+
+
+def test_prometheus_value_class_says_when_it_is_multiprocess(tmp_path: Path) -> None:
+    """ops.metrics refuses to start when PROMETHEUS_MULTIPROC_DIR was set too late, telling
+    the two value classes apart by their ``_multiprocess`` mark."""
+    code = (
+        "import prometheus_client.values as v; print(getattr(v.ValueClass, '_multiprocess', False))"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    shared = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert (plain.stdout.strip(), shared.stdout.strip()) == ("False", "True")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from modelport.api.schemas import PageQuerySchema, StrictSchema, plain_text
 from modelport.models.types import MAX_INT_ID
@@ -198,6 +198,32 @@ class RecordSchema(Schema):
 class RecordDetailSchema(RecordSchema):
     inputs = fields.Raw(allow_none=True, required=True)
     outputs = fields.Raw(allow_none=True, required=True)
+
+
+class FeedbackSchema(StrictSchema):
+    """``{"actual": v}`` for a one-row prediction, or ``{"actuals": [v, ...]}``, one per row
+    (null skips a row)."""
+
+    actual = fields.Raw(allow_none=False, metadata={"example": "setosa"})
+    actuals = fields.List(fields.Raw(allow_none=True), validate=validate.Length(min=1))
+
+    @validates_schema
+    def one_of_them(self, data: dict, **_kwargs: object) -> None:
+        if ("actual" in data) == ("actuals" in data):
+            raise ValidationError('Send either "actual" or "actuals".', "_schema")
+
+
+class FeedbackRowSchema(Schema):
+    row = fields.Integer(required=True, metadata={"description": "0-based, as in outputs"})
+    actual = fields.Raw(required=True)
+    predicted = fields.Raw(
+        allow_none=True, required=True, metadata={"description": "null when not stored"}
+    )
+
+
+class FeedbackResultSchema(Schema):
+    record_id = fields.Integer(required=True)
+    rows = fields.List(fields.Nested(FeedbackRowSchema), required=True)
 
 
 class RecordPageSchema(Schema):

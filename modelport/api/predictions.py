@@ -7,12 +7,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from modelport.api.blueprint import Blueprint, csv_200
-from modelport.api.model_schemas import RecordDetailSchema, RecordPageSchema, RecordQuerySchema
+from modelport.api.model_schemas import (
+    FeedbackResultSchema,
+    FeedbackSchema,
+    RecordDetailSchema,
+    RecordPageSchema,
+    RecordQuerySchema,
+)
 from modelport.auth.web.identity import current_caller, scope_required
 from modelport.errors import ApiError
 from modelport.models.tokens import Scope
 from modelport.responses import csv_download
-from modelport.serving import csvcells, records
+from modelport.serving import csvcells, feedback, records
 
 blp = Blueprint("api_predictions", __name__, url_prefix="/api/v1", description="Prediction history")
 SECURITY = [{"bearer": []}, {"session": []}]
@@ -95,3 +101,25 @@ def get_prediction(record_id: int) -> Any:
     if record is None:
         raise ApiError(404, "not_found", "No such prediction record.")
     return record
+
+
+@blp.post("/predictions/<int:record_id>/feedback")
+@scope_required(Scope.PREDICT.value)
+@blp.arguments(FeedbackSchema)
+@blp.response(200, FeedbackResultSchema)
+@blp.errors(404, 409, 422)
+@blp.doc(security=SECURITY)
+def give_feedback(body: dict[str, Any], record_id: int) -> Any:
+    """The true label or value of a prediction's rows (yours, or any for admins): ``actual``
+    for a one-row prediction, ``actuals`` with one entry per row (null skips a row). A row's
+    feedback sent again replaces it."""
+    one = "actual" in body
+    actuals = [body["actual"]] if one else body["actuals"]
+    given = feedback.give_feedback(current_caller(), record_id, actuals, one=one)
+    return {
+        "record_id": given.record.id,
+        "rows": [
+            {"row": row, "actual": actual, "predicted": predicted}
+            for row, (actual, predicted) in given.rows.items()
+        ],
+    }

@@ -7,18 +7,29 @@ An attempt from a browser holding a device cookie for the account (``modelport.a
 is counted against that cookie instead of the account: the account's lockout does not stop
 it, and its failures do not add to the account's count. The address's count applies to
 every attempt.
+
+Sign-in fails closed: when the counts cannot be read or written (Redis down), no password
+is checked and ``ThrottleUnavailable`` says so, rather than letting guesses through uncounted
+(docs/operations.md, "When Redis is down").
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
+from collections.abc import Iterator
 
 from limits import parse
+from limits.errors import StorageError
+from limits.strategies import RateLimiter
 
 from modelport.config import current_settings
-from modelport.extensions import client_address, limiter
+from modelport.extensions import client_address, shared_limiter
 from modelport.ops import metrics
+
+log = logging.getLogger(__name__)
 
 
 class Throttled(Exception):
@@ -27,6 +38,29 @@ class Throttled(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many attempts")
         self.retry_after = retry_after
+
+
+class ThrottleUnavailable(Exception):
+    """The sign-in counts cannot be kept (their storage fails): sign-in is refused for now."""
+
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("sign-in counts unavailable")
+
+
+@contextlib.contextmanager
+def _counts() -> Iterator[RateLimiter]:
+    """The shared counts; a storage failure becomes ``ThrottleUnavailable``."""
+    try:
+        yield shared_limiter()
+    except StorageError as exc:
+        # The class name only: a driver's message can carry the server's address.
+        log.warning(
+            "sign-in refused: the throttle's storage failed (%s)",
+            type(exc.storage_error).__name__,
+        )
+        raise ThrottleUnavailable from None
 
 
 def _account(email: str) -> tuple[str, str]:
@@ -52,21 +86,21 @@ def _keys(email: str, device: str | None) -> list[tuple[str, str]]:
 def check_login_allowed(email: str, device: str | None = None) -> None:
     """Raise ``Throttled`` when this account (or this device cookie, given its nonce) or
     this address has failed too often."""
-    strategy = limiter.limiter
-    for spec, key in _keys(email, device):
-        limit = parse(spec)
-        if not strategy.test(limit, key):
-            reset_at, _ = strategy.get_window_stats(limit, key)
-            metrics.count_login_failure(throttled=True)
-            raise Throttled(max(1, int(reset_at - time.time())))
+    with _counts() as strategy:
+        for spec, key in _keys(email, device):
+            limit = parse(spec)
+            if not strategy.test(limit, key):
+                reset_at, _ = strategy.get_window_stats(limit, key)
+                metrics.count_login_failure(throttled=True)
+                raise Throttled(max(1, int(reset_at - time.time())))
 
 
 def record_login_failure(email: str, device: str | None = None) -> None:
     """Count one failed sign-in against the account (or the device cookie) and the address."""
     metrics.count_login_failure(throttled=False)
-    strategy = limiter.limiter
-    for spec, key in _keys(email, device):
-        strategy.hit(parse(spec), key)
+    with _counts() as strategy:
+        for spec, key in _keys(email, device):
+            strategy.hit(parse(spec), key)
 
 
 def record_login_success(email: str, device: str | None = None) -> None:
@@ -74,16 +108,17 @@ def record_login_success(email: str, device: str | None = None) -> None:
     account's unless the account is locked and this sign-in came through a device cookie
     (the guesser's count stands, or each sign-in of the owner would give it a new budget)."""
     spec, key = _account(email)
-    if device and not limiter.limiter.test(parse(spec), key):
-        spec, key = _device(device)
-        limiter.limiter.clear(parse(spec), key)
-        return
+    with _counts() as strategy:
+        if device and not strategy.test(parse(spec), key):
+            spec, key = _device(device)
+            strategy.clear(parse(spec), key)
+            return
     clear_account_failures(email, device)
 
 
 def clear_account_failures(email: str, device: str | None = None) -> None:
     """Forget the account's failures, and those of the device cookie whose nonce is
     ``device``, after a successful sign-in or password reset."""
-    strategy = limiter.limiter
-    for spec, key in (_account(email), *([_device(device)] if device else [])):
-        strategy.clear(parse(spec), key)
+    with _counts() as strategy:
+        for spec, key in (_account(email), *([_device(device)] if device else [])):
+            strategy.clear(parse(spec), key)

@@ -1,6 +1,7 @@
 """ORM models, one module per domain. Importing this package registers every table."""
 
 from modelport.models.datasets import Dataset, DatasetVersion
+from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
 from modelport.models.tokens import ApiToken
@@ -10,6 +11,7 @@ __all__ = [
     "ApiToken",
     "Dataset",
     "DatasetVersion",
+    "Feedback",
     "ModelAlias",
     "ModelVersion",
     "PredictionRecord",

@@ -33,8 +33,6 @@ class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line; json.dumps escapes newlines, so no log injection."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name == request_log.LOGGER:
-            return record.getMessage()  # rendered as JSON already, and cheaply
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -77,6 +75,7 @@ def configure_logging(app: Flask) -> None:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
+    app.extensions["modelport_log_handler"] = handler  # ops.request_log writes through it too
     root = logging.getLogger("modelport")
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
@@ -84,6 +83,11 @@ def configure_logging(app: Flask) -> None:
     root.propagate = True
     app.logger.handlers = [handler]
     app.logger.setLevel(settings.log_level.upper())
+    # Flask-Limiter says when its storage (Redis) fails and when it recovers; it logs to a
+    # NullHandler of its own otherwise (docs/operations.md, "When Redis is down").
+    limiter_log = logging.getLogger("flask-limiter")
+    limiter_log.handlers = [handler]
+    limiter_log.setLevel(settings.log_level.upper())
 
     @app.before_request
     def assign_request_id() -> None:

@@ -6,15 +6,22 @@ a fresh one, and clears a dead worker's live gauges), and a scrape answered by a
 sums them all. Without that variable (the development server, tests) they are this
 process's own.
 
-The functions below are the only way code counts: each takes plain values, keeps the labelled
-child it finds (a label lookup costs more than the increment), and does nothing while
-metrics are switched off (``MODELPORT_METRICS=false``). Routes are counted by template, never
-by raw path, so a scan of random URLs cannot grow the label set.
+The functions below are the only way code counts. They take plain values and add them to a
+tally in this process (a dictionary update), which a thread writes to prometheus-client's
+values once a second, as a scrape does first for its own worker and a worker leaving for
+its own: writing every increment to the shared files as it happens (a lock, a pid check and
+a pack into the map, seven times for a prediction) cost a tenth of a hot-path request. So
+another worker's counts reach ``/metrics`` within about a second. While metrics are switched
+off (``MODELPORT_METRICS=false``) they do nothing. Routes are counted by template, never by
+raw path, so a scan of random URLs cannot grow the label set.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+import threading
+import time
 from typing import Any
 
 from prometheus_client import (
@@ -115,8 +122,113 @@ DRIFT_SHARE = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# Each histogram's bucket upper bounds, as prometheus-client keeps them (+Inf last).
+_BOUNDS = {
+    metric: tuple(metric._upper_bounds)  # noqa: SLF001 - tests/test_upstream.py
+    for metric in (HTTP_DURATION, INFERENCE_DURATION, RECORD_GROUP, MODEL_LOAD)
+}
+
+# How often the tally is written out (seconds).
+FLUSH_SECONDS = 1.0
+
 _enabled = True
-_children: dict[tuple[Any, ...], Any] = {}
+
+
+class _Tally:
+    """Counts, observations and gauge values kept in this process until ``flush`` writes
+    them to prometheus-client's values, one write per series instead of one per event."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[Any, tuple[Any, ...]], float] = {}
+        # (histogram, labels) → [count per bucket..., sum]
+        self.observed: dict[tuple[Any, tuple[Any, ...]], list[float]] = {}
+        self.gauges: dict[Any, float] = {}
+        self.children: dict[tuple[Any, tuple[Any, ...]], Any] = {}
+        self.running = False  # this process's flushing thread is started
+        # A forked worker has no thread (threads do not cross a fork): it starts its own.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.lock = threading.Lock()
+        self.running = False
+
+    def count(self, metric: Any, labels: tuple[Any, ...], amount: float = 1) -> None:
+        key = (metric, labels)
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + amount
+        if not self.running:
+            self._start()
+
+    def observe(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
+        key = (metric, labels)
+        bounds = _BOUNDS[metric]
+        with self.lock:
+            tally = self.observed.get(key)
+            if tally is None:
+                tally = self.observed[key] = [0.0] * (len(bounds) + 1)
+            tally[bisect.bisect_left(bounds, value)] += 1
+            tally[-1] += value
+        if not self.running:
+            self._start()
+
+    def set(self, child: Any, value: float) -> None:
+        with self.lock:
+            self.gauges[child] = value
+        if not self.running:
+            self._start()
+
+    def _child(self, metric: Any, labels: tuple[Any, ...]) -> Any:
+        key = (metric, labels)
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = metric.labels(*labels) if labels else metric
+        return child
+
+    def flush(self) -> None:
+        """Write everything tallied so far to prometheus-client's values."""
+        with self.lock:
+            counts, self.counts = self.counts, {}
+            observed, self.observed = self.observed, {}
+            gauges, self.gauges = self.gauges, {}
+        for (metric, labels), amount in counts.items():
+            self._child(metric, labels).inc(amount)
+        for (metric, labels), tally in observed.items():
+            _observe_many(self._child(metric, labels), tally)
+            if metric is HTTP_DURATION:
+                # Every request is one observation of its duration: the counter is their count.
+                self._child(HTTP_REQUESTS, labels).inc(sum(tally[:-1]))
+        for child, value in gauges.items():
+            child.set(value)
+
+    def _start(self) -> None:
+        # A thread per process, started by its first count.
+        with self.lock:
+            if self.running:
+                return
+            self.running = True
+        threading.Thread(target=self._run, name="modelport-metrics", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+
+def _observe_many(child: Histogram, tally: list[float]) -> None:
+    """Add a tally of observations (a count per bucket, then their sum) to a histogram.
+
+    prometheus-client's public ``observe`` takes one observation at a time; its buckets and
+    sum are values with ``inc`` (the same objects ``observe`` increments), guarded by
+    tests/test_upstream.py."""
+    buckets = child._buckets  # noqa: SLF001
+    for index, amount in enumerate(tally[:-1]):
+        if amount:
+            buckets[index].inc(amount)
+    child._sum.inc(tally[-1])  # noqa: SLF001
+
+
+_tally = _Tally()
 
 
 def configure(enabled: bool) -> None:
@@ -144,20 +256,16 @@ def multiprocess_values() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def _child(metric: Any, labels: tuple[Any, ...]) -> Any:
-    key = (metric, labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
+def flush() -> None:
+    """Write this process's tally now (a scrape, a worker leaving, a test)."""
+    _tally.flush()
 
 
 def count_request(method: str, route: str, status: str, seconds: float) -> None:
     """One HTTP request answered (``ops.request_log`` calls it for every request)."""
     if _enabled:
-        labels = (method, route, status)
-        _child(HTTP_REQUESTS, labels).inc()
-        _child(HTTP_DURATION, labels).observe(seconds)
+        # modelport_http_requests_total is written from the same tally (``flush``).
+        _tally.observe(HTTP_DURATION, (method, route, status), seconds)
 
 
 def count_prediction(
@@ -166,53 +274,53 @@ def count_prediction(
     """One prediction request that reached ``model``/``version``, ended with ``outcome``."""
     if _enabled:
         labels = (model, version, runtime, source, outcome)
-        _child(PREDICTIONS, labels).inc()
+        _tally.count(PREDICTIONS, labels)
         if rows:
-            _child(PREDICTION_ROWS, labels).inc(rows)
+            _tally.count(PREDICTION_ROWS, labels, rows)
 
 
 def time_inference(model: str, version: int, seconds: float) -> None:
     """One batch computed by a model."""
     if _enabled:
-        _child(INFERENCE_DURATION, (model, version)).observe(seconds)
+        _tally.observe(INFERENCE_DURATION, (model, version), seconds)
 
 
 def count_records(count: int, *, grouped: bool) -> None:
     """``count`` records committed in one transaction (``grouped``: by a RecordGroup)."""
     if _enabled and count:
-        RECORDS.inc(count)
+        _tally.count(RECORDS, (), count)
         if grouped:
-            RECORD_GROUP.observe(count)
+            _tally.observe(RECORD_GROUP, (), count)
 
 
 def count_fallback(reason: str) -> None:
     """The hot path handed a request to Flask, for ``reason``."""
     if _enabled:
-        _child(FAST_PATH_FALLBACKS, (reason,)).inc()
+        _tally.count(FAST_PATH_FALLBACKS, (reason,))
 
 
 def time_model_load(model: str, version: int, seconds: float) -> None:
     """A model version loaded into this worker."""
     if _enabled:
-        _child(MODEL_LOAD, (model, version)).observe(seconds)
+        _tally.observe(MODEL_LOAD, (model, version), seconds)
 
 
 def count_registry_reload() -> None:
     """This worker saw the registry change and forgot its resolved references."""
     if _enabled:
-        REGISTRY_RELOADS.inc()
+        _tally.count(REGISTRY_RELOADS, ())
 
 
 def count_login_failure(*, throttled: bool) -> None:
     """A sign-in refused: a wrong password (or unknown account), or throttled."""
     if _enabled:
-        (LOGIN_THROTTLED if throttled else LOGIN_FAILURES).inc()
+        _tally.count(LOGIN_THROTTLED if throttled else LOGIN_FAILURES, ())
 
 
 def set_drift_share(model: str, share: float) -> None:
     """The share of ``model``'s features found drifted by the latest rollup."""
     if _enabled:
-        _child(DRIFT_SHARE, (model,)).set(share)
+        DRIFT_SHARE.labels(model).set(share)
 
 
 def watch_pool(engine: Engine, name: str) -> None:
@@ -227,15 +335,17 @@ def watch_pool(engine: Engine, name: str) -> None:
 
     def changed(*_args: Any) -> None:
         if _enabled:
-            checked_out.set(counted())
-            overflow.set(max(beyond(), 0))
+            _tally.set(checked_out, counted())
+            _tally.set(overflow, max(beyond(), 0))
 
     event.listen(engine, "checkout", changed)
     event.listen(engine, "checkin", changed)
 
 
 def exposition() -> bytes:
-    """The Prometheus text of every metric: all workers' when they share the directory."""
+    """The Prometheus text of every metric: all workers' when they share the directory
+    (this worker's tally written first; the others' within ``FLUSH_SECONDS``)."""
+    flush()
     if multiprocess_values() and os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -3,9 +3,8 @@
 ``RequestLog`` is WSGI middleware around everything the application answers (the predict hot
 path and Flask), inside the proxy fix, so the address it logs is the client's. It times a
 request from the call into the application to the last byte handed to the server (a
-streamed CSV answer is timed to its end), and then writes one line to the
-``modelport.request`` logger and counts the request in ``modelport_http_requests_total`` and
-``modelport_http_request_duration_seconds``.
+streamed CSV answer is timed to its end), and then writes one line and counts the request
+in ``modelport_http_requests_total`` and ``modelport_http_request_duration_seconds``.
 
 What Flask or the hot path learn while answering reaches it through the environ: the route
 template (``ROUTE``; a request no route matched is ``unmatched``), the request id
@@ -16,17 +15,19 @@ With ``MODELPORT_LOG_FORMAT=json`` the line is one JSON object: ``time`` (UTC), 
 ``logger``, ``message`` (``request``), ``request_id``, ``user_id``, ``method``, ``route``,
 ``path``, ``status``, ``latency_ms``, ``bytes``, ``ip``. With ``text`` (development) it is a
 short line for people. gunicorn's own access log can then stay off, as it does by default.
-The line goes through the ``modelport`` logger's handler like every other (the JSON
-formatter passes it on as rendered, ``ops.logging``).
+The line goes to the stream of the app's log handler (stderr, ``ops.logging``), written as
+it is rendered, while the ``modelport.request`` logger is enabled for INFO
+(``MODELPORT_LOG_LEVEL``); a LogRecord and a formatter for it would cost more than the rest
+of the line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode  # type: ignore[attr-defined]
 from typing import Any
 
 from flask import Flask
@@ -45,30 +46,38 @@ _log = logging.getLogger(LOGGER)
 class RequestLog:
     """WSGI middleware writing one line and counting each request; see the module's docstring."""
 
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], *, log: bool, json_lines: bool):
+    def __init__(
+        self,
+        wsgi_app: Callable[..., Iterable[bytes]],
+        *,
+        handler: logging.Handler | None,
+        json_lines: bool,
+    ) -> None:
         self.wsgi_app = wsgi_app
-        self.log = log
+        # The line goes straight to the stream of the app's log handler, under its lock: a
+        # LogRecord and a formatter per request cost more than the rest of the line.
+        self.handler = handler
+        self.stream = getattr(handler, "stream", None)
         self.render = _json_line if json_lines else _text_line
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
-        status: list[str] = []
+        status: list[Any] = []  # the status line, then the headers
 
         def respond(line: str, headers: list, exc_info: Any = None) -> Callable:
-            status.append(line)
+            status[:] = line, headers
             return start_response(line, headers, exc_info)
 
         try:
             result = self.wsgi_app(environ, respond)
         except BaseException:
-            status.append("500")
-            self.finish(environ, started, status, 0)
+            self.finish(environ, started, ["500"], 0)
             raise
         wrapper = environ.get("wsgi.file_wrapper")
         if wrapper is not None and isinstance(result, wrapper):
             # A file the server sends itself (sendfile): wrapping it would make the server
             # copy it through Python instead. Timed to its first byte.
-            self.finish(environ, started, status, None)
+            self.finish(environ, started, status, _length(status))
             return result
         return _Observed(self, result, environ, started, status)
 
@@ -77,18 +86,27 @@ class RequestLog:
     ) -> None:
         """Count and log a request whose answer is done (``size``: bytes sent, if known)."""
         seconds = time.perf_counter() - started
-        code = status[-1][:3] if status else "000"  # 000: the client left before any answer
+        code = status[0][:3] if status else "000"  # 000: the client left before any answer
         route = environ.get(ROUTE) or UNMATCHED
         method = environ.get("REQUEST_METHOD", "")
         metrics.count_request(method, route, code, seconds)
-        if self.log and _log.isEnabledFor(logging.INFO):
-            _log.info(self.render(environ, method, route, code, seconds, size))
+        if self.stream is not None and _log.isEnabledFor(logging.INFO):
+            line = self.render(environ, method, route, code, seconds, size)
+            self.handler.acquire()
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or full log stream must not fail the answer
+            finally:
+                self.handler.release()
 
 
 class _Observed:
-    """The application's answer, passed through, counted and logged when the server closes it."""
+    """The application's answer, passed through; counted and logged once its last byte is
+    handed over, or when the server closes it (a client that left early)."""
 
-    __slots__ = ("closed", "environ", "inner", "log", "sent", "started", "status")
+    __slots__ = ("done", "environ", "inner", "log", "sent", "started", "status")
 
     def __init__(
         self,
@@ -96,54 +114,80 @@ class _Observed:
         inner: Iterable[bytes],
         environ: dict[str, Any],
         started: float,
-        status: list[str],
+        status: list[Any],
     ) -> None:
         self.log = log
         self.inner = inner
         self.environ = environ
         self.started = started
         self.status = status
-        self.sent = 0
-        self.closed = False
+        self.sent: int | None = None
+        self.done = False
 
     def __iter__(self) -> Iterator[bytes]:
+        sent = 0
         for chunk in self.inner:
-            self.sent += len(chunk)
+            sent += len(chunk)
             yield chunk
+        self.sent = sent
+        self._done()  # the last byte is out; a server closes it next, a test may not
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
         try:
             if hasattr(self.inner, "close"):
                 self.inner.close()
         finally:
-            self.log.finish(self.environ, self.started, self.status, self.sent)
+            self._done()
+
+    def _done(self) -> None:
+        if not self.done:
+            self.done = True
+            sent = self.sent if self.sent is not None else _length(self.status)
+            self.log.finish(self.environ, self.started, self.status, sent)
+
+
+def _length(status: list[Any]) -> int | None:
+    """The answer's Content-Length, if it has one."""
+    if len(status) > 1:
+        for name, value in status[1]:
+            if name.lower() == "content-length":
+                return int(value)
+    return None
+
+
+_second: list[Any] = [None, ""]  # the second last formatted, and its text
+
+
+def _utc_now() -> str:
+    """The time now in UTC, ISO 8601 to the millisecond (the date part made once a second)."""
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second[0] = second
+        _second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((now - second) * 1000):03d}+00:00"
 
 
 def _json_line(
     environ: dict[str, Any], method: str, route: str, status: str, seconds: float, size: int | None
 ) -> str:
-    now = time.time()
-    return json.dumps(
-        {
-            "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-            "level": "INFO",
-            "logger": LOGGER,
-            "message": "request",
-            "request_id": environ.get(REQUEST_ID),
-            "user_id": environ.get(USER_ID),
-            "method": method,
-            "route": route,
-            "path": environ.get("PATH_INFO", ""),
-            "status": int(status),
-            "latency_ms": round(seconds * 1000, 3),
-            "bytes": size,
-            "ip": environ.get("REMOTE_ADDR"),
-        },
-        ensure_ascii=False,
+    # Written out by hand, as json.dumps would (a test compares the two): every text that a
+    # client can choose goes through the JSON string encoder.
+    request_id = environ.get(REQUEST_ID)
+    user = environ.get(USER_ID)
+    return (
+        f'{{"time": "{_utc_now()}", "level": "INFO", "logger": "{LOGGER}", '
+        f'"message": "request", "request_id": {_text(request_id)}, '
+        f'"user_id": {"null" if user is None else int(user)}, "method": {_text(method)}, '
+        f'"route": {_text(route)}, "path": {_text(environ.get("PATH_INFO", ""))}, '
+        f'"status": {int(status)}, "latency_ms": {round(seconds * 1000, 3)!r}, '
+        f'"bytes": {"null" if size is None else size}, '
+        f'"ip": {_text(environ.get("REMOTE_ADDR"))}}}\n'
     )
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _encode(value)
 
 
 def _text_line(
@@ -151,9 +195,10 @@ def _text_line(
 ) -> str:
     user = environ.get(USER_ID)
     return (
-        f"{environ.get('REMOTE_ADDR')} {method} {environ.get('PATH_INFO', '')} {status} "
+        f"{_utc_now()} {environ.get('REMOTE_ADDR')} {method} "
+        f"{_encode(environ.get('PATH_INFO', ''))[1:-1]} {status} "
         f"{size if size is not None else '-'}B {seconds * 1000:.1f}ms "
-        f"user={user if user is not None else '-'} id={environ.get(REQUEST_ID)}"
+        f"user={user if user is not None else '-'} id={environ.get(REQUEST_ID)}\n"
     )
 
 
@@ -163,4 +208,7 @@ def wrap(app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> Callable[..., 
     settings = app.settings
     if not settings.request_log and not settings.metrics:
         return wsgi_app
-    return RequestLog(wsgi_app, log=settings.request_log, json_lines=settings.log_format == "json")
+    handler = app.extensions["modelport_log_handler"] if settings.request_log else None
+    log = RequestLog(wsgi_app, handler=handler, json_lines=settings.log_format == "json")
+    app.extensions["modelport_request_log"] = log
+    return log

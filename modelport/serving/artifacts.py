@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -13,6 +15,14 @@ from typing import BinaryIO
 # Model files can be hundreds of MB: hash and copy them in chunks, never whole in memory.
 CHUNK_SIZE = 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+# What a full disk or a spent quota reports, at whichever step of a write it happens.
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+log = logging.getLogger(__name__)
+
+
+class StoreFull(Exception):
+    """The artifact store's file system has no room left: nothing was stored."""
 
 
 class ArtifactStore:
@@ -43,7 +53,20 @@ class ArtifactStore:
             return False
 
     def put(self, source: BinaryIO | bytes) -> str:
-        """Store the bytes (or a binary stream read to its end) and return their sha256 hex."""
+        """Store the bytes (or a binary stream read to its end) and return their sha256 hex.
+
+        ``StoreFull`` when the disk fills up on the way; the partial file is gone by then.
+        """
+        try:
+            return self._put(source)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                # The operator's signal: uploads are refused until space is freed.
+                log.warning("the artifact store is full: %s", os.strerror(exc.errno))
+                raise StoreFull("The model store has no room left.") from exc
+            raise
+
+    def _put(self, source: BinaryIO | bytes) -> str:
         staging = self.root / "sha256" / "tmp"
         staging.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

@@ -6,10 +6,16 @@ per user. One hit per request, counted where Flask-Limiter keeps its counts: in 
 ``MODELPORT_REDIS_URL`` is set (one budget for all workers), else in this worker's memory
 (``ProcessWindows``). The route decorators of Flask-Limiter cost several times more per
 call, which a prediction endpoint notices.
+
+Budgets fail open to the worker's own count: while Redis fails, each worker counts its
+callers in memory (as without Redis), logs a warning, and tries Redis again after
+``SHARED_RETRY_SECONDS``. A budget is about fair use; predictions stop only when the
+database, which records them, is down (docs/operations.md, "When Redis is down").
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -19,11 +25,12 @@ from typing import Any
 
 from flask import current_app
 from limits import RateLimitItem, parse
+from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
 from modelport.auth.caller import Caller
 from modelport.config import current_settings
-from modelport.extensions import limiter
+from modelport.extensions import limiter, shared_limiter
 
 SCOPE = "predict"
 # Set in the WSGI environ once a request's prediction has been counted (by the hot path).
@@ -31,6 +38,13 @@ COUNTED = "modelport.prediction_counted"
 # Past this many windows in one process, expired ones are dropped (anonymous callers are
 # counted per address, so the keys are not bounded otherwise).
 _MAX_WINDOWS = 10_000
+# After the shared storage fails, a worker counts in its own memory this long before it asks
+# Redis again: one warning per period, and no wait on a dead server per prediction.
+SHARED_RETRY_SECONDS = 5.0
+_WINDOWS = "modelport_prediction_windows"
+_SHARED_DOWN_UNTIL = "modelport_prediction_shared_down_until"
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -72,18 +86,33 @@ class ProcessWindows:
             return None
 
 
+def _local_refusal(app: Any, item: RateLimitItem, key: str) -> float | None:
+    windows = app.extensions.get(_WINDOWS)
+    if windows is None:
+        windows = app.extensions.setdefault(_WINDOWS, ProcessWindows())
+    return windows.hit(item, key)
+
+
 def _refusal(item: RateLimitItem, key: str) -> float | None:
     """Count the hit where the limiter keeps its counts; seconds to wait if refused."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if isinstance(limiter.storage, MemoryStorage):
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        windows = app.extensions.get("modelport_prediction_windows")
-        if windows is None:
-            windows = app.extensions.setdefault("modelport_prediction_windows", ProcessWindows())
-        return windows.hit(item, key)
-    strategy = limiter.limiter  # Redis: one count for all workers
-    if strategy.hit(item, SCOPE, key):
-        return None
-    return strategy.get_window_stats(item, SCOPE, key).reset_time - time.time()
+        return _local_refusal(app, item, key)
+    if time.monotonic() >= app.extensions.get(_SHARED_DOWN_UNTIL, 0.0):
+        strategy = shared_limiter()  # Redis: one count for all workers
+        try:
+            if strategy.hit(item, SCOPE, key):
+                return None
+            return strategy.get_window_stats(item, SCOPE, key).reset_time - time.time()
+        except StorageError as exc:
+            app.extensions[_SHARED_DOWN_UNTIL] = time.monotonic() + SHARED_RETRY_SECONDS
+            log.warning(
+                "prediction budgets: the shared storage failed (%s); this worker counts "
+                "on its own for %.0f s",
+                type(exc.storage_error).__name__,
+                SHARED_RETRY_SECONDS,
+            )
+    return _local_refusal(app, item, key)
 
 
 class BudgetSpent(Exception):

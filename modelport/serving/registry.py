@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from modelport.config import current_settings
 from modelport.extensions import db
@@ -194,11 +194,15 @@ def register_version(
             sha = store.put(handle)
     else:
         sha = store.put(artifact)
+    # Every file this registration stores (the artifact, its compiled form, the sample): a
+    # refused or failed one (a full disk on the second file, say) leaves none of them.
+    stored = [sha]
     try:
         return _register_stored(
             model,
             store,
             sha,
+            stored,
             filename=filename,
             sample=sample,
             created_by=created_by,
@@ -211,14 +215,21 @@ def register_version(
         )
     except Exception:
         db.session.rollback()
-        _discard_unreferenced(store, sha)
+        for digest in stored:
+            _discard_unreferenced(store, digest)
         raise
 
 
 def _discard_unreferenced(store: ArtifactStore, sha: str) -> None:
     """Remove a refused upload's file unless a registered version uses the same content."""
     used = db.session.scalar(
-        select(func.count(ModelVersion.id)).where(ModelVersion.artifact_sha256 == sha)
+        select(func.count(ModelVersion.id)).where(
+            or_(
+                ModelVersion.artifact_sha256 == sha,
+                ModelVersion.compiled_sha256 == sha,
+                ModelVersion.sample_sha256 == sha,
+            )
+        )
     )
     if not used:
         store.remove(sha)
@@ -228,6 +239,7 @@ def _register_stored(
     model: RegisteredModel,
     store: ArtifactStore,
     sha: str,
+    stored: list[str],
     *,
     filename: str,
     sample: pd.DataFrame | BinaryIO | bytes | Path,
@@ -266,6 +278,7 @@ def _register_stored(
             onnx_bytes, parity = flavors.compile_sklearn(estimator, schema, features, task)
             if onnx_bytes is not None:
                 compiled_sha = store.put(onnx_bytes)
+                stored.append(compiled_sha)
                 runtime = flavors.onnx_runtime(store.path(compiled_sha), schema, task, classes)
             else:
                 runtime = flavors.native_runtime(
@@ -288,13 +301,15 @@ def _register_stored(
     if target is not None:
         kept = features.assign(**{TARGET_COLUMN: target.head(len(features)).to_numpy()})
     sample_csv = kept.to_csv(index=False).encode("utf-8")
+    sample_sha = store.put(sample_csv)
+    stored.append(sample_sha)
     version = ModelVersion(
         model=model,
         number=_next_number(model),
         flavor=flavor,
         artifact_sha256=sha,
         compiled_sha256=compiled_sha,
-        sample_sha256=store.put(sample_csv),
+        sample_sha256=sample_sha,
         runtime=runtime.name,
         parity=parity,
         input_schema=schema.to_dict(),

@@ -23,15 +23,13 @@ from typing import Any
 
 import pytest
 import requests
-import skops.io
-from sklearn.linear_model import LogisticRegression
 
 from modelport.extensions import db
 from modelport.models.predictions import PredictionRecord
 from modelport.serving import registry
 from tests.support.databases import empty_database_url
 from tests.support.deployments import PREDICT, Deployment, deploy
-from tests.support.models import IRIS_ROW, csv_body
+from tests.support.models import IRIS_ROW, csv_body, iris_with_swapped_labels
 from tests.support.private_servers import private_server
 from tests.support.processes import alive, wait_for
 from tests.support.servers import Master, wait_for_workers
@@ -255,15 +253,6 @@ def test_every_2xx_has_a_durable_record_across_a_database_crash(
     )
 
 
-def _iris_with_swapped_labels() -> bytes:
-    """An iris classifier that calls setosa virginica and the reverse: its answers differ."""
-    from modelport.serving.demo import demo_dataset
-
-    features, target = demo_dataset("iris")
-    swapped = target.replace({"setosa": "virginica", "virginica": "setosa"})
-    return skops.io.dumps(LogisticRegression(max_iter=1000).fit(features, swapped))
-
-
 def _served_by(log: str) -> dict[str, int]:
     """Request id → pid of the worker that answered it (ACCESS_BY_REQUEST lines)."""
     return {rid: int(pid) for pid, rid in re.findall(r"^<(\d+)> (\w+) \d+$", log, re.MULTILINE)}
@@ -277,7 +266,7 @@ def test_alias_move_reaches_every_worker_without_failing_requests(
         model = registry.get_model("iris")
         registry.register_version(
             model,
-            _iris_with_swapped_labels(),
+            iris_with_swapped_labels(),
             filename="iris-swapped.skops",
             sample=demo_models["iris"].sample,
         )

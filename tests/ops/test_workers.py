@@ -11,8 +11,12 @@ import http.client
 import os
 import re
 import signal
+import subprocess
+import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -22,8 +26,11 @@ from sqlalchemy import text
 from modelport import create_app
 from modelport.auth import accounts, tokens
 from modelport.extensions import db
+from modelport.models.predictions import PredictionRecord
 from tests.support.databases import empty_database_url
+from tests.support.deployments import PREDICT, deploy
 from tests.support.html import csrf_from
+from tests.support.models import IRIS_ROW, csv_body
 from tests.support.processes import alive, processes, wait_for
 from tests.support.servers import (
     GRACEFUL_SECONDS,
@@ -39,6 +46,8 @@ pytestmark = pytest.mark.slow
 LOAD_EMAIL = "load@example.com"
 THREADS = 16
 REQUESTS_PER_THREAD = 25
+# A CSV upload large enough to be sent in two halves, the second after SIGTERM.
+CSV_ROWS = 20_000
 # What a connection shared by two processes shows up as in the log (psycopg / libpq wording).
 BAD_LOG_LINE = re.compile(r"error|traceback|protocol|out of sync|lost synchronization", re.I)
 
@@ -88,9 +97,10 @@ def _holder(pids: set[int], inode: str) -> int | None:
     return None
 
 
-def _worker_holding(master: Master, held: HeldLogin) -> int:
+def _worker_holding(master: Master, held: HeldLogin | http.client.HTTPConnection) -> int:
     """The worker that accepted ``held``'s connection and now waits for its body."""
-    client_port = held.connection.sock.getsockname()[1]
+    connection = held.connection if isinstance(held, HeldLogin) else held
+    client_port = connection.sock.getsockname()[1]
 
     def find() -> int | None:
         inode = _socket_inode(master.server.port, client_port)
@@ -206,3 +216,76 @@ def test_killed_worker_is_replaced_and_sigterm_drains(tmp_path: Path, database: 
         if BAD_LOG_LINE.search(line) and f"(pid:{victim}) was sent SIGKILL" not in line
     ]
     assert errors == [], "\n".join(errors)
+
+
+def test_drain_turns_readiness_503_first_and_sigterm_lets_an_upload_finish(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    """Issue 12, item 9 (the pod's way out, deploy/k8s preStop): ``modelport drain`` makes
+    /readyz 503 while the server still answers; then SIGTERM. A CSV upload that was half
+    sent all along is read to its end and answered in full, and the master exits 0."""
+    flag = tmp_path / "draining"
+    deployment = deploy(tmp_path, empty_database_url("sqlite", tmp_path, "drain"), demo_models)
+    body = csv_body(CSV_ROWS, demo_models)
+    request_id = uuid.uuid4().hex
+    try:
+        with deployment.serve(env={"MODELPORT_DRAIN_FILE": str(flag)}) as master:
+            url = master.server.url
+            workers = master.workers()
+            ready_before = requests.get(f"{url}/readyz", timeout=30).status_code
+
+            # The upload: its head and half its body are in, the rest comes later.
+            upload = http.client.HTTPConnection("127.0.0.1", master.server.port, timeout=60)
+            upload.putrequest("POST", PREDICT)
+            for name, value in {
+                **deployment.auth,
+                "Content-Type": "text/csv",
+                "Content-Length": str(len(body)),
+                "X-Request-ID": request_id,
+            }.items():
+                upload.putheader(name, value)
+            upload.endheaders()
+            upload.send(body[: len(body) // 2])
+            busy = _worker_holding(master, upload)
+            idle = (workers - {busy}).pop()
+
+            drained = subprocess.run(
+                [str(Path(sys.executable).parent / "modelport"), "drain"],
+                env={**os.environ, "MODELPORT_DRAIN_FILE": str(flag)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            # The idle worker answers: not ready, while it still serves what reaches it.
+            readiness = [requests.get(f"{url}/readyz", timeout=30) for _ in range(3)]
+            served = requests.post(
+                url + PREDICT, json={"inputs": IRIS_ROW}, headers=deployment.auth, timeout=30
+            ).status_code
+
+            os.kill(master.pid, signal.SIGTERM)
+            wait_for(lambda: not alive(idle), "the idle worker to exit")
+            busy_alive = alive(busy)
+            upload.send(body[len(body) // 2 :])
+            response = upload.getresponse()
+            answer = (response.status, response.getheader("X-Rows"), response.read())
+            upload.close()
+            master.process.wait(timeout=GRACEFUL_SECONDS)
+        records = deployment.records(PredictionRecord.request_id == request_id)
+    finally:
+        deployment.close()
+
+    assert ready_before == 200
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout == f"Draining: {flag} exists, /readyz answers 503.\n"
+    assert [(r.status_code, r.json()) for r in readiness] == [
+        (503, {"status": "not ready", "checks": {"draining": "shutting down"}})
+    ] * 3
+    assert served == 200
+    assert busy_alive
+    status, rows, csv = answer
+    assert (status, rows) == (200, str(CSV_ROWS))
+    assert csv.count(b"\n") == CSV_ROWS + 1
+    assert master.process.returncode == 0
+    assert _in_group(master.pid) == set()
+    assert [(r.status, r.row_count, r.source) for r in records] == [("ok", CSV_ROWS, "csv")]

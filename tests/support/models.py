@@ -71,3 +71,16 @@ def csv_body(rows: int, demo_models: dict[str, Any]) -> bytes:
     buffer = io.StringIO()
     repeated.to_csv(buffer, index=False)
     return buffer.getvalue().encode()
+
+
+def iris_with_swapped_labels() -> bytes:
+    """A skops iris classifier that calls setosa virginica and the reverse: its answers differ
+    from the demo model's, and so do its bytes."""
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.serving.demo import demo_dataset
+
+    features, target = demo_dataset("iris")
+    swapped = target.replace({"setosa": "virginica", "virginica": "setosa"})
+    return skops.io.dumps(LogisticRegression(max_iter=1000).fit(features, swapped))

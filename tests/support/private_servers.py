@@ -1,4 +1,4 @@
-"""Database servers of a test's own, which the test may crash and restart.
+"""Database and Redis servers of a test's own, which the test may crash, stop and restart.
 
 The shared servers of ``MODELPORT_TEST_POSTGRES_URL`` and ``MODELPORT_TEST_MYSQL_URL`` serve
 every other test at the same time, so they must never go down. These live in a temporary
@@ -121,6 +121,10 @@ class PrivatePostgres(PrivateServer):
         # the write-ahead log.
         self.run(str(self.programs / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
 
+    def stop(self) -> None:
+        """Stop as an operator's restart does: sessions are ended, a checkpoint written."""
+        self.run(str(self.programs / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
 
 class PrivateMariaDB(PrivateServer):
     owner = "mysql"
@@ -205,4 +209,82 @@ def private_server(backend: str) -> Iterator[PrivateServer]:
         if server is not None:
             with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError):
                 server.crash()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A redis-server of a test's own on a free loopback port, without persistence (as the
+    deployments run it); ``stop`` and ``start`` keep the port."""
+
+    def __init__(self, folder: Path, program: str) -> None:
+        self.folder = folder
+        self.program = program
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the server; return once it answers PING."""
+        import redis
+
+        log = (self.folder / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                self.program,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + START_SECONDS
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.exceptions.ConnectionError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server and wait until it is gone (its port refuses connections)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=START_SECONDS)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    """A new, started redis-server; stopped and removed afterwards."""
+    program = shutil.which("redis-server")
+    if program is None:
+        reason = "redis-server is not installed"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="modelport-redis-"))
+    server = PrivateRedis(folder, program)
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            server.stop()
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)

@@ -113,6 +113,10 @@ def launch(
         "python:modelport.ops.gunicorn_conf",
         "-b",
         f"127.0.0.1:{port}",
+        # gunicorn's access log is off by default (the app writes its own line); these
+        # tests read it for the worker pid (%(p)s) of each answer, so it is on here.
+        "--access-logfile",
+        "-",
         "--access-logformat",
         ACCESS_FORMAT,
         *options,

@@ -30,6 +30,23 @@ class BatchForm(FlaskForm):
     file = FileField(_l("CSV file"), validators=[FileRequired(_CHOOSE_FILE)])
 
 
+class FeedbackForm(FlaskForm):
+    """The true label (as the model names its classes) or value of a one-row prediction."""
+
+    actual = StringField(
+        _l("True answer"), validators=[DataRequired(_l("Enter the true answer.")), Length(max=200)]
+    )
+
+    def value(self) -> Any:
+        """A number when the text is one (a regression's value), else the text (a label)."""
+        text = self.actual.data.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text
+
+
 class HistoryFilterForm(FlaskForm):
     """Filters read from the query string: a GET form, so no CSRF token."""
 

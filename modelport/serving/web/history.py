@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import (
     abort,
+    flash,
+    redirect,
     render_template,
     request,
     url_for,
@@ -15,13 +17,13 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from modelport.auth.web.identity import current_caller, token_scope
-from modelport.models.predictions import Source
+from modelport.errors import input_error_message
+from modelport.models.predictions import Outcome, Source
 from modelport.models.tokens import Scope
-from modelport.serving import access, records
+from modelport.serving import access, feedback, records
+from modelport.serving.schema import InputError
 from modelport.serving.web.blueprint import bp
-from modelport.serving.web.forms import (
-    HistoryFilterForm,
-)
+from modelport.serving.web.forms import FeedbackForm, HistoryFilterForm
 
 PAGE_SIZE = 50
 
@@ -129,6 +131,10 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @login_required
 def record(record_id: int) -> str:
     """One record with its stored inputs and outputs: the visitor's own (admins: any)."""
+    return _record_page(record_id, FeedbackForm())
+
+
+def _record_page(record_id: int, form: FeedbackForm, status: int = 200) -> tuple[str, int]:
     found = records.get_record(current_caller(), record_id)
     if found is None:
         abort(404, description=_("There is no such prediction record."))
@@ -138,4 +144,25 @@ def record(record_id: int) -> str:
         inputs=_table(found.inputs),
         outputs=_table(found.outputs),
         show_user=current_caller().is_admin,
-    )
+        feedback=feedback.feedback_of(found),
+        form=form,
+        # A one-row answered prediction takes its feedback here; more rows through the API.
+        takes_feedback=found.status == Outcome.OK.value and found.row_count == 1,
+    ), status
+
+
+@bp.post("/predictions/<int:record_id>/feedback")
+@token_scope(Scope.PREDICT.value)
+@login_required
+def record_feedback(record_id: int) -> Any:
+    """The true label or value of a one-row prediction, from its page."""
+    form = FeedbackForm()
+    if not form.validate_on_submit():
+        return _record_page(record_id, form, 400)
+    try:
+        feedback.give_feedback(current_caller(), record_id, [form.value()], one=True)
+    except InputError as exc:
+        form.actual.errors = [input_error_message(exc)]
+        return _record_page(record_id, form, 422)
+    flash(_("Thank you: the true answer is stored."), "success")
+    return redirect(url_for("serving.record", record_id=record_id))

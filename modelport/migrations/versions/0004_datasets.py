@@ -1,7 +1,7 @@
 """datasets and their versions
 
-Revision ID: 0003_datasets
-Revises: 0002_serving
+Revision ID: 0004_datasets
+Revises: 0003_feedback
 Create Date: 2026-12-04 16:46:51.797764
 
 """
@@ -12,8 +12,8 @@ import modelport.models.types  # noqa: F401  (custom column types in autogenerat
 
 
 # revision identifiers, used by Alembic.
-revision = '0003_datasets'
-down_revision = '0002_serving'
+revision = '0004_datasets'
+down_revision = '0003_feedback'
 branch_labels = None
 depends_on = None
 
