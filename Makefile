@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
+.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-db bench-serving bench-csv
+bench: bench-db bench-serving bench-csv bench-analytics
 
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
@@ -68,6 +68,19 @@ wheel: $(BIN)/python
 
 bench-csv: install
 	$(BIN)/python bench/csv_width.py $(CSV_BENCH_ARGS)
+
+# Modelport's dataset profile against ydata-profiling's minimal mode (docs/benchmarks.md).
+# ydata-profiling needs pandas<3, numpy<2.4 and scipy<1.17, so it lives in a virtualenv of its
+# own, made once by bench-ydata-venv (with the package index); without it the benchmark says
+# so and times Modelport alone.
+YDATA_VENV ?= $(HOME)/.cache/modelport/ydata-venv
+bench-analytics: install
+	$(BIN)/python bench/analytics.py --ydata-venv $(YDATA_VENV) $(ANALYTICS_BENCH_ARGS)
+
+bench-ydata-venv:
+	$(PYTHON) -m venv $(YDATA_VENV)
+	$(YDATA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(YDATA_VENV)/bin/python -m pip install --quiet "ydata-profiling>=4.9" "pandas<3" "numpy<2.4" "scipy<1.17" pyarrow "setuptools<81"
 
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python

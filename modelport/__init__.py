@@ -93,6 +93,7 @@ def register_erasures(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from modelport.analytics.web import bp as analytics_bp
     from modelport.api import v2
     from modelport.auth.web import admin, routes
     from modelport.ops import health
@@ -105,6 +106,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(routes.account_bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(serving_bp)
+    app.register_blueprint(analytics_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(v2.bp)
     register_scrape(app)

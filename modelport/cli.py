@@ -67,6 +67,7 @@ def demo(if_empty: bool) -> None:
     import tempfile
     from pathlib import Path
 
+    from modelport.analytics import datasets
     from modelport.serving import registry
     from modelport.serving.demo import train_demo_models
 
@@ -84,6 +85,13 @@ def demo(if_empty: bool) -> None:
                     if version.parity and version.parity.get("reason")
                     else ""
                 )
+            )
+        for item in trained:
+            # The rows the model learnt from, with their target, as a dataset to explore.
+            frame = item.sample.assign(**{str(item.target_sample.name): item.target_sample})
+            stored = datasets.register_frame(f"{item.name}-train", frame)
+            click.echo(
+                f"dataset {item.name}-train: version {stored.number}, {stored.row_count} rows"
             )
 
 
@@ -171,6 +179,41 @@ def register(
     )
 
 
+@click.group("dataset")
+def dataset() -> None:
+    """Datasets: CSV or Parquet files profiled once and explored at /datasets."""
+
+
+@dataset.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Dataset name (a new version if it exists).")
+@with_appcontext
+def dataset_add(file: Path, name: str) -> None:
+    """Check, profile and store FILE (CSV or Parquet) as the next version of dataset NAME."""
+    from modelport.analytics import datasets
+
+    with click.progressbar(
+        length=len(datasets.STEPS),
+        label=f"Adding {file.name}",
+        item_show_func=lambda step: step,
+        file=sys.stderr,
+    ) as bar:
+
+        def step_done(step: str) -> None:
+            bar.update(1, step)
+
+        try:
+            version = datasets.add_version(name, file, filename=file.name, progress=step_done)
+        except datasets.DatasetError as exc:
+            _fail(exc.message)
+    overview = version.profile["overview"]
+    click.echo(
+        f"Stored {name} version {version.number}: {version.row_count} rows, "
+        f"{version.column_count} columns, {overview['missing_cells']} missing cells, "
+        f"{overview['duplicate_rows']} duplicate rows; sha256 {version.file_sha256}."
+    )
+
+
 @click.command("purge")
 @click.option("--days", type=int, default=None, help="Override MODELPORT_RETENTION_DAYS.")
 @with_appcontext
@@ -250,6 +293,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(serve)
     app.cli.add_command(demo)
     app.cli.add_command(register)
+    app.cli.add_command(dataset)
     app.cli.add_command(purge)
     app.cli.add_command(wait_for_migrations)
 

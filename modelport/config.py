@@ -110,6 +110,10 @@ class Settings:
         "268435456", "Largest CSV prediction upload in bytes; larger gets 413."
     )
     upload_max_bytes: int = _setting("536870912", "Largest model artifact upload in bytes.")
+    dataset_max_bytes: int = _setting(
+        "268435456",
+        "Largest dataset file (CSV or Parquet) in bytes; a larger upload gets 413 and nothing is kept.",
+    )
     record_predictions: bool = _setting("true", "Record every prediction request in the database.")
     record_max_bytes: int = _setting(
         "65536",

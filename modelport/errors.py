@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from modelport.extensions import db, login_manager
 
 if TYPE_CHECKING:
+    from modelport.analytics.datasets import DatasetError
     from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
@@ -330,11 +331,32 @@ def registry_status(error: RegistryError) -> int:
     return 422
 
 
+def dataset_status(error: DatasetError) -> int:
+    """The status of a dataset refusal, on the API and the pages alike."""
+    from modelport.analytics.datasets import (
+        DatasetConflict,
+        DatasetNotFound,
+        DatasetTooLarge,
+        UnsupportedFormat,
+    )
+
+    if isinstance(error, DatasetNotFound):
+        return 404
+    if isinstance(error, DatasetConflict):
+        return 409
+    if isinstance(error, DatasetTooLarge):
+        return 413
+    if isinstance(error, UnsupportedFormat):
+        return 415
+    return 422
+
+
 def domain_http_error(error: Exception) -> HTTPException:
     """A service's error as the HTTP error a client gets (status, code, message, details).
 
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
+    from modelport.analytics.datasets import DatasetError
     from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
@@ -368,6 +390,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(413, "payload_too_large", str(error))
     if isinstance(error, RegistryError):
         return ApiError(registry_status(error), error.code, error.message)
+    if isinstance(error, DatasetError):
+        return ApiError(dataset_status(error), error.code, error.message)
     if isinstance(error, StoreFull):
         # Nothing was stored and nothing recorded (serving.registry): the upload may be sent
         # again once an operator has made room.
@@ -401,6 +425,7 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from modelport.analytics.datasets import DatasetError
     from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
@@ -422,6 +447,7 @@ def register_error_handlers(app: Flask) -> None:
         TooLarge,
         CallerGone,
         RegistryError,
+        DatasetError,
         StoreFull,
         ThrottleUnavailable,
         FeedbackError,

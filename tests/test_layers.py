@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "modelport"
 
-DOMAIN = ("modelport/serving/", "modelport/auth/", "modelport/models/")
+DOMAIN = ("modelport/serving/", "modelport/auth/", "modelport/models/", "modelport/analytics/")
 WEB = ("modelport.api", "modelport.errors", "modelport.pages", "modelport.responses")
 HTTP = {("werkzeug.exceptions", "*"), ("flask", "abort"), ("flask", "request")}
 HTTP |= {("flask", "session"), ("flask", "g"), ("flask", "Response"), ("flask", "make_response")}
@@ -54,7 +54,7 @@ def _violations(path: Path) -> list[str]:
             if relative not in REQUEST_BOUND or module == "werkzeug.exceptions" or name == "abort":
                 found.append(f"{relative}:{line} speaks HTTP ({module}.{name})")
         elif relative.startswith("modelport/models/") and module.startswith(
-            ("modelport.serving", "modelport.auth")
+            ("modelport.serving", "modelport.auth", "modelport.analytics")
         ):
             found.append(f"{relative}:{line}: models import a service ({module})")
     return found

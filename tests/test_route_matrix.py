@@ -137,6 +137,13 @@ MATRIX: dict[str, Row] = {
         "/admin/models/nothing/versions/1/schema",
         {"GET": (LOGIN, 403, 404, 404, 403, 403), "POST": (LOGIN, 403, 404, 404, 403, 403)},
     ),
+    # datasets: signed-in members read (a token needs the full scope), administrators add
+    "analytics.datasets_page": Row("/datasets", {"GET": (LOGIN, 200, 200, 200, 403, 403)}),
+    "analytics.upload": Row("/datasets", {"POST": (LOGIN, 403, 400, 400, 403, 403)}),
+    "analytics.explorer": Row("/datasets/nothing", {"GET": (LOGIN, 404, 404, 404, 403, 403)}),
+    "analytics.vendor": Row(
+        "/static/vendor/plotly.min.js", {"GET": (200, 200, 200, 200, 200, 200)}
+    ),
     # the JSON API: 401, never a redirect
     "api-docs.openapi_json": Row("/api/openapi.json", {"GET": (200, 200, 200, 200, 200, 200)}),
     "api_docs.docs": Row("/api/docs", {"GET": (200, 200, 200, 200, 403, 403)}),
@@ -174,6 +181,13 @@ MATRIX: dict[str, Row] = {
     ),
     "api_models.delete_alias": Row(
         "/api/v1/models/nothing/aliases/champion", {"DELETE": (401, 403, 404, 404, 403, 403)}
+    ),
+    "api_datasets.list_datasets": Row("/api/v1/datasets", {"GET": (401, 200, 200, 200, 403, 403)}),
+    "api_datasets.get_dataset": Row(
+        "/api/v1/datasets/nothing", {"GET": (401, 404, 404, 404, 403, 403)}
+    ),
+    "api_datasets.upload_dataset": Row(
+        "/api/v1/datasets", {"POST": (401, 403, 415, 415, 403, 403)}
     ),
     # predictions: public models for anyone, private ones for signed-in callers
     "api_models.predict": Row(

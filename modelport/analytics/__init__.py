@@ -1,1 +1,2 @@
-"""Analysis over the data Modelport holds: monitoring of the prediction records."""
+"""Analysis over the data Modelport holds: datasets and their profiles, the pages that
+explore them, and the monitoring of prediction records."""

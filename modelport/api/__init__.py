@@ -27,11 +27,19 @@ class Api(SmorestApi):
         super().init_app(app, spec_kwargs=spec_kwargs)
         # request.get_json() anywhere in the app reads JSON as strictly as the API's parser.
         app.json = StrictJSONProvider(app)
-        from modelport.api import monitoring, predict, predictions, registry, v1  # noqa: F401 (routes register on import)
+        from modelport.api import (  # noqa: F401 (routes register on import)
+            datasets,
+            monitoring,
+            predict,
+            predictions,
+            registry,
+            v1,
+        )
 
         self.register_blueprint(v1.blp)
         self.register_blueprint(registry.blp)  # predict's routes too: one blueprint, api_models
         self.register_blueprint(predictions.blp)
+        self.register_blueprint(datasets.blp)
         self.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
         self.spec.components.security_scheme("basic", {"type": "http", "scheme": "basic"})
         self.spec.components.security_scheme(

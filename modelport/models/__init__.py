@@ -1,5 +1,6 @@
 """ORM models, one module per domain. Importing this package registers every table."""
 
+from modelport.models.datasets import Dataset, DatasetVersion
 from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
@@ -8,6 +9,8 @@ from modelport.models.users import Role, User, UserSession
 
 __all__ = [
     "ApiToken",
+    "Dataset",
+    "DatasetVersion",
     "Feedback",
     "ModelAlias",
     "ModelVersion",

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from modelport.extensions import db
 from tests.support.cookies import remember_cookie, replay_remember
 from tests.support.databases import rows
+from tests.support.datasets import GOOD_CSV
 from tests.support.html import csrf_token, text
 from tests.support.mail import reset_link
 from tests.support.models import IRIS_ROW, register_demo
@@ -187,6 +188,11 @@ def case_model_upload(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), path, {}, path, files)
 
 
+def case_dataset_upload(app: Flask, mailbox: Any) -> Case:
+    files = {"file": (GOOD_CSV, "people.csv")}
+    return Case(_admin(app), "/datasets", {"name": "people"}, "/datasets", files)
+
+
 def case_model_alias(app: Flask, mailbox: Any) -> Case:
     data = {"alias": "challenger", "version": "1"}
     return Case(_admin(app), "/admin/models/iris/aliases", data, "/admin/models")
@@ -238,6 +244,7 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "model-alias": case_model_alias,
     "model-archive": case_model_archive,
     "model-schema": case_model_schema,
+    "dataset-upload": case_dataset_upload,
 }
 # Cases that need the demo models: trained once per test process, registered per test.
 WITH_MODELS = {
@@ -313,6 +320,7 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "serving.admin_alias",
         "serving.admin_archive",
         "serving.admin_schema",
+        "analytics.upload",
     }
     assert len(CASES) == len(posting)
 

@@ -127,12 +127,15 @@ def body_limit(server: Block, path: str) -> int:
 # modelport.ops.inputs.body_limit, and v2.infer_body_limit).
 CSV_LIMIT = DEFAULTS["CSV_MAX_BYTES"]
 UPLOAD_LIMIT = DEFAULTS["UPLOAD_MAX_BYTES"]
+DATASET_LIMIT = DEFAULTS["DATASET_MAX_BYTES"]
 PREDICT_ENDPOINTS = {"api_models.predict", "api_models.predict_version"}
 APP_LIMITS: dict[str, int] = {
     **dict.fromkeys(PREDICT_ENDPOINTS, CSV_LIMIT),
     "api_models.upload_version": UPLOAD_LIMIT,
     "serving.batch": CSV_LIMIT + MULTIPART_OVERHEAD,
     "serving.admin_upload": UPLOAD_LIMIT,
+    "api_datasets.upload_dataset": DATASET_LIMIT + MULTIPART_OVERHEAD,
+    "analytics.upload": DATASET_LIMIT + MULTIPART_OVERHEAD,
 }
 V2_INFER = {"v2.infer", "v2.version_infer"}
 

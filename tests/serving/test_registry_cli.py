@@ -173,6 +173,15 @@ def test_demo_if_empty_loads_four_models_once(app_factory: Any) -> None:
     assert all(m["serving_version"] == 1 for m in listed["items"])
     assert all(m["aliases"] == {"champion": 1} for m in listed["items"])
     assert predict_version(app, "iris") == 1
+    # The training rows of the four models, with their target, are datasets to explore.
+    with app.app_context():
+        from modelport.analytics import datasets
+
+        registered, total = datasets.list_datasets()
+        shapes = {d.name: (d.latest.row_count, d.latest.column_count) for d in registered}
+    assert total == 4
+    assert shapes["iris-train"] == (112, 5)
+    assert shapes["diabetes-train"][1] == 11
 
     second = run(app, "demo", "--if-empty")
     assert second.exit_code == 0, second.output

@@ -1,0 +1,100 @@
+"""Plotly figures of a dataset's profile, as plain JSON the page hands to plotly.js.
+
+Built here, in Python, from the stored profile; the static script ``charts.js`` only draws
+them (the CSP allows no inline script). Each figure keeps plotly's own JSON shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Wide enough to read on a phone; the page stacks charts on narrow screens.
+HEIGHT = 260
+MARGIN = {"l": 48, "r": 16, "t": 36, "b": 48}
+
+
+def histogram(column: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored histogram of a numeric column as a bar chart (bins → counts)."""
+    edges = column.get("histogram", {}).get("edges") or []
+    counts = column.get("histogram", {}).get("counts") or []
+    if not counts:
+        return None
+    centres = [(low + high) / 2 for low, high in zip(edges, edges[1:], strict=False)]
+    widths = [high - low for low, high in zip(edges, edges[1:], strict=False)]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": centres,
+                "y": counts,
+                "width": widths,
+                "marker": {"color": "#3b6ea5"},
+                "hovertemplate": "%{x:.4g}: %{y}<extra></extra>",
+            }
+        ],
+        "layout": _layout(column["name"], x_title=column["name"], y_title="rows"),
+    }
+
+
+def top_values(column: dict[str, Any]) -> dict[str, Any] | None:
+    """The most frequent values of a categorical or boolean column as horizontal bars."""
+    top = column.get("top") or []
+    if not top:
+        return None
+    labels = [str(value) for value, _ in reversed(top)]
+    counts = [count for _, count in reversed(top)]
+    layout = _layout(column["name"], x_title="rows", y_title=None)
+    layout["height"] = max(HEIGHT, 28 * len(top) + 80)
+    layout["yaxis"]["type"] = "category"  # "1" and "2" are labels here, not positions
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "x": counts,
+                "y": labels,
+                "marker": {"color": "#6a4c93"},
+                "hovertemplate": "%{y}: %{x}<extra></extra>",
+            }
+        ],
+        "layout": layout,
+    }
+
+
+def correlation_heatmap(correlations: dict[str, Any], title: str) -> dict[str, Any] | None:
+    """Pearson correlations of the numeric columns, −1 (blue) to 1 (red)."""
+    names = correlations.get("columns") or []
+    if len(names) < 2:
+        return None
+    size = min(900, max(HEIGHT + 80, 22 * len(names) + 160))
+    layout = _layout(title, x_title=None, y_title=None)
+    layout |= {"height": size, "margin": {"l": 120, "r": 16, "t": 36, "b": 120}}
+    layout["yaxis"] |= {"autorange": "reversed", "type": "category"}
+    layout["xaxis"]["type"] = "category"
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "x": names,
+                "y": names,
+                "z": correlations["matrix"],
+                "zmin": -1,
+                "zmax": 1,
+                "colorscale": "RdBu",
+                "reversescale": True,
+                "hovertemplate": "%{y} × %{x}: %{z:.3f}<extra></extra>",
+            }
+        ],
+        "layout": layout,
+    }
+
+
+def _layout(title: str, *, x_title: str | None, y_title: str | None) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "font": {"size": 14}},
+        "height": HEIGHT,
+        "margin": dict(MARGIN),
+        "xaxis": {"title": {"text": x_title}} if x_title else {},
+        "yaxis": {"title": {"text": y_title}} if y_title else {},
+        "bargap": 0.05,
+    }
