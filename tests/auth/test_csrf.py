@@ -20,7 +20,7 @@ from tests.support.datasets import GOOD_CSV
 from tests.support.html import csrf_token, text
 from tests.support.mail import reset_link
 from tests.support.models import IRIS_ROW, register_demo
-from tests.support.tokens import make_token
+from tests.support.tokens import issue_token, make_token
 from tests.support.users import NEW_PASSWORD, PASSWORD, is_signed_in, login, make_user, user_row
 
 CSRF_MESSAGE = "CSRF check failed"
@@ -193,6 +193,19 @@ def case_dataset_upload(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/datasets", {"name": "people"}, "/datasets", files)
 
 
+def case_record_feedback(app: Flask, mailbox: Any) -> Case:
+    # Ann's one-row prediction, through the API with a token of hers (no cookie).
+    ann = user_row(app, "ann@example.com")["id"]
+    token = issue_token(app, ann, scopes=["predict"])
+    answer = app.test_client().post(
+        "/api/v1/models/iris/predict",
+        json={"inputs": IRIS_ROW},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    page = f"/predictions/{answer.get_json()['record_id']}"
+    return Case(_signed_in(app), f"{page}/feedback", {"actual": "setosa"}, page)
+
+
 def case_model_alias(app: Flask, mailbox: Any) -> Case:
     data = {"alias": "challenger", "version": "1"}
     return Case(_admin(app), "/admin/models/iris/aliases", data, "/admin/models")
@@ -245,6 +258,7 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "model-archive": case_model_archive,
     "model-schema": case_model_schema,
     "dataset-upload": case_dataset_upload,
+    "record-feedback": case_record_feedback,
 }
 # Cases that need the demo models: trained once per test process, registered per test.
 WITH_MODELS = {
@@ -254,6 +268,7 @@ WITH_MODELS = {
     "model-alias",
     "model-archive",
     "model-schema",
+    "record-feedback",
 }
 
 
@@ -321,6 +336,7 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "serving.admin_archive",
         "serving.admin_schema",
         "analytics.upload",
+        "serving.record_feedback",
     }
     assert len(CASES) == len(posting)
 
