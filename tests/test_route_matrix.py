@@ -113,6 +113,10 @@ MATRIX: dict[str, Row] = {
     ),
     "serving.example_csv": Row("/models/iris/example.csv", {"GET": (404, 200, 200, 200, 200, 200)}),
     "serving.history": Row("/predictions", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
+    "analytics.overview": Row("/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
+    "analytics.model_monitoring": Row(
+        "/models/iris/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}
+    ),
     "serving.record": Row("/predictions/{record}", {"GET": (LOGIN, 404, 200, 200, 404, 404)}),
     # the empty form: refused (400) for whoever may see the record, else the record is 404
     "serving.record_feedback": Row(
@@ -165,7 +169,7 @@ MATRIX: dict[str, Row] = {
         "/api/v1/models/nothing/versions", {"POST": (401, 403, 404, 404, 403, 403)}
     ),
     "api_models.model_monitoring": Row(
-        "/api/v1/models/iris/monitoring", {"GET": (404, 200, 200, 200, 200, 200)}
+        "/api/v1/models/iris/monitoring", {"GET": (401, 200, 200, 200, 200, 200)}
     ),
     "api_models.get_version": Row(
         "/api/v1/models/iris/versions/1", {"GET": (404, 200, 200, 200, 200, 200)}

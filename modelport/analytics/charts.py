@@ -98,3 +98,126 @@ def _layout(title: str, *, x_title: str | None, y_title: str | None) -> dict[str
         "yaxis": {"title": {"text": y_title}} if y_title else {},
         "bargap": 0.05,
     }
+
+
+# ---- a model's monitoring (analytics.monitoring's answer) --------------------------------
+
+
+def _by_time(points: list[dict[str, Any]], value: Any) -> tuple[list[str], list[Any]]:
+    """Points summed per bucket start (the series has one point per version and bucket)."""
+    totals: dict[str, Any] = {}
+    for point in points:
+        totals[point["start"]] = totals.get(point["start"], 0) + value(point)
+    starts = sorted(totals)
+    return starts, [totals[start] for start in starts]
+
+
+def volume(report: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """Requests per bucket, answered and failed stacked."""
+    if not report["series"]:
+        return None
+    starts, answered = _by_time(report["series"], lambda p: p["requests"] - p["errors"])
+    _, failed = _by_time(report["series"], lambda p: p["errors"])
+    layout = _layout(title, x_title=None, y_title=names["requests"])
+    layout |= {"barmode": "stack", "legend": {"orientation": "h", "y": -0.25}}
+    return {
+        "data": [
+            {"type": "bar", "x": starts, "y": answered, "name": names["answered"]},
+            {"type": "bar", "x": starts, "y": failed, "name": names["errors"]},
+        ],
+        "layout": layout,
+    }
+
+
+def latency(report: dict[str, Any], title: str) -> dict[str, Any] | None:
+    """p50, p95 and p99 latency per bucket (where two versions answered in one bucket, the
+    later one's)."""
+    points = {p["start"]: p for p in report["series"] if p["latency_ms"]["p50"] is not None}
+    if not points:
+        return None
+    starts = sorted(points)
+    layout = _layout(title, x_title=None, y_title="ms")
+    layout["legend"] = {"orientation": "h", "y": -0.25}
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": starts,
+                "y": [points[s]["latency_ms"][key] for s in starts],
+                "name": key,
+            }
+            for key in ("p50", "p95", "p99")
+        ],
+        "layout": layout,
+    }
+
+
+def predicted(report: dict[str, Any], title: str) -> dict[str, Any] | None:
+    """What the model predicted over time: classes stacked, or a regression's quantiles."""
+    points = report["predicted"]
+    if not points:
+        return None
+    layout = _layout(title, x_title=None, y_title=None)
+    layout["legend"] = {"orientation": "h", "y": -0.25}
+    starts = [p["start"] for p in points]
+    if report["task"] == "regression":
+        traces = [
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": starts,
+                "y": [p[k] for p in points],
+                "name": k,
+            }
+            for k in ("p10", "p50", "p90", "mean")
+        ]
+        return {"data": traces, "layout": layout}
+    classes = sorted({label for p in points for label in p["counts"]})
+    layout["barmode"] = "stack"
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": starts,
+                "y": [p["counts"].get(label, 0) for p in points],
+                "name": label,
+            }
+            for label in classes
+        ],
+        "layout": layout,
+    }
+
+
+def quality(report: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """Realized accuracy (or MAE) from feedback, beside the estimate without labels."""
+    points = report["quality"]
+    if not points:
+        return None
+    starts = [p["start"] for p in points]
+    layout = _layout(title, x_title=None, y_title=None)
+    layout["legend"] = {"orientation": "h", "y": -0.25}
+    realized = "realized_mae" if report["task"] == "regression" else "realized_accuracy"
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "x": starts,
+            "y": [p[realized] for p in points],
+            "name": names[realized],
+            "connectgaps": False,
+        }
+    ]
+    if report["task"] != "regression":
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": starts,
+                "y": [p["estimated_accuracy"] for p in points],
+                "name": names["estimated_accuracy"],
+                "line": {"dash": "dot"},
+            }
+        )
+        layout["yaxis"] |= {"range": [0, 1.02]}
+    return {"data": traces, "layout": layout}

@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from modelport.analytics import monitoring
 from modelport.api.registry import PREDICT_SECURITY, blp
 from modelport.api.schemas import StrictSchema
-from modelport.auth.web.identity import current_caller, token_scope
+from modelport.auth.web.identity import current_caller, scope_required
 from modelport.models.tokens import Scope
 from modelport.models.types import MAX_INT_ID
 
@@ -22,14 +22,14 @@ class MonitoringQuerySchema(StrictSchema):
 
 
 @blp.get("/models/<name>/monitoring")
-@token_scope(Scope.PREDICT.value)
+@scope_required(Scope.PREDICT.value)
 @blp.arguments(MonitoringQuerySchema, location="query")
 @blp.response(200, description="The model's monitoring over the window (docs/monitoring.md)")
 @blp.errors(404, 422)
 @blp.doc(security=PREDICT_SECURITY)
 def model_monitoring(query: dict[str, Any], name: str) -> dict[str, Any]:
     """Volume, latency, errors, the predicted distribution and accuracy of a model you may
-    use, per time bucket (minute, hour or day, from the window's length; default: the last
+    use (signed in, or a token), per time bucket (minute, hour or day, from the window's length; default: the last
     24 hours); admins also see the top users and tokens."""
     span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
     return monitoring.monitor(current_caller(), name, span)

@@ -4,6 +4,8 @@ windows that cannot be shown."""
 
 from __future__ import annotations
 
+import html
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +17,11 @@ from modelport.analytics import monitoring
 from modelport.analytics.buckets import epoch_bucket
 from modelport.extensions import db
 from modelport.models import Feedback, PredictionRecord
+from tests.support.html import check_page, text
 from tests.support.http import assert_api_error, bearer
 from tests.support.models import register_demo
 from tests.support.tokens import issue_token
-from tests.support.users import make_user
+from tests.support.users import login, make_user
 
 pytestmark = [pytest.mark.db, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -248,8 +251,12 @@ def test_a_regression_shows_value_quantiles_and_mae(
                 )
             )
         db.session.commit()
+    token = issue_token(app, make_user(app), scopes=["predict"])
     body = (
-        app.test_client().get(f"/api/v1/models/diabetes/monitoring?since={SINCE}&until={UNTIL}")
+        app.test_client().get(
+            f"/api/v1/models/diabetes/monitoring?since={SINCE}&until={UNTIL}",
+            headers=bearer(token),
+        )
     ).get_json()
     assert body["predicted"][0] == {
         "start": "2026-12-01T10:01:00Z",
@@ -269,11 +276,12 @@ def test_a_private_model_is_not_found_for_anyone_who_may_not_use_it(
     app = app_factory()
     register_demo(app, demo_models, "iris", visibility="private")
     client = app.test_client()
-    missing = assert_api_error(client.get("/api/v1/models/iris/monitoring"), 404)
-    nothing = assert_api_error(client.get("/api/v1/models/nothing/monitoring"), 404)
-    assert missing["code"] == nothing["code"] == "model_not_found"
-    token = issue_token(app, make_user(app), scopes=["predict"])
-    assert client.get("/api/v1/models/iris/monitoring", headers=bearer(token)).status_code == 200
+    assert_api_error(client.get("/api/v1/models/iris/monitoring"), 401)
+    member = bearer(issue_token(app, make_user(app), scopes=["predict"]))
+    assert client.get("/api/v1/models/iris/monitoring", headers=member).status_code == 200
+    # A model nobody has is 404 for a member too.
+    nothing = assert_api_error(client.get("/api/v1/models/nothing/monitoring", headers=member), 404)
+    assert nothing["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize(
@@ -286,5 +294,59 @@ def test_a_private_model_is_not_found_for_anyone_who_may_not_use_it(
     ],
 )
 def test_a_bad_window_is_a_422(served: Flask, query: str) -> None:
-    response = served.test_client().get(f"/api/v1/models/iris/monitoring?{query}")
+    token = issue_token(served, make_user(served), scopes=["predict"])
+    response = served.test_client().get(
+        f"/api/v1/models/iris/monitoring?{query}", headers=bearer(token)
+    )
     assert_api_error(response, 422)
+
+
+# ---- the pages ---------------------------------------------------------------------------
+
+
+def test_the_model_page_draws_its_charts_from_json_blocks(served: Flask) -> None:
+    now = datetime.now(UTC)
+    write(
+        served,
+        {"created_at": now - timedelta(minutes=30), "outputs": [output("setosa", 0.9)]},
+        {"created_at": now - timedelta(minutes=20), "status": "error"},
+    )
+    make_user(served, "ann@example.com")
+    browser = served.test_client()
+    login(browser, "ann@example.com")
+    response = browser.get("/models/iris/monitoring?range=6h")
+    assert response.status_code == 200
+    page = text(response)
+    check_page(page, "en")
+    for key in ("chart-volume", "chart-latency", "chart-predicted", "chart-quality"):
+        assert f'data-chart="{key}-data"' in page
+        block = page.split(f'<script type="application/json" id="{key}-data">')[1]
+        figure = json.loads(html.unescape(block.split("</script>")[0]))
+        assert figure["data"] and figure["layout"]["title"]["text"]
+    assert "style-src-attr 'unsafe-inline'" in response.headers["Content-Security-Policy"]
+    assert "Top callers" not in page  # a member's view
+
+
+def test_the_overview_lists_the_models_the_visitor_may_use(
+    app_factory: Any, demo_models: dict[str, Any]
+) -> None:
+    app = app_factory()
+    register_demo(app, demo_models, "iris", "diabetes")
+    make_user(app, "ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    page = text(browser.get("/monitoring"))
+    assert "/models/iris/monitoring" in page and "/models/diabetes/monitoring" in page
+
+
+def test_the_page_refuses_a_range_it_does_not_offer_and_a_model_it_may_not_show(
+    app_factory: Any, demo_models: dict[str, Any]
+) -> None:
+    app = app_factory()
+    register_demo(app, demo_models, "iris")
+    make_user(app, "ann@example.com")
+    browser = app.test_client()
+    assert browser.get("/models/iris/monitoring").status_code == 302  # to the sign-in page
+    login(browser, "ann@example.com")
+    assert browser.get("/models/iris/monitoring?range=1y").status_code == 400
+    assert browser.get("/models/nothing/monitoring").status_code == 404

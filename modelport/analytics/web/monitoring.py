@@ -1,0 +1,84 @@
+"""The monitoring pages: ``/monitoring`` (every model the visitor may use, the last 24 hours)
+and ``/models/<name>/monitoring`` (one model over a chosen window, with charts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Response, abort, make_response, render_template, request
+from flask_babel import gettext as _
+from flask_login import login_required
+
+from modelport.analytics import charts, monitoring
+from modelport.analytics.web.pages import CHART_PAGE_POLICY, bp
+from modelport.analytics.web.plotly_assets import GLOBAL_STYLE_ID, injected_styles
+from modelport.auth.web.identity import current_caller, token_scope
+from modelport.models.predictions import Source
+from modelport.models.tokens import Scope
+from modelport.serving import access
+
+# The windows the page offers, by the name in its query string.
+RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+RANGES |= {"30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+def _names() -> dict[str, str]:
+    return {
+        "requests": _("Requests"),
+        "answered": _("Answered"),
+        "errors": _("Failed"),
+        "realized_accuracy": _("Realized accuracy"),
+        "realized_mae": _("Realized MAE"),
+        "estimated_accuracy": _("Estimated accuracy (no labels)"),
+    }
+
+
+@bp.get("/monitoring")
+@token_scope(Scope.PREDICT.value)
+@login_required
+def overview() -> str:
+    """Every model the visitor may use, with its last 24 hours."""
+    caller = current_caller()
+    span = monitoring.window(None, None)
+    rows = [
+        (model, monitoring.monitor(caller, model.name, span, channel=Source.PAGE)["totals"])
+        for model in access.visible_models(caller, Source.PAGE)
+    ]
+    return render_template("analytics/monitoring_overview.html", rows=rows, span=span)
+
+
+@bp.get("/models/<name>/monitoring")
+@token_scope(Scope.PREDICT.value)
+@login_required
+def model_monitoring(name: str) -> Response:
+    """One model's volume, latency, predictions and accuracy over a window, with charts."""
+    chosen = request.args.get("range", "24h")
+    if chosen not in RANGES:
+        abort(400, description=_("Choose one of the offered time ranges."))
+    now = datetime.now(UTC)
+    span = monitoring.window(now - RANGES[chosen], now)
+    report = monitoring.monitor(current_caller(), name, span, channel=Source.PAGE)
+    names = _names()
+    built = {
+        "chart-volume": charts.volume(report, _("Requests"), names),
+        "chart-latency": charts.latency(report, _("Latency of answered requests")),
+        "chart-predicted": charts.predicted(report, _("What the model predicted")),
+        "chart-quality": charts.quality(report, _("Accuracy"), names),
+    }
+    figures: dict[str, Any] = {key: figure for key, figure in built.items() if figure is not None}
+    page = make_response(
+        render_template(
+            "analytics/monitoring.html",
+            report=report,
+            figures=figures,
+            names=names,
+            ranges=list(RANGES),
+            chosen=chosen,
+            plotly_style_id=GLOBAL_STYLE_ID,
+            plotly_skipped_ids=injected_styles()[0],
+        )
+    )
+    if figures:
+        page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
+    return page
