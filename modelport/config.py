@@ -205,6 +205,21 @@ class Settings:
         "true",
         "Write one line per request (JSON or text, as `MODELPORT_LOG_FORMAT`): time, request id, user id, method, route, status, latency, bytes.",
     )
+    drift_p_value: float = _setting(
+        "0.05",
+        "Drift, reference of at most 1,000 rows: a feature drifts when its test's p-value is below this (KS, chi-square, z-test; docs/monitoring.md).",
+    )
+    drift_distance: float = _setting(
+        "0.1",
+        "Drift, larger references: a feature drifts when its distance reaches this (Wasserstein over the reference's standard deviation, Jensen–Shannon).",
+    )
+    drift_psi: float = _setting(
+        "0.1",
+        "Drift with method=psi: a feature drifts when its population stability index reaches this.",
+    )
+    drift_share: float = _setting(
+        "0.5", "A model drifts when at least this share of its features drift."
+    )
     log_level: str = _setting("INFO", "Logging level.")
     log_format: str = _setting("json", "json (one object per line) or text.")
     languages: str = _setting("en,ko", "Languages offered in the switch.")
@@ -254,6 +269,9 @@ MINIMUMS: dict[str, int] = {
     "TOKEN_CACHE_SECONDS": 0,
 }
 
+# Float settings that are shares or probabilities (the others are seconds).
+FRACTIONS = ("DRIFT_P_VALUE", "DRIFT_DISTANCE", "DRIFT_SHARE")
+
 # Rate-limit settings, in Flask-Limiter's notation ("10 per 15 minutes").
 RATE_LIMITS = (
     "LOGIN_LIMIT_ACCOUNT",
@@ -286,6 +304,12 @@ def _cast(setting: Setting, raw: str) -> Any:
             value = float(raw)
         except ValueError:
             value = float("nan")
+        if setting.name in FRACTIONS:
+            if not 0 < value <= 1:
+                raise ConfigError(
+                    f"MODELPORT_{setting.name} must be a number above 0 and at most 1, not {raw!r}."
+                ) from None
+            return value
         if not 0 < value < 3600:
             raise ConfigError(
                 f"MODELPORT_{setting.name} must be a number of seconds above 0, not {raw!r}."

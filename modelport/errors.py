@@ -357,6 +357,7 @@ def domain_http_error(error: Exception) -> HTTPException:
     The inference protocol answers bad input with 400, the JSON API with 422.
     """
     from modelport.analytics.datasets import DatasetError
+    from modelport.analytics.drift import DriftError
     from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
@@ -411,6 +412,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return unavailable
     if isinstance(error, WindowError):
         return ApiError(422, "invalid_window", str(error))
+    if isinstance(error, DriftError):
+        return ApiError(422, error.code, error.message)
     if isinstance(error, FeedbackError):
         return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
     if isinstance(error, CallerGone):
@@ -426,6 +429,7 @@ def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
 
 def register_error_handlers(app: Flask) -> None:
     from modelport.analytics.datasets import DatasetError
+    from modelport.analytics.drift import DriftError
     from modelport.analytics.monitoring import WindowError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
@@ -452,6 +456,7 @@ def register_error_handlers(app: Flask) -> None:
         ThrottleUnavailable,
         FeedbackError,
         WindowError,
+        DriftError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -113,6 +113,7 @@ MATRIX: dict[str, Row] = {
     ),
     "serving.example_csv": Row("/models/iris/example.csv", {"GET": (404, 200, 200, 200, 200, 200)}),
     "serving.history": Row("/predictions", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
+    "analytics.model_drift": Row("/models/iris/drift", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
     "analytics.overview": Row("/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
     "analytics.model_monitoring": Row(
         "/models/iris/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}
@@ -167,6 +168,10 @@ MATRIX: dict[str, Row] = {
     ),
     "api_models.upload_version": Row(
         "/api/v1/models/nothing/versions", {"POST": (401, 403, 404, 404, 403, 403)}
+    ),
+    # no records of iris in the matrix's database: a caller who may use it gets no_data
+    "api_models.model_drift": Row(
+        "/api/v1/models/iris/drift", {"GET": (401, 422, 422, 422, 422, 422)}
     ),
     "api_models.model_monitoring": Row(
         "/api/v1/models/iris/monitoring", {"GET": (401, 200, 200, 200, 200, 200)}

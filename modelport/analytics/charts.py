@@ -221,3 +221,40 @@ def quality(report: dict[str, Any], title: str, names: dict[str, str]) -> dict[s
         )
         layout["yaxis"] |= {"range": [0, 1.02]}
     return {"data": traces, "layout": layout}
+
+
+def drift(report: dict[str, Any], title: str) -> dict[str, Any] | None:
+    """Each feature's test against its threshold: p-values (drift below the line) or
+    distances (drift at or above it); drifted features in red."""
+    features = report["features"]
+    if not features:
+        return None
+    by_p = "p_value" in features[0]
+    names = [f["name"] for f in features]
+    values = [f["p_value"] if by_p else f["statistic"] for f in features]
+    threshold = features[0]["threshold"]
+    layout = _layout(title, x_title=None, y_title="p-value" if by_p else "distance")
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "xref": "paper",
+            "x0": 0,
+            "x1": 1,
+            "y0": threshold,
+            "y1": threshold,
+            "line": {"dash": "dash", "color": "#444"},
+        }
+    ]
+    layout["xaxis"] |= {"type": "category"}
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": names,
+                "y": values,
+                "marker": {"color": ["#c0392b" if f["drift"] else "#3b6ea5" for f in features]},
+                "hovertemplate": "%{x}: %{y:.4g}<extra></extra>",
+            }
+        ],
+        "layout": layout,
+    }

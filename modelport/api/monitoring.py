@@ -1,5 +1,6 @@
-"""``/api/v1/models/<name>/monitoring``: a model's volume, latency, errors, predictions and
-accuracy over a time window (``analytics.monitoring``)."""
+"""``/api/v1/models/<name>/monitoring`` (a model's volume, latency, errors, predictions and
+accuracy over a time window, ``analytics.monitoring``) and ``/api/v1/models/<name>/drift``
+(its recent inputs against its training sample, ``analytics.drift``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from modelport.analytics import monitoring
+from modelport.analytics import drift, monitoring
 from modelport.api.registry import PREDICT_SECURITY, blp
 from modelport.api.schemas import StrictSchema
 from modelport.auth.web.identity import current_caller, scope_required
@@ -33,3 +34,22 @@ def model_monitoring(query: dict[str, Any], name: str) -> dict[str, Any]:
     24 hours); admins also see the top users and tokens."""
     span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
     return monitoring.monitor(current_caller(), name, span)
+
+
+class DriftQuerySchema(MonitoringQuerySchema):
+    method = fields.String(load_default="auto", validate=validate.OneOf(drift.METHODS))
+
+
+@blp.get("/models/<name>/drift")
+@scope_required(Scope.PREDICT.value)
+@blp.arguments(DriftQuerySchema, location="query")
+@blp.response(200, description="Per feature, the window's inputs against the training sample")
+@blp.errors(404, 422)
+@blp.doc(security=PREDICT_SECURITY)
+def model_drift(query: dict[str, Any], name: str) -> dict[str, Any]:
+    """Data drift of a model you may use: each feature's stored inputs over the window
+    (default: the last 24 hours) against the version's training sample (``version``, else
+    the one it serves), with Evidently's default tests or PSI (``method=psi``)."""
+    span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
+    latest = "until" not in query and "version" not in query and query["method"] == "auto"
+    return drift.drift(current_caller(), name, span, method=query["method"], latest=latest)

@@ -1,5 +1,6 @@
-"""The monitoring pages: ``/monitoring`` (every model the visitor may use, the last 24 hours)
-and ``/models/<name>/monitoring`` (one model over a chosen window, with charts)."""
+"""The monitoring pages: ``/monitoring`` (every model the visitor may use, the last 24 hours),
+``/models/<name>/monitoring`` (one model over a chosen window, with charts) and
+``/models/<name>/drift`` (its recent inputs against its training sample)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask import Response, abort, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_login import login_required
 
-from modelport.analytics import charts, monitoring
+from modelport.analytics import charts, drift, monitoring
 from modelport.analytics.web.pages import CHART_PAGE_POLICY, bp
 from modelport.analytics.web.plotly_assets import GLOBAL_STYLE_ID, injected_styles
 from modelport.auth.web.identity import current_caller, token_scope
@@ -73,6 +74,44 @@ def model_monitoring(name: str) -> Response:
             report=report,
             figures=figures,
             names=names,
+            ranges=list(RANGES),
+            chosen=chosen,
+            plotly_style_id=GLOBAL_STYLE_ID,
+            plotly_skipped_ids=injected_styles()[0],
+        )
+    )
+    if figures:
+        page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
+    return page
+
+
+@bp.get("/models/<name>/drift")
+@token_scope(Scope.PREDICT.value)
+@login_required
+def model_drift(name: str) -> Response:
+    """Each feature of the served version: the window's inputs against its training sample."""
+    chosen = request.args.get("range", "24h")
+    if chosen not in RANGES:
+        abort(400, description=_("Choose one of the offered time ranges."))
+    now = datetime.now(UTC)
+    span = monitoring.window(now - RANGES[chosen], now)
+    report: dict[str, Any] | None = None
+    problem = None
+    try:
+        report = drift.drift(
+            current_caller(), name, span, channel=Source.PAGE, latest=chosen == "24h"
+        )
+    except drift.DriftError as exc:
+        problem = exc.message
+    figure = charts.drift(report, _("Each feature against its threshold")) if report else None
+    figures = {"chart-drift": figure} if figure else {}
+    page = make_response(
+        render_template(
+            "analytics/drift.html",
+            name=name,
+            report=report,
+            problem=problem,
+            figures=figures,
             ranges=list(RANGES),
             chosen=chosen,
             plotly_style_id=GLOBAL_STYLE_ID,
