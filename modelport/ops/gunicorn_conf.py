@@ -10,6 +10,19 @@ import os
 import tempfile
 
 _ON = {"1", "true", "yes", "on"}
+_OFF = {"0", "false", "no", "off"}
+
+
+def _switch(name: str, default: bool) -> bool:
+    """An on/off setting; a value that is neither stops the server here."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _ON | _OFF:
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value in _ON
+
+
 # prometheus-client picks its multiprocess mode when it is first imported, so the directory
 # is chosen here, before anything imports it: the user's PROMETHEUS_MULTIPROC_DIR, else a
 # new one under /tmp (writable in the container too). Emptied when the server starts.
@@ -24,6 +37,13 @@ bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
 # gunicorn's sync worker, answering waiting predictions as a group (docs/configuration.md).
 worker_class = "modelport.ops.worker.GroupWorker"
+# The application and every module it imports are loaded once, in the master, before the
+# workers fork: the workers share those pages instead of each holding a copy of its own
+# (docs/benchmarks.md, "Memory"). What must not cross a fork is made after it: post_fork
+# below drops the master's database connections, and each worker loads its models (and
+# their onnxruntime sessions) on first use. MODELPORT_PRELOAD=false: each worker imports
+# the application itself, as gunicorn does by default.
+preload_app = _switch("MODELPORT_PRELOAD", default=True)
 group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
@@ -50,7 +70,7 @@ control_socket_disable = True
 
 
 def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
-    """A pool created in the master (``--preload``) must not share connections with workers."""
+    """A pool created in the master (``preload_app``) must not share connections with workers."""
     if not server.cfg.preload_app:
         return  # each worker builds its own app, and its own engine, after the fork
     from modelport.extensions import dispose_engines

@@ -1,4 +1,10 @@
-"""Model flavors: recognise, load safely and run scikit-learn, ONNX and MLflow models."""
+"""Model flavors: recognise, load safely and run scikit-learn, ONNX and MLflow models.
+
+The libraries are imported here, with the module, not when a model first loads: under
+gunicorn the master imports the application before it forks (``preload_app``), so the
+workers share one copy of them. Sessions and estimators are made in each worker, on first
+use (``serving.predictor``). MLflow, an optional extra, is still imported on first use.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pandas as pd
+import skl2onnx
+import skops.io as sio
+from onnx import TensorProto, helper
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import is_classifier
 
 from modelport.serving.artifacts import ArtifactError
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
@@ -189,8 +202,6 @@ def load_estimator(path: Path, *, trusted_pickle: bool = False) -> Any:
 
 
 def _load_skops(path: Path) -> Any:
-    import skops.io as sio
-
     if not zipfile.is_zipfile(path):
         raise ArtifactError("this is not a valid skops file: the zip archive is damaged")
     try:
@@ -216,8 +227,6 @@ def _short(exc: BaseException) -> str:
 
 def describe(estimator: Any) -> dict:
     """Task guess, classes (JSON-safe) and class name of a scikit-learn model."""
-    from sklearn.base import is_classifier
-
     task = "classification" if is_classifier(estimator) else "regression"
     classes = getattr(estimator, "classes_", None) if task == "classification" else None
     info: dict[str, Any] = {
@@ -354,11 +363,6 @@ def _same(a: Prediction, b: Prediction) -> bool:
 @functools.cache
 def _ort_max_opset() -> int:
     """The newest default-domain opset the installed onnxruntime loads (probed once)."""
-    import onnx
-    import onnxruntime as ort
-    import skl2onnx
-    from onnx import TensorProto, helper
-
     top = min(onnx.defs.onnx_opset_version(), skl2onnx.__max_supported_opset__)
     for opset in range(top, 12, -1):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
@@ -376,8 +380,6 @@ def _ort_max_opset() -> int:
 
 
 def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     # Gunicorn runs one worker per core: onnxruntime's own thread pools would oversubscribe them.
     options.intra_op_num_threads = 1
@@ -389,8 +391,6 @@ def _session(model: Path | bytes) -> Any:
 
 
 def _check_onnx(model: Path | bytes) -> None:
-    import onnx
-
     try:
         if isinstance(model, Path):
             # The path form lets the checker handle models over 2 GB and external data.
@@ -735,12 +735,9 @@ def compile_sklearn(
 
 
 def _convert(estimator: Any, schema: InputSchema, task: str) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-
     options = {"zipmap": False} if task == "classification" else None
     initial = [("input", FloatTensorType([None, len(schema.features)]))]
-    onnx_model = to_onnx(
+    onnx_model = skl2onnx.to_onnx(
         estimator, initial_types=initial, options=options, target_opset=_ort_max_opset()
     )
     return onnx_model.SerializeToString()
