@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
+.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-db bench-serving bench-csv
+bench: bench-db bench-serving bench-csv bench-memory
 
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
@@ -68,6 +68,11 @@ wheel: $(BIN)/python
 
 bench-csv: install
 	$(BIN)/python bench/csv_width.py $(CSV_BENCH_ARGS)
+
+# Memory (PSS) of gunicorn's master and 2 workers with the demo models loaded, preload off
+# and on (docs/benchmarks.md, "Memory"). About a minute.
+bench-memory: install
+	$(BIN)/python bench/memory.py $(MEMORY_BENCH_ARGS)
 
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python
