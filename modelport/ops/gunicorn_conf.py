@@ -41,8 +41,8 @@ worker_class = "modelport.ops.worker.GroupWorker"
 # workers fork: the workers share those pages instead of each holding a copy of its own
 # (docs/benchmarks.md, "Memory"). What must not cross a fork is made after it: post_fork
 # below drops the master's database connections, and each worker loads its models (and
-# their onnxruntime sessions) on first use. MODELPORT_PRELOAD=false: each worker imports
-# the application itself, as gunicorn does by default.
+# imports onnxruntime for them: serving/flavors.py) on first use. MODELPORT_PRELOAD=false:
+# each worker imports the application itself, as gunicorn does by default.
 preload_app = _switch("MODELPORT_PRELOAD", default=True)
 group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.

@@ -3,7 +3,10 @@
 The libraries are imported here, with the module, not when a model first loads: under
 gunicorn the master imports the application before it forks (``preload_app``), so the
 workers share one copy of them. Sessions and estimators are made in each worker, on first
-use (``serving.predictor``). MLflow, an optional extra, is still imported on first use.
+use (``serving.predictor``). Two are imported on first use instead: MLflow, an optional
+extra, and onnxruntime, which must not be imported before a fork: it starts a thread at
+import, and a forked worker, which has its state but not the thread, then hangs at exit
+(onnxruntime 1.32, in a static destructor), until gunicorn kills it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 import skl2onnx
 import skops.io as sio
@@ -363,6 +365,8 @@ def _same(a: Prediction, b: Prediction) -> bool:
 @functools.cache
 def _ort_max_opset() -> int:
     """The newest default-domain opset the installed onnxruntime loads (probed once)."""
+    import onnxruntime as ort  # in the worker only: see the module's docstring
+
     top = min(onnx.defs.onnx_opset_version(), skl2onnx.__max_supported_opset__)
     for opset in range(top, 12, -1):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])
@@ -380,6 +384,8 @@ def _ort_max_opset() -> int:
 
 
 def _session(model: Path | bytes) -> Any:
+    import onnxruntime as ort  # in the worker only: see the module's docstring
+
     options = ort.SessionOptions()
     # Gunicorn runs one worker per core: onnxruntime's own thread pools would oversubscribe them.
     options.intra_op_num_threads = 1

@@ -2,15 +2,18 @@
 once, before it forks, and every model loads in a worker, after the fork.
 
 The master is checked by running gunicorn's own loading code in a process of its own (what
-``Arbiter.setup`` does with ``preload_app``) and looking into it: no onnxruntime session, no
-loaded model. Real gunicorns, preloading as configured by default, then answer predictions
-from both workers on SQLite and PostgreSQL.
+``Arbiter.setup`` does with ``preload_app``) and looking into it: the libraries imported, but
+not onnxruntime (a worker forked after importing it hangs at exit: serving/flavors.py), no
+session, no loaded model. Real gunicorns, preloading as configured by default, then answer
+predictions from both workers on SQLite and PostgreSQL, and stop on SIGTERM without a
+worker having to be killed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +27,12 @@ from modelport import create_app
 from modelport.extensions import db
 from tests.support.databases import empty_database_url
 from tests.support.models import IRIS_ROW, register_demo
-from tests.support.servers import gunicorn_master, server_settings, wait_for_workers
+from tests.support.servers import (
+    GRACEFUL_SECONDS,
+    gunicorn_master,
+    server_settings,
+    wait_for_workers,
+)
 from tests.support.tokens import make_token
 from tests.support.users import make_user
 
@@ -39,7 +47,6 @@ LIBRARIES = (
     "sklearn",
     "skops",
     "onnx",
-    "onnxruntime",
     "skl2onnx",
     "prometheus_client",
 )
@@ -56,12 +63,13 @@ server = WSGIApplication()
 app = server.wsgi()
 
 def state():
-    import onnxruntime
-    sessions = [o for o in gc.get_objects() if isinstance(o, onnxruntime.InferenceSession)]
+    ort = sys.modules.get("onnxruntime")
+    sessions = [o for o in gc.get_objects() if ort and isinstance(o, ort.InferenceSession)]
     cache = app.extensions.get("modelport_predictor")
     return {
         "preload": server.cfg.preload_app,
         "libraries": sorted(m for m in libraries if m in sys.modules),
+        "onnxruntime": ort is not None,
         "sessions": len(sessions),
         "models": len(cache.runtimes) if cache else 0,
     }
@@ -132,10 +140,12 @@ def test_the_master_imports_the_libraries_and_loads_no_model(
     assert found["master"] == {
         "preload": True,
         "libraries": sorted(LIBRARIES),
+        "onnxruntime": False,
         "sessions": 0,
         "models": 0,
     }
     # The look above would have seen a model loaded in the master.
+    assert found["loaded"]["onnxruntime"] is True
     assert found["loaded"]["sessions"] >= len(MODELS)
     assert found["loaded"]["models"] == len(MODELS)
 
@@ -160,8 +170,8 @@ def test_preloaded_workers_load_their_own_models_and_answer(
 
     with gunicorn_master(tmp_path, url, "-w", "2") as master:
         workers = wait_for_workers(master, 2)
-        # The master has imported onnxruntime (its library is mapped), before any model ran.
-        assert "onnxruntime" in Path(f"/proc/{master.pid}/maps").read_text()
+        # The master has imported the libraries (their files are mapped).
+        assert "scikit_learn.libs" in Path(f"/proc/{master.pid}/maps").read_text()
         answered: dict[str, set[int]] = {model: set() for model in MODELS}
         results = []
         with ThreadPoolExecutor(4) as pool:
@@ -175,7 +185,16 @@ def test_preloaded_workers_load_their_own_models_and_answer(
                 if all(pids == workers for pids in answered.values()):
                     break
         assert master.workers() == workers, "a worker died and was replaced"
+        # Each worker loaded its models itself, after the fork; the master never did.
+        for pid in workers:
+            assert "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
+        assert "onnxruntime" not in Path(f"/proc/{master.pid}/maps").read_text()
+        # Every worker exits on SIGTERM, none has to be killed (graceful_timeout is 30 s).
+        master.process.send_signal(signal.SIGTERM)
+        master.process.wait(timeout=GRACEFUL_SECONDS)
 
+    assert master.process.returncode == 0
+    assert "SIGKILL" not in master.server.text()
     assert answered == {model: workers for model in MODELS}
     assert {(model, status, name) for model, (status, name) in results} == {
         (model, 200, model) for model in MODELS
