@@ -114,14 +114,14 @@ class Run:
 
 def prepare(env: dict[str, str], folder: Path) -> tuple[str, dict[str, dict[str, float]]]:
     """Migrate the fresh database and load the demo models with the product's own commands
-    (``modelport db upgrade``, ``modelport demo``); then, in another process (this one must
-    not import Modelport), create a member with a predict token. Returns the token and one
-    input row for each demo model."""
-    command = Path(sys.executable).with_name("modelport")
+    (``flask --app modelport db upgrade``, ``... demo``, as ``modelport`` runs them); then, in
+    another process (this one must not import Modelport), create a member with a predict
+    token. Returns the token and one input row for each demo model."""
+    flask = [sys.executable, "-m", "flask", "--app", "modelport"]
     environment = {**os.environ, **env}
     steps = [
-        [str(command), "db", "upgrade"],
-        [str(command), "demo"],
+        [*flask, "db", "upgrade"],
+        [*flask, "demo"],
         [sys.executable, str(Path(__file__).resolve()), "--prepare", str(folder)],
     ]
     for step in steps:
