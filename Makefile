@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
+.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-db bench-serving bench-csv bench-analytics
+bench: bench-db bench-serving bench-csv bench-analytics bench-memory
 
 bench-db: install
 	$(BIN)/python bench/db_stages.py $(BENCH_ARGS)
@@ -81,6 +81,11 @@ bench-ydata-venv:
 	$(PYTHON) -m venv $(YDATA_VENV)
 	$(YDATA_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(YDATA_VENV)/bin/python -m pip install --quiet "ydata-profiling>=4.9" "pandas<3" "numpy<2.4" "scipy<1.17" pyarrow "setuptools<81"
+
+# Memory (PSS) of gunicorn's master and 2 workers with the demo models loaded, preload off
+# and on (docs/benchmarks.md, "Memory"). About a minute.
+bench-memory: install
+	$(BIN)/python bench/memory.py $(MEMORY_BENCH_ARGS)
 
 # Regenerate the pinned requirements.txt from pyproject.toml (needs the package index).
 requirements: $(BIN)/python

@@ -22,8 +22,6 @@ registry service into a SQLite file in a temporary folder, with recording on.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import secrets
 import signal
 import statistics
@@ -42,10 +40,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
+from machine import describe, load_average  # noqa: E402
 from serving import (  # noqa: E402
-    _version,
     clean_environ,
-    load_average,
     modelport_env,
     prepare_database,
     train_models,
@@ -203,25 +200,7 @@ def verdicts(shapes: list[Shape]) -> list[str]:
 
 def machine(load: str) -> list[str]:
     """Lines describing the machine and software the numbers came from."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    libraries = ", ".join(
-        f"{name} {_version(name)}"
-        for name in ("flask", "pandas", "pyarrow", "numpy", "scikit-learn", "onnxruntime")
-    )
-    return [
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; 1-minute load average "
-        f"{load} before the run",
-        f"- CPU: {cpu}; nproc {os.cpu_count()}",
-        f"- OS: {platform.system()} {platform.release()}; Python {platform.python_version()}",
-        f"- {libraries}",
-    ]
+    return describe(load, ("flask", "pandas", "pyarrow", "numpy", "scikit-learn", "onnxruntime"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -50,6 +50,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from load import LoadResult, choose_generator, wrk_version  # noqa: E402
+from machine import load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving import (  # noqa: E402
     BODY,
@@ -59,7 +60,6 @@ from serving import (  # noqa: E402
     check_endpoint,
     clean_environ,
     create_postgres_database,
-    load_average,
     machine,
     measure,
     modelport_env,

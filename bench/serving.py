@@ -46,10 +46,8 @@ with a message when it cannot be reached or the role may not create databases).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import secrets
 import signal
 import sqlite3
@@ -64,7 +62,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +71,15 @@ RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
 import app_cpu  # noqa: E402
+from deployment import (  # noqa: E402
+    GUNICORN_CONFIG,
+    USER_LIMIT,
+    WORKERS,
+    create_bench_token,
+    modelport_env,
+)
 from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
+from machine import describe, load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving_apps import (  # noqa: E402
     ARTIFACTS_VARIABLE,
@@ -83,8 +89,6 @@ from serving_apps import (  # noqa: E402
 )
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-GUNICORN_CONFIG = "python:modelport.ops.gunicorn_conf"
-WORKERS = 2
 IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 BODY = {"inputs": IRIS_ROW}
 # name in the registry → what it is
@@ -92,9 +96,6 @@ MODELS = {
     "iris": "iris, logistic regression",
     "iris-forest": "iris, random forest of 100 trees",
 }
-BENCH_EMAIL = "bench@example.com"
-# Far above what two workers can serve: the per-user budget must not cut the run short.
-USER_LIMIT = "100000000 per minute"
 # The current goals (issue 3's, raised since): PASS/FAIL lines, informational.
 ACCEPTANCE = {
     "off": 0.80,  # recording off, vs hello-world
@@ -163,22 +164,6 @@ def train_models(folder: Path) -> tuple[dict[str, Path], Any]:
     return paths, features
 
 
-def modelport_env(url: str, workdir: Path, *, record: bool, secret: str) -> dict[str, str]:
-    """The MODELPORT_* settings of one Modelport server (and of its set-up)."""
-    return {
-        "MODELPORT_ENV": "production",
-        "MODELPORT_SECRET_KEY": secret,
-        "MODELPORT_BASE_URL": "https://modelport.invalid",
-        "MODELPORT_DATABASE_URL": url,
-        "MODELPORT_INSTANCE_PATH": str(workdir / "instance"),
-        "MODELPORT_ARTIFACTS_DIR": str(workdir / "artifacts"),
-        "MODELPORT_RECORD_PREDICTIONS": "true" if record else "false",
-        "MODELPORT_PREDICT_LIMIT_USER": USER_LIMIT,
-        "MODELPORT_ACCESS_LOG": "false",
-        "MODELPORT_WORKERS": str(WORKERS),
-    }
-
-
 def clean_environ() -> None:
     """Forget MODELPORT_* settings of the calling shell: every server gets only ours."""
     from modelport.config import SETTINGS
@@ -194,10 +179,7 @@ def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: 
     from flask_migrate import upgrade
 
     from modelport import create_app
-    from modelport.auth import accounts
-    from modelport.auth.tokens import create_token
     from modelport.extensions import db
-    from modelport.models import Role
     from modelport.serving import registry
 
     overrides = {key.removeprefix("MODELPORT_"): value for key, value in env.items()}
@@ -212,8 +194,7 @@ def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: 
             registry.register_version(
                 model, path, filename=path.name, sample=features, aliases=("champion",)
             )
-        user = accounts.create_user(BENCH_EMAIL, "Bench", secrets.token_urlsafe(24), role=Role.USER)
-        _token, plaintext = create_token(user, "bench", scopes=["predict"])
+        plaintext = create_bench_token()
         db.session.remove()
         db.engine.dispose()
     return plaintext
@@ -658,55 +639,24 @@ def app_line(sides: list[app_cpu.Side]) -> str:
     )
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def load_average() -> str:
-    """The 1-minute load average: other work on the machine skews every figure."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "unknown"
-
-
 def machine(postgres: str | None, load: str) -> list[str]:
     """Lines describing the machine and software the numbers came from."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    libraries = ", ".join(
-        f"{name} {_version(name)}"
-        for name in (
-            "flask",
-            "gunicorn",
-            "scikit-learn",
-            "onnxruntime",
-            "skl2onnx",
-            "sqlalchemy",
-            "psycopg",
-            "flask-limiter",
-            "flask-smorest",
-        )
+    libraries = (
+        "flask",
+        "gunicorn",
+        "scikit-learn",
+        "onnxruntime",
+        "skl2onnx",
+        "sqlalchemy",
+        "psycopg",
+        "flask-limiter",
+        "flask-smorest",
     )
-    lines = [
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; 1-minute load average "
-        f"{load} before the run",
-        f"- CPU: {cpu}; nproc {os.cpu_count()} (shared by the servers, the databases and wrk)",
-        f"- OS: {platform.system()} {platform.release()}; Python {platform.python_version()}",
-        f"- {libraries}",
+    return [
+        *describe(load, libraries, cpu_note="(shared by the servers, the databases and wrk)"),
         f"- SQLite {sqlite3.sqlite_version}"
         + (f"; PostgreSQL {postgres} on the same machine over TCP 127.0.0.1" if postgres else ""),
     ]
-    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

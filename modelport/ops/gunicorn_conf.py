@@ -7,15 +7,32 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 
 _ON = {"1", "true", "yes", "on"}
+_OFF = {"0", "false", "no", "off"}
+
+
+def _switch(name: str, default: bool) -> bool:
+    """An on/off setting; a value that is neither stops the server here."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _ON | _OFF:
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value in _ON
+
+
 # prometheus-client picks its multiprocess mode when it is first imported, so the directory
 # is chosen here, before anything imports it: the user's PROMETHEUS_MULTIPROC_DIR, else a
 # new one under /tmp (writable in the container too). Emptied when the server starts.
-if os.environ.get("MODELPORT_METRICS", "true").strip().lower() in _ON:
+# A directory made here is removed when the server exits (on_exit).
+_OWN_METRICS_DIR: str | None = None
+if _switch("MODELPORT_METRICS", default=True):
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
+        _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="modelport-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 from modelport.ops.worker import group_size, head_timeout  # noqa: E402
@@ -24,6 +41,13 @@ bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
 # gunicorn's sync worker, answering waiting predictions as a group (docs/configuration.md).
 worker_class = "modelport.ops.worker.GroupWorker"
+# The application and every module it imports are loaded once, in the master, before the
+# workers fork: the workers share those pages instead of each holding a copy of its own
+# (docs/benchmarks.md, "Memory"). What must not cross a fork is made after it: post_fork
+# below drops the master's database connections, and each worker loads its models (and
+# imports onnxruntime for them: serving/flavors.py) on first use. MODELPORT_PRELOAD=false:
+# each worker imports the application itself, as gunicorn does by default.
+preload_app = _switch("MODELPORT_PRELOAD", default=True)
 group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
@@ -50,7 +74,7 @@ control_socket_disable = True
 
 
 def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
-    """A pool created in the master (``--preload``) must not share connections with workers."""
+    """A pool created in the master (``preload_app``) must not share connections with workers."""
     if not server.cfg.preload_app:
         return  # each worker builds its own app, and its own engine, after the fork
     from modelport.extensions import dispose_engines
@@ -77,3 +101,9 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201, ARG001
+    """The metrics directory this configuration made goes with the server."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

@@ -150,8 +150,8 @@ class GroupWorker(SyncWorker):
         super().init_process()
 
     def run_for_one(self, timeout: float) -> None:
-        # Imported here, in the worker: gunicorn's master loads this class too, and has no
-        # use for the application's modules.
+        # Imported here, in the worker: gunicorn's config imports this module before the
+        # master loads the application (MODELPORT_PRELOAD), or when it does not load it at all.
         from modelport.api import fastpath
         from modelport.serving.records import RecordGroup
 

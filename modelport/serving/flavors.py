@@ -1,4 +1,13 @@
-"""Model flavors: recognise, load safely and run scikit-learn, ONNX and MLflow models."""
+"""Model flavors: recognise, load safely and run scikit-learn, ONNX and MLflow models.
+
+The libraries are imported here, with the module, not when a model first loads: under
+gunicorn the master imports the application before it forks (``preload_app``), so the
+workers share one copy of them. Sessions and estimators are made in each worker, on first
+use (``serving.predictor``). Two are imported on first use instead: MLflow, an optional
+extra, and onnxruntime, which must not be imported before a fork: it starts a thread at
+import, and a forked worker, which has its state but not the thread, then hangs at exit
+(onnxruntime 1.32, in a static destructor), until gunicorn kills it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import onnx
 import pandas as pd
+import skl2onnx
+import skops.io as sio
+from onnx import TensorProto, helper
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import is_classifier
 
 from modelport.serving.artifacts import ArtifactError
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
@@ -189,8 +204,6 @@ def load_estimator(path: Path, *, trusted_pickle: bool = False) -> Any:
 
 
 def _load_skops(path: Path) -> Any:
-    import skops.io as sio
-
     if not zipfile.is_zipfile(path):
         raise ArtifactError("this is not a valid skops file: the zip archive is damaged")
     try:
@@ -216,8 +229,6 @@ def _short(exc: BaseException) -> str:
 
 def describe(estimator: Any) -> dict:
     """Task guess, classes (JSON-safe) and class name of a scikit-learn model."""
-    from sklearn.base import is_classifier
-
     task = "classification" if is_classifier(estimator) else "regression"
     classes = getattr(estimator, "classes_", None) if task == "classification" else None
     info: dict[str, Any] = {
@@ -354,10 +365,7 @@ def _same(a: Prediction, b: Prediction) -> bool:
 @functools.cache
 def _ort_max_opset() -> int:
     """The newest default-domain opset the installed onnxruntime loads (probed once)."""
-    import onnx
-    import onnxruntime as ort
-    import skl2onnx
-    from onnx import TensorProto, helper
+    import onnxruntime as ort  # in the worker only: see the module's docstring
 
     top = min(onnx.defs.onnx_opset_version(), skl2onnx.__max_supported_opset__)
     for opset in range(top, 12, -1):
@@ -376,7 +384,7 @@ def _ort_max_opset() -> int:
 
 
 def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # in the worker only: see the module's docstring
 
     options = ort.SessionOptions()
     # Gunicorn runs one worker per core: onnxruntime's own thread pools would oversubscribe them.
@@ -389,8 +397,6 @@ def _session(model: Path | bytes) -> Any:
 
 
 def _check_onnx(model: Path | bytes) -> None:
-    import onnx
-
     try:
         if isinstance(model, Path):
             # The path form lets the checker handle models over 2 GB and external data.
@@ -735,12 +741,9 @@ def compile_sklearn(
 
 
 def _convert(estimator: Any, schema: InputSchema, task: str) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-
     options = {"zipmap": False} if task == "classification" else None
     initial = [("input", FloatTensorType([None, len(schema.features)]))]
-    onnx_model = to_onnx(
+    onnx_model = skl2onnx.to_onnx(
         estimator, initial_types=initial, options=options, target_opset=_ort_max_opset()
     )
     return onnx_model.SerializeToString()

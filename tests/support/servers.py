@@ -101,6 +101,9 @@ def launch(
         # One key for all workers, or each would refuse the others' session cookies.
         "MODELPORT_SECRET_KEY": secrets.token_urlsafe(36),
         "MODELPORT_LOG_FORMAT": "text",
+        # gunicorn's access log (off by default), in ACCESS_FORMAT: login_pids and served_pids
+        # read which worker answered each request from it.
+        "MODELPORT_ACCESS_LOG": "true",
         **(env or {}),
     }
     port = free_port()
