@@ -103,6 +103,13 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
         multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
+    """What the worker only noted (metrics, request log lines) is written before it goes."""
+    from modelport.ops import flusher
+
+    flusher.flush_all()
+
+
 def on_exit(server):  # noqa: ANN001, ANN201, ARG001
     """The metrics directory this configuration made goes with the server."""
     if _OWN_METRICS_DIR:

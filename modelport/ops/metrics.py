@@ -6,12 +6,12 @@ a fresh one, and clears a dead worker's live gauges), and a scrape answered by a
 sums them all. Without that variable (the development server, tests) they are this
 process's own.
 
-The functions below are the only way code counts. They take plain values and add them to a
-tally in this process (a dictionary update), which a thread writes to prometheus-client's
-values once a second, as a scrape does first for its own worker and a worker leaving for
-its own: writing every increment to the shared files as it happens (a lock, a pid check and
-a pack into the map, seven times for a prediction) cost a tenth of a hot-path request. So
-another worker's counts reach ``/metrics`` within about a second. While metrics are switched
+The functions below are the only way code counts. They note plain values in a queue of this
+process, which ``ops.flusher``'s thread adds up and writes to prometheus-client's values
+twice a second (one write per series), as a scrape does first for its own worker and a
+worker leaving for its own: writing every increment to the shared files as it happens (a
+lock, a pid check and a pack into the map, seven times for a prediction) cost a tenth of a
+hot-path request. So another worker's counts reach ``/metrics`` within about a second. While metrics are switched
 off (``MODELPORT_METRICS=false``) they do nothing. Routes are counted by template, never by
 raw path, so a scan of random URLs cannot grow the label set.
 """
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import bisect
 import os
-import threading
-import time
+from collections import deque
 from typing import Any
 
 from prometheus_client import (
@@ -37,6 +36,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from modelport.ops import flusher
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -128,91 +129,65 @@ _BOUNDS = {
     for metric in (HTTP_DURATION, INFERENCE_DURATION, RECORD_GROUP, MODEL_LOAD)
 }
 
-# How often the tally is written out (seconds).
-FLUSH_SECONDS = 1.0
-
 _enabled = True
 
+# What the request path notes, written out by ops.flusher: (metric, labels, amount) for
+# counters (for PREDICTIONS the amount is the request's rows), (metric, labels, value, None)
+# for histograms, (gauge child, value) for gauges.
+_notes: deque[tuple[Any, ...]] = deque()
+_children: dict[tuple[Any, tuple[Any, ...]], Any] = {}
 
-class _Tally:
-    """Counts, observations and gauge values kept in this process until ``flush`` writes
-    them to prometheus-client's values, one write per series instead of one per event."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counts: dict[tuple[Any, tuple[Any, ...]], float] = {}
-        # (histogram, labels) → [count per bucket..., sum]
-        self.observed: dict[tuple[Any, tuple[Any, ...]], list[float]] = {}
-        self.gauges: dict[Any, float] = {}
-        self.children: dict[tuple[Any, tuple[Any, ...]], Any] = {}
-        self.running = False  # this process's flushing thread is started
-        # A forked worker has no thread (threads do not cross a fork): it starts its own.
-        os.register_at_fork(after_in_child=self._forked)
+def _note(item: tuple[Any, ...]) -> None:
+    _notes.append(item)
+    flusher.ensure_running()
 
-    def _forked(self) -> None:
-        self.lock = threading.Lock()
-        self.running = False
 
-    def count(self, metric: Any, labels: tuple[Any, ...], amount: float = 1) -> None:
-        key = (metric, labels)
-        with self.lock:
-            self.counts[key] = self.counts.get(key, 0) + amount
-        if not self.running:
-            self._start()
+def _child(metric: Any, labels: tuple[Any, ...]) -> Any:
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels) if labels else metric
+    return child
 
-    def observe(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
-        key = (metric, labels)
-        bounds = _BOUNDS[metric]
-        with self.lock:
-            tally = self.observed.get(key)
+
+def flush() -> None:
+    """Write what was noted so far to prometheus-client's values: one write per series."""
+    counts: dict[tuple[Any, tuple[Any, ...]], float] = {}
+    observed: dict[tuple[Any, tuple[Any, ...]], list[float]] = {}
+    gauges: dict[Any, float] = {}
+    for _ in range(len(_notes)):
+        item = _notes.popleft()
+        if len(item) == 2:
+            gauges[item[0]] = item[1]
+        elif len(item) == 3:
+            metric, labels, amount = item
+            if metric is PREDICTIONS:
+                # One note per prediction request: its rows go to the rows counter.
+                counts[item[:2]] = counts.get(item[:2], 0) + 1
+                metric = PREDICTION_ROWS
+            key = (metric, labels)
+            counts[key] = counts.get(key, 0) + amount
+        else:
+            metric, labels, value, _ = item
+            bounds = _BOUNDS[metric]
+            tally = observed.get((metric, labels))
             if tally is None:
-                tally = self.observed[key] = [0.0] * (len(bounds) + 1)
+                tally = observed[(metric, labels)] = [0.0] * (len(bounds) + 1)
             tally[bisect.bisect_left(bounds, value)] += 1
             tally[-1] += value
-        if not self.running:
-            self._start()
+    for (metric, labels), amount in counts.items():
+        _child(metric, labels).inc(amount)
+    for (metric, labels), tally in observed.items():
+        _observe_many(_child(metric, labels), tally)
+        if metric is HTTP_DURATION:
+            # Every request is one observation of its duration: the counter is their count.
+            _child(HTTP_REQUESTS, labels).inc(sum(tally[:-1]))
+    for child, value in gauges.items():
+        child.set(value)
 
-    def set(self, child: Any, value: float) -> None:
-        with self.lock:
-            self.gauges[child] = value
-        if not self.running:
-            self._start()
 
-    def _child(self, metric: Any, labels: tuple[Any, ...]) -> Any:
-        key = (metric, labels)
-        child = self.children.get(key)
-        if child is None:
-            child = self.children[key] = metric.labels(*labels) if labels else metric
-        return child
-
-    def flush(self) -> None:
-        """Write everything tallied so far to prometheus-client's values."""
-        with self.lock:
-            counts, self.counts = self.counts, {}
-            observed, self.observed = self.observed, {}
-            gauges, self.gauges = self.gauges, {}
-        for (metric, labels), amount in counts.items():
-            self._child(metric, labels).inc(amount)
-        for (metric, labels), tally in observed.items():
-            _observe_many(self._child(metric, labels), tally)
-            if metric is HTTP_DURATION:
-                # Every request is one observation of its duration: the counter is their count.
-                self._child(HTTP_REQUESTS, labels).inc(sum(tally[:-1]))
-        for child, value in gauges.items():
-            child.set(value)
-
-    def _start(self) -> None:
-        # A thread per process, started by its first count.
-        with self.lock:
-            if self.running:
-                return
-            self.running = True
-        threading.Thread(target=self._run, name="modelport-metrics", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(FLUSH_SECONDS)
-            self.flush()
+flusher.register(flush)
 
 
 def _observe_many(child: Histogram, tally: list[float]) -> None:
@@ -226,9 +201,6 @@ def _observe_many(child: Histogram, tally: list[float]) -> None:
         if amount:
             buckets[index].inc(amount)
     child._sum.inc(tally[-1])  # noqa: SLF001
-
-
-_tally = _Tally()
 
 
 def configure(enabled: bool) -> None:
@@ -256,16 +228,11 @@ def multiprocess_values() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def flush() -> None:
-    """Write this process's tally now (a scrape, a worker leaving, a test)."""
-    _tally.flush()
-
-
 def count_request(method: str, route: str, status: str, seconds: float) -> None:
     """One HTTP request answered (``ops.request_log`` calls it for every request)."""
     if _enabled:
         # modelport_http_requests_total is written from the same tally (``flush``).
-        _tally.observe(HTTP_DURATION, (method, route, status), seconds)
+        _note((HTTP_DURATION, (method, route, status), seconds, None))
 
 
 def count_prediction(
@@ -273,48 +240,45 @@ def count_prediction(
 ) -> None:
     """One prediction request that reached ``model``/``version``, ended with ``outcome``."""
     if _enabled:
-        labels = (model, version, runtime, source, outcome)
-        _tally.count(PREDICTIONS, labels)
-        if rows:
-            _tally.count(PREDICTION_ROWS, labels, rows)
+        _note((PREDICTIONS, (model, version, runtime, source, outcome), rows))
 
 
 def time_inference(model: str, version: int, seconds: float) -> None:
     """One batch computed by a model."""
     if _enabled:
-        _tally.observe(INFERENCE_DURATION, (model, version), seconds)
+        _note((INFERENCE_DURATION, (model, version), seconds, None))
 
 
 def count_records(count: int, *, grouped: bool) -> None:
     """``count`` records committed in one transaction (``grouped``: by a RecordGroup)."""
     if _enabled and count:
-        _tally.count(RECORDS, (), count)
+        _note((RECORDS, (), count))
         if grouped:
-            _tally.observe(RECORD_GROUP, (), count)
+            _note((RECORD_GROUP, (), count, None))
 
 
 def count_fallback(reason: str) -> None:
     """The hot path handed a request to Flask, for ``reason``."""
     if _enabled:
-        _tally.count(FAST_PATH_FALLBACKS, (reason,))
+        _note((FAST_PATH_FALLBACKS, (reason,), 1))
 
 
 def time_model_load(model: str, version: int, seconds: float) -> None:
     """A model version loaded into this worker."""
     if _enabled:
-        _tally.observe(MODEL_LOAD, (model, version), seconds)
+        _note((MODEL_LOAD, (model, version), seconds, None))
 
 
 def count_registry_reload() -> None:
     """This worker saw the registry change and forgot its resolved references."""
     if _enabled:
-        _tally.count(REGISTRY_RELOADS, ())
+        _note((REGISTRY_RELOADS, (), 1))
 
 
 def count_login_failure(*, throttled: bool) -> None:
     """A sign-in refused: a wrong password (or unknown account), or throttled."""
     if _enabled:
-        _tally.count(LOGIN_THROTTLED if throttled else LOGIN_FAILURES, ())
+        _note((LOGIN_THROTTLED if throttled else LOGIN_FAILURES, (), 1))
 
 
 def set_drift_share(model: str, share: float) -> None:
@@ -335,8 +299,8 @@ def watch_pool(engine: Engine, name: str) -> None:
 
     def changed(*_args: Any) -> None:
         if _enabled:
-            _tally.set(checked_out, counted())
-            _tally.set(overflow, max(beyond(), 0))
+            _note((checked_out, counted()))
+            _note((overflow, max(beyond(), 0)))
 
     event.listen(engine, "checkout", changed)
     event.listen(engine, "checkin", changed)
@@ -344,7 +308,7 @@ def watch_pool(engine: Engine, name: str) -> None:
 
 def exposition() -> bytes:
     """The Prometheus text of every metric: all workers' when they share the directory
-    (this worker's tally written first; the others' within ``FLUSH_SECONDS``)."""
+    (this worker's notes written first; the others' within ``flusher.INTERVAL``)."""
     flush()
     if multiprocess_values() and os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()

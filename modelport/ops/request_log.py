@@ -15,16 +15,18 @@ With ``MODELPORT_LOG_FORMAT=json`` the line is one JSON object: ``time`` (UTC), 
 ``logger``, ``message`` (``request``), ``request_id``, ``user_id``, ``method``, ``route``,
 ``path``, ``status``, ``latency_ms``, ``bytes``, ``ip``. With ``text`` (development) it is a
 short line for people. gunicorn's own access log can then stay off, as it does by default.
-The line goes to the stream of the app's log handler (stderr, ``ops.logging``), written as
-it is rendered, while the ``modelport.request`` logger is enabled for INFO
-(``MODELPORT_LOG_LEVEL``); a LogRecord and a formatter for it would cost more than the rest
-of the line.
+The line goes to the stream of the app's log handler (stderr, ``ops.logging``) while the
+``modelport.request`` logger is enabled for INFO (``MODELPORT_LOG_LEVEL``). A request only
+notes its fields; ``ops.flusher`` renders the lines and writes them, many at once, within
+half a second (and when a worker leaves): rendered and written mid-request, a line cost
+several times more, and a LogRecord with a formatter more still.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode  # type: ignore[attr-defined]
@@ -32,7 +34,7 @@ from typing import Any
 
 from flask import Flask
 
-from modelport.ops import metrics
+from modelport.ops import flusher, metrics
 
 ROUTE = "modelport.route"
 REQUEST_ID = "modelport.request_id"
@@ -54,11 +56,15 @@ class RequestLog:
         json_lines: bool,
     ) -> None:
         self.wsgi_app = wsgi_app
-        # The line goes straight to the stream of the app's log handler, under its lock: a
+        # Lines go straight to the stream of the app's log handler, under its lock: a
         # LogRecord and a formatter per request cost more than the rest of the line.
         self.handler = handler
         self.stream = getattr(handler, "stream", None)
         self.render = _json_line if json_lines else _text_line
+        # Lines noted by requests, rendered and written by ops.flusher (in the background,
+        # many at once): a line rendered and written mid-request cost several times more.
+        self.notes: deque[tuple[Any, ...]] = deque()
+        flusher.register(self.flush)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -82,24 +88,45 @@ class RequestLog:
         return _Observed(self, result, environ, started, status)
 
     def finish(
-        self, environ: dict[str, Any], started: float, status: list[str], size: int | None
+        self, environ: dict[str, Any], started: float, status: list[Any], size: int | None
     ) -> None:
-        """Count and log a request whose answer is done (``size``: bytes sent, if known)."""
+        """Count and note a request whose answer is done (``size``: bytes sent, if known)."""
         seconds = time.perf_counter() - started
         code = status[0][:3] if status else "000"  # 000: the client left before any answer
         route = environ.get(ROUTE) or UNMATCHED
         method = environ.get("REQUEST_METHOD", "")
         metrics.count_request(method, route, code, seconds)
         if self.stream is not None and _log.isEnabledFor(logging.INFO):
-            line = self.render(environ, method, route, code, seconds, size)
-            self.handler.acquire()
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed or full log stream must not fail the answer
-            finally:
-                self.handler.release()
+            self.notes.append(
+                (
+                    time.time(),
+                    environ.get(REQUEST_ID),
+                    environ.get(USER_ID),
+                    method,
+                    route,
+                    environ.get("PATH_INFO", ""),
+                    code,
+                    seconds,
+                    size,
+                    environ.get("REMOTE_ADDR"),
+                )
+            )
+            flusher.ensure_running()
+
+    def flush(self) -> None:
+        """Render the lines noted so far and write them at once, under the handler's lock."""
+        if not self.notes:
+            return
+        render = self.render
+        text = "".join(render(*self.notes.popleft()) for _ in range(len(self.notes)))
+        self.handler.acquire()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or full log stream must not stop the server
+        finally:
+            self.handler.release()
 
 
 class _Observed:
@@ -158,9 +185,8 @@ def _length(status: list[Any]) -> int | None:
 _second: list[Any] = [None, ""]  # the second last formatted, and its text
 
 
-def _utc_now() -> str:
-    """The time now in UTC, ISO 8601 to the millisecond (the date part made once a second)."""
-    now = time.time()
+def _utc(now: float) -> str:
+    """A time in UTC, ISO 8601 to the millisecond (the date part made once a second)."""
     second = int(now)
     if _second[0] != second:
         _second[0] = second
@@ -169,20 +195,26 @@ def _utc_now() -> str:
 
 
 def _json_line(
-    environ: dict[str, Any], method: str, route: str, status: str, seconds: float, size: int | None
+    now: float,
+    request_id: str | None,
+    user: int | None,
+    method: str,
+    route: str,
+    path: str,
+    status: str,
+    seconds: float,
+    size: int | None,
+    ip: str | None,
 ) -> str:
     # Written out by hand, as json.dumps would (a test compares the two): every text that a
     # client can choose goes through the JSON string encoder.
-    request_id = environ.get(REQUEST_ID)
-    user = environ.get(USER_ID)
     return (
-        f'{{"time": "{_utc_now()}", "level": "INFO", "logger": "{LOGGER}", '
+        f'{{"time": "{_utc(now)}", "level": "INFO", "logger": "{LOGGER}", '
         f'"message": "request", "request_id": {_text(request_id)}, '
         f'"user_id": {"null" if user is None else int(user)}, "method": {_text(method)}, '
-        f'"route": {_text(route)}, "path": {_text(environ.get("PATH_INFO", ""))}, '
-        f'"status": {int(status)}, "latency_ms": {round(seconds * 1000, 3)!r}, '
-        f'"bytes": {"null" if size is None else size}, '
-        f'"ip": {_text(environ.get("REMOTE_ADDR"))}}}\n'
+        f'"route": {_text(route)}, "path": {_text(path)}, '
+        f'"status": {int(status)}, "latency_ms": {seconds * 1000:.3f}, '
+        f'"bytes": {"null" if size is None else size}, "ip": {_text(ip)}}}\n'
     )
 
 
@@ -191,14 +223,21 @@ def _text(value: str | None) -> str:
 
 
 def _text_line(
-    environ: dict[str, Any], method: str, route: str, status: str, seconds: float, size: int | None
+    now: float,
+    request_id: str | None,
+    user: int | None,
+    method: str,
+    route: str,
+    path: str,
+    status: str,
+    seconds: float,
+    size: int | None,
+    ip: str | None,
 ) -> str:
-    user = environ.get(USER_ID)
     return (
-        f"{_utc_now()} {environ.get('REMOTE_ADDR')} {method} "
-        f"{_encode(environ.get('PATH_INFO', ''))[1:-1]} {status} "
+        f"{_utc(now)} {ip} {method} {_encode(path)[1:-1]} {status} "
         f"{size if size is not None else '-'}B {seconds * 1000:.1f}ms "
-        f"user={user if user is not None else '-'} id={environ.get(REQUEST_ID)}\n"
+        f"user={user if user is not None else '-'} id={request_id}\n"
     )
 
 

@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from modelport.ops import metrics
+from modelport.ops import flusher, metrics
 from modelport.ops.request_log import LOGGER
 from tests.support.http import assert_api_error, bearer
 from tests.support.metrics import sample
@@ -263,6 +263,7 @@ def capture(app: Flask) -> io.StringIO:
 
 
 def lines(stream: io.StringIO) -> list[str]:
+    flusher.flush_all()  # the lines a request noted are written in the background
     return stream.getvalue().splitlines()
 
 

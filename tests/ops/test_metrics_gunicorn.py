@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning"
 
 PREDICTIONS = 60
 SCRAPE_TOKEN = "scrape-" + "s" * 40
-# A worker writes its counts out at least once a second (ops.metrics.FLUSH_SECONDS).
+# A worker writes its counts out twice a second (ops.flusher.INTERVAL).
 SETTLE_SECONDS = 10
 
 
@@ -55,6 +55,16 @@ def _worker_counts(directory: Path, name: str) -> dict[int, float]:
             total += sum(s.value for s in metric.samples if s.name == name)
         found[pid] = total
     return found
+
+
+def _request_lines(log: str) -> list[dict[str, Any]]:
+    """The request log's JSON lines for predictions."""
+    lines = [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and '"logger": "modelport.request"' in line
+    ]
+    return [line for line in lines if line["route"] == "/api/v1/models/<ref>/predict"]
 
 
 def test_one_scrape_sums_both_workers_hot_path_included(
@@ -105,6 +115,13 @@ def test_one_scrape_sums_both_workers_hot_path_included(
             assert sum(per_worker.values()) == PREDICTIONS
             assert {pid for pid, n in per_worker.items() if n} == workers, per_worker
 
+            # Each worker writes its request lines within half a second (ops.flusher).
+            wait_for(
+                lambda: len(_request_lines(master.server.text())) == PREDICTIONS,
+                "a JSON line for every prediction",
+                SETTLE_SECONDS,
+            )
+
             # A worker killed: replaced; its counts stay, its live gauges leave the sums.
             victim = min(workers)
             live = directory / f"gauge_livesum_{victim}.db"
@@ -119,12 +136,7 @@ def test_one_scrape_sums_both_workers_hot_path_included(
             assert sample(_scrape(base), "modelport_predictions_total", ok) == PREDICTIONS
     finally:
         deployment.close()
-    lines = [
-        json.loads(line)
-        for line in master.server.text().splitlines()
-        if line.startswith("{") and '"logger": "modelport.request"' in line
-    ]
-    predictions = [line for line in lines if line["route"] == "/api/v1/models/<ref>/predict"]
+    predictions = _request_lines(master.server.text())
     assert len(predictions) == PREDICTIONS
     assert {(line["status"], line["user_id"]) for line in predictions} == {
         (200, deployment.user_id)

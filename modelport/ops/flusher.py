@@ -1,0 +1,72 @@
+"""What a request only notes, written out in the background: metrics and request log lines.
+
+Counting a request into prometheus-client's shared files, or rendering and writing its log
+line, in the middle of a request costs many times what it costs done for many at once (a
+request's own work has just filled the CPU's caches). So the request path appends a small
+tuple to a queue (``collections.deque``: appends and pops are safe between threads), and a
+thread of the process writes out every queue registered here every ``INTERVAL`` seconds; a
+scrape, a worker leaving (``ops.gunicorn_conf.worker_exit``) and tests call ``flush_all``
+to have it done at once. Each process starts its own thread with its first note: a thread
+does not cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+INTERVAL = 0.5
+
+# Weak references: an app that is gone (tests make many) stops being flushed.
+_flushers: list[Callable[[], Callable[[], None] | None]] = []
+_lock = threading.Lock()
+_running = False
+
+
+def register(flush: Callable[[], None]) -> None:
+    """Have ``flush`` (a function, or a method of an object held elsewhere) run by the thread
+    and by ``flush_all``."""
+    if hasattr(flush, "__self__"):
+        _flushers.append(weakref.WeakMethod(flush))  # type: ignore[arg-type]
+    else:
+        _flushers.append(lambda: flush)
+
+
+def ensure_running() -> None:
+    """Start this process's thread, once (cheap to call for every note)."""
+    global _running
+    if _running:
+        return
+    with _lock:
+        if _running:
+            return
+        _running = True
+    threading.Thread(target=_run, name="modelport-flusher", daemon=True).start()
+
+
+def flush_all() -> None:
+    """Write out everything noted so far, now."""
+    for reference in list(_flushers):
+        flush = reference()
+        if flush is None:
+            _flushers.remove(reference)
+        else:
+            flush()
+
+
+def _run() -> None:
+    while True:
+        time.sleep(INTERVAL)
+        flush_all()
+
+
+def _forked() -> None:
+    global _lock, _running
+    _lock = threading.Lock()
+    _running = False
+
+
+os.register_at_fork(after_in_child=_forked)
