@@ -80,6 +80,8 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
     from modelport.extensions import dispose_engines
 
     app = worker.app.wsgi()
+    if "sqlalchemy" not in getattr(app, "extensions", {}):
+        return  # not Modelport (another app served with this configuration): no engines
     with app.app_context():
         # close=False: the parent's sockets stay open for the parent; the child forgets them.
         dispose_engines(close=False)
