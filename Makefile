@@ -32,7 +32,7 @@ test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # The quick subset: SQLite only, no browser, no servers or processes started, a tenth of the
-# property-based examples. Needs no service; about a minute on two cores.
+# property-based examples. Needs no service; under two minutes on two cores.
 FAST_MARKERS := not services and not e2e and not slow
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "$(FAST_MARKERS)" --fast $(PYTEST_ARGS)
