@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
 
@@ -63,7 +63,7 @@ class RequestLog:
         self.render = _json_line if json_lines else _text_line
         # Lines noted by requests, rendered and written by ops.flusher (in the background,
         # many at once): a line rendered and written mid-request cost several times more.
-        self.notes: deque[tuple[Any, ...]] = deque()
+        self.notes: deque[Noted] = deque()
         flusher.register(self.flush)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -98,7 +98,7 @@ class RequestLog:
         metrics.count_request(method, route, code, seconds)
         if self.stream is not None and _log.isEnabledFor(logging.INFO):
             self.notes.append(
-                (
+                Noted(
                     time.time(),
                     environ.get(REQUEST_ID),
                     environ.get(USER_ID),
@@ -118,7 +118,7 @@ class RequestLog:
         if not self.notes:
             return
         render = self.render
-        text = "".join(render(*self.notes.popleft()) for _ in range(len(self.notes)))
+        text = "".join(render(self.notes.popleft()) for _ in range(len(self.notes)))
         self.handler.acquire()
         try:
             self.stream.write(text)
@@ -194,27 +194,31 @@ def _utc(now: float) -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}+00:00"
 
 
-def _json_line(
-    now: float,
-    request_id: str | None,
-    user: int | None,
-    method: str,
-    route: str,
-    path: str,
-    status: str,
-    seconds: float,
-    size: int | None,
-    ip: str | None,
-) -> str:
+class Noted(NamedTuple):
+    """What a request's line says, noted when its answer is done."""
+
+    time: float
+    request_id: str | None
+    user_id: int | None
+    method: str
+    route: str
+    path: str
+    status: str
+    seconds: float
+    size: int | None
+    ip: str | None
+
+
+def _json_line(n: Noted) -> str:
     # Written out by hand, as json.dumps would (a test compares the two): every text that a
     # client can choose goes through the JSON string encoder.
     return (
-        f'{{"time": "{_utc(now)}", "level": "INFO", "logger": "{LOGGER}", '
-        f'"message": "request", "request_id": {_text(request_id)}, '
-        f'"user_id": {"null" if user is None else int(user)}, "method": {_text(method)}, '
-        f'"route": {_text(route)}, "path": {_text(path)}, '
-        f'"status": {int(status)}, "latency_ms": {seconds * 1000:.3f}, '
-        f'"bytes": {"null" if size is None else size}, "ip": {_text(ip)}}}\n'
+        f'{{"time": "{_utc(n.time)}", "level": "INFO", "logger": "{LOGGER}", '
+        f'"message": "request", "request_id": {_text(n.request_id)}, '
+        f'"user_id": {"null" if n.user_id is None else int(n.user_id)}, '
+        f'"method": {_text(n.method)}, "route": {_text(n.route)}, "path": {_text(n.path)}, '
+        f'"status": {int(n.status)}, "latency_ms": {n.seconds * 1000:.3f}, '
+        f'"bytes": {"null" if n.size is None else n.size}, "ip": {_text(n.ip)}}}\n'
     )
 
 
@@ -222,22 +226,12 @@ def _text(value: str | None) -> str:
     return "null" if value is None else _encode(value)
 
 
-def _text_line(
-    now: float,
-    request_id: str | None,
-    user: int | None,
-    method: str,
-    route: str,
-    path: str,
-    status: str,
-    seconds: float,
-    size: int | None,
-    ip: str | None,
-) -> str:
+def _text_line(n: Noted) -> str:
+    user = n.user_id if n.user_id is not None else "-"
+    size = n.size if n.size is not None else "-"
     return (
-        f"{_utc(now)} {ip} {method} {_encode(path)[1:-1]} {status} "
-        f"{size if size is not None else '-'}B {seconds * 1000:.1f}ms "
-        f"user={user if user is not None else '-'} id={request_id}\n"
+        f"{_utc(n.time)} {n.ip} {n.method} {_encode(n.path)[1:-1]} {n.status} {size}B "
+        f"{n.seconds * 1000:.1f}ms user={user} id={n.request_id}\n"
     )
 
 

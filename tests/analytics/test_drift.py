@@ -15,14 +15,13 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from modelport.analytics import drift
-from modelport.extensions import db
-from modelport.models import PredictionRecord
 from modelport.serving import registry
 from modelport.serving.schema import InputSchema
 from tests.support.html import check_page, text
 from tests.support.http import assert_api_error, bearer
 from tests.support.metrics import sample
 from tests.support.models import register_demo
+from tests.support.records import write_records
 from tests.support.tokens import issue_token
 from tests.support.users import login, make_user
 
@@ -135,22 +134,14 @@ def test_psi_bins_at_the_reference_deciles(settings: Any) -> None:
 
 
 def records_of(app: Flask, rows: list[dict[str, Any]], when: datetime) -> None:
-    with app.app_context():
-        for start in range(0, len(rows), 10):
-            db.session.add(
-                PredictionRecord(
-                    request_id="r",
-                    model_name="iris",
-                    version_number=1,
-                    source="api",
-                    status="ok",
-                    row_count=len(rows[start : start + 10]),
-                    latency_ms=1.0,
-                    inputs=rows[start : start + 10],
-                    created_at=when,
-                )
-            )
-        db.session.commit()
+    """Records of ten input rows each, written at ``when``."""
+    write_records(
+        app,
+        *(
+            {"row_count": len(rows[i : i + 10]), "inputs": rows[i : i + 10], "created_at": when}
+            for i in range(0, len(rows), 10)
+        ),
+    )
 
 
 def iris_sample(app: Flask) -> pd.DataFrame:

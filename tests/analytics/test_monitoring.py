@@ -20,6 +20,7 @@ from modelport.models import Feedback, PredictionRecord
 from tests.support.html import check_page, text
 from tests.support.http import assert_api_error, bearer
 from tests.support.models import register_demo
+from tests.support.records import write_records
 from tests.support.tokens import issue_token
 from tests.support.users import login, make_user
 
@@ -39,29 +40,6 @@ def output(label: str, top: float) -> dict[str, Any]:
     return {"label": label, "probabilities": {label: top, others[0]: rest, others[1]: rest}}
 
 
-def write(app: Flask, *records: dict[str, Any]) -> list[int]:
-    """Prediction records of iris v1 with the given fields; their ids."""
-    with app.app_context():
-        defaults = {
-            "model_name": "iris",
-            "version_number": 1,
-            "runtime": "onnxruntime",
-            "source": "api",
-            "status": "ok",
-            "row_count": 1,
-            "latency_ms": 1.0,
-        }
-        rows = [
-            PredictionRecord(request_id=f"r{n}", **{**defaults, **fields})
-            for n, fields in enumerate(records)
-        ]
-        db.session.add_all(rows)
-        db.session.commit()
-        ids = [row.id for row in rows]
-        db.session.remove()
-        return ids
-
-
 @pytest.fixture
 def served(app_factory: Any, demo_models: dict[str, Any]) -> Flask:
     app = app_factory()
@@ -76,7 +54,7 @@ def test_buckets_start_on_whole_minutes_hours_and_days(app: Flask) -> None:
         datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC),
         datetime(2026, 12, 2, 0, 0, 0, tzinfo=UTC),
     ]
-    write(app, *({"created_at": moment} for moment in moments))
+    write_records(app, *({"created_at": moment} for moment in moments))
     with app.app_context():
         for seconds in (60, 3600, 86400):
             bucket = epoch_bucket(PredictionRecord.created_at, seconds)
@@ -113,7 +91,7 @@ def test_a_window_that_cannot_be_shown_is_refused(since: datetime, until: dateti
 
 def test_figures_per_bucket_are_exact(served: Flask) -> None:
     ann = make_user(served, "ann@example.com")
-    ids = write(
+    ids = write_records(
         served,
         # 10:00–10:59: three answered, one failed
         {"created_at": at(1), "latency_ms": 10.0, "outputs": [output("setosa", 0.9)]},
@@ -203,7 +181,7 @@ def test_figures_per_bucket_are_exact(served: Flask) -> None:
 
 
 def test_a_version_narrows_it_and_members_see_no_callers(served: Flask) -> None:
-    write(
+    write_records(
         served,
         {"created_at": at(1), "outputs": [output("setosa", 0.9)]},
         {"created_at": at(2), "version_number": 2, "outputs": [output("setosa", 0.9)]},
@@ -306,7 +284,7 @@ def test_a_bad_window_is_a_422(served: Flask, query: str) -> None:
 
 def test_the_model_page_draws_its_charts_from_json_blocks(served: Flask) -> None:
     now = datetime.now(UTC)
-    write(
+    write_records(
         served,
         {"created_at": now - timedelta(minutes=30), "outputs": [output("setosa", 0.9)]},
         {"created_at": now - timedelta(minutes=20), "status": "error"},

@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Response, abort, make_response, render_template, request
+from flask import Response, abort, render_template, request
 from flask_babel import gettext as _
 from flask_login import login_required
 
 from modelport.analytics import charts, drift, monitoring
-from modelport.analytics.web.pages import CHART_PAGE_POLICY, bp
-from modelport.analytics.web.plotly_assets import GLOBAL_STYLE_ID, injected_styles
+from modelport.analytics.web.pages import bp, chart_page
 from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
@@ -22,6 +21,15 @@ from modelport.serving import access
 # The windows the page offers, by the name in its query string.
 RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 RANGES |= {"30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+def _range() -> tuple[str, monitoring.Window]:
+    """The time range the page is asked for (``range``, one of ``RANGES``), up to now."""
+    chosen = request.args.get("range", "24h")
+    if chosen not in RANGES:
+        abort(400, description=_("Choose one of the offered time ranges."))
+    now = datetime.now(UTC)
+    return chosen, monitoring.window(now - RANGES[chosen], now)
 
 
 def _names() -> dict[str, str]:
@@ -54,11 +62,7 @@ def overview() -> str:
 @login_required
 def model_monitoring(name: str) -> Response:
     """One model's volume, latency, predictions and accuracy over a window, with charts."""
-    chosen = request.args.get("range", "24h")
-    if chosen not in RANGES:
-        abort(400, description=_("Choose one of the offered time ranges."))
-    now = datetime.now(UTC)
-    span = monitoring.window(now - RANGES[chosen], now)
+    chosen, span = _range()
     report = monitoring.monitor(current_caller(), name, span, channel=Source.PAGE)
     names = _names()
     built = {
@@ -68,21 +72,14 @@ def model_monitoring(name: str) -> Response:
         "chart-quality": charts.quality(report, _("Accuracy"), names),
     }
     figures: dict[str, Any] = {key: figure for key, figure in built.items() if figure is not None}
-    page = make_response(
-        render_template(
-            "analytics/monitoring.html",
-            report=report,
-            figures=figures,
-            names=names,
-            ranges=list(RANGES),
-            chosen=chosen,
-            plotly_style_id=GLOBAL_STYLE_ID,
-            plotly_skipped_ids=injected_styles()[0],
-        )
+    return chart_page(
+        "analytics/monitoring.html",
+        figures,
+        report=report,
+        names=names,
+        ranges=list(RANGES),
+        chosen=chosen,
     )
-    if figures:
-        page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
-    return page
 
 
 @bp.get("/models/<name>/drift")
@@ -90,11 +87,7 @@ def model_monitoring(name: str) -> Response:
 @login_required
 def model_drift(name: str) -> Response:
     """Each feature of the served version: the window's inputs against its training sample."""
-    chosen = request.args.get("range", "24h")
-    if chosen not in RANGES:
-        abort(400, description=_("Choose one of the offered time ranges."))
-    now = datetime.now(UTC)
-    span = monitoring.window(now - RANGES[chosen], now)
+    chosen, span = _range()
     report: dict[str, Any] | None = None
     problem = None
     try:
@@ -105,19 +98,12 @@ def model_drift(name: str) -> Response:
         problem = exc.message
     figure = charts.drift(report, _("Each feature against its threshold")) if report else None
     figures = {"chart-drift": figure} if figure else {}
-    page = make_response(
-        render_template(
-            "analytics/drift.html",
-            name=name,
-            report=report,
-            problem=problem,
-            figures=figures,
-            ranges=list(RANGES),
-            chosen=chosen,
-            plotly_style_id=GLOBAL_STYLE_ID,
-            plotly_skipped_ids=injected_styles()[0],
-        )
+    return chart_page(
+        "analytics/drift.html",
+        figures,
+        name=name,
+        report=report,
+        problem=problem,
+        ranges=list(RANGES),
+        chosen=chosen,
     )
-    if figures:
-        page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
-    return page

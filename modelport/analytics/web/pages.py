@@ -133,17 +133,27 @@ def explorer(name: str) -> Response:
     heatmap = charts.correlation_heatmap(stored["correlations"], _("Correlations (Pearson)"))
     if heatmap is not None:
         figures["chart-correlations"] = heatmap
+    return chart_page(
+        "analytics/dataset.html",
+        figures,
+        dataset=dataset,
+        version=version,
+        profile=stored,
+        rows=rows,
+        max_charts=MAX_CHARTS,
+    )
+
+
+def chart_page(template: str, figures: dict[str, Any], **context: Any) -> Response:
+    """A page drawing ``figures`` (plotly JSON by element id) with plotly.js: its style
+    rules from the stylesheet, and the chart pages' policy when it has charts."""
     page = make_response(
         render_template(
-            "analytics/dataset.html",
-            dataset=dataset,
-            version=version,
-            profile=stored,
+            template,
             figures=figures,
-            rows=rows,
-            max_charts=MAX_CHARTS,
             plotly_style_id=GLOBAL_STYLE_ID,
             plotly_skipped_ids=injected_styles()[0],
+            **context,
         )
     )
     if figures:
