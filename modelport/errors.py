@@ -423,6 +423,22 @@ def domain_http_error(error: Exception) -> HTTPException:
     raise TypeError(f"not a domain error: {error!r}")
 
 
+def close_session(_error: BaseException | None = None) -> None:
+    """End the request's session. A database that drops the connection as the request ends
+    (a restart: its ROLLBACK fails) must not turn an answer already made into a 500: the
+    connection is invalidated by SQLAlchemy, the session closed again without it, and the
+    next request gets a fresh connection (or the 503 of a database that is down)."""
+    try:
+        db.session.remove()
+    except SQLAlchemyError as exc:
+        log.warning(
+            "database connection lost while the request ended",
+            extra={"fields": {"error": type(exc).__name__}},
+        )
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.remove()
+
+
 def handle_domain_error(error: Exception) -> Response | tuple[Any, int]:
     return handle_http_exception(domain_http_error(error))
 
@@ -460,6 +476,8 @@ def register_error_handlers(app: Flask) -> None:
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Registered after Flask-SQLAlchemy's, so it runs before it (teardowns run last first).
+    app.teardown_appcontext(close_session)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(SATimeoutError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -8,9 +8,11 @@ import threading
 import pytest
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from modelport import create_app
 from modelport.extensions import db
+from tests.support.databases import empty_database_url
 from tests.support.html import csrf_from
 from tests.support.servers import closed_port
 
@@ -100,3 +102,40 @@ def test_a_database_host_that_never_answers_gives_503_instead_of_a_hung_worker(t
     (response,) = answers
     assert response.status_code == 503
     assert response.json["error"]["code"] == "database_unavailable"
+
+
+# Ends every other connection to the test's database.
+DROP_OTHERS = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+@pytest.mark.services
+def test_a_connection_the_database_drops_as_the_request_ends_is_no_500(tmp_path) -> None:
+    """A restart can end the connection between the answer and the request's ROLLBACK: the
+    answer stands, the next request gets a new connection (seen under load in CI)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import create_engine, text
+
+    url = empty_database_url("postgres", tmp_path, "dropped")
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        upgrade()
+    other = create_engine(url, poolclass=NullPool)
+
+    @app.after_request
+    def drop_the_connection(response):  # noqa: ANN001, ANN202
+        # The view used the session; its connection dies before the teardown's ROLLBACK.
+        with other.connect() as connection:
+            assert connection.execute(text(DROP_OTHERS)).all()
+        return response
+
+    client = app.test_client()
+    first = client.get("/models")
+    assert first.status_code == 200, first.get_data(as_text=True)[:500]
+    second = client.get("/models")
+    assert second.status_code == 200
+    other.dispose()
+    with app.app_context():
+        db.engine.dispose()

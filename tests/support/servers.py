@@ -43,9 +43,10 @@ def server_settings() -> types.ModuleType:
 
     Imported, it points ``PROMETHEUS_MULTIPROC_DIR`` at a new directory for the server's
     workers; a test process that kept it would have every app refuse to start (its metrics
-    were not made in multiprocess mode).
+    were not made in multiprocess mode). Read with metrics off, it makes no directory.
     """
     saved = dict(os.environ)
+    os.environ["MODELPORT_METRICS"] = "false"  # nor a metrics directory left in /tmp
     try:
         return importlib.import_module("modelport.ops.gunicorn_conf")
     finally:
