@@ -113,6 +113,10 @@ MATRIX: dict[str, Row] = {
     ),
     "serving.example_csv": Row("/models/iris/example.csv", {"GET": (404, 200, 200, 200, 200, 200)}),
     "serving.history": Row("/predictions", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
+    # no chart named: past sign-in, the empty query is a 404
+    "analytics.chart_csv": Row(
+        "/models/iris/monitoring.csv", {"GET": (LOGIN, 404, 404, 404, 404, 404)}
+    ),
     "analytics.model_drift": Row("/models/iris/drift", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
     "analytics.overview": Row("/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
     "analytics.model_monitoring": Row(

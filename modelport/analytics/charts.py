@@ -258,3 +258,39 @@ def drift(report: dict[str, Any], title: str) -> dict[str, Any] | None:
         ],
         "layout": layout,
     }
+
+
+# ---- the data behind each chart, as a table (its CSV download) ---------------------------
+
+
+def table(report: dict[str, Any], chart: str) -> tuple[list[str], list[list[Any]]] | None:
+    """The header and rows of a monitoring or drift chart's data (``chart``: volume, latency,
+    predicted, quality, drift), or None for a chart the report has no such data for."""
+    if chart in ("volume", "latency"):
+        header = ["start", "version", "requests", "rows", "errors", "incomplete"]
+        header += ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
+        rows = [
+            [p["start"], p["version"], p["requests"], p["rows"], p["errors"], p["incomplete"]]
+            + [p["latency_ms"][k] for k in ("p50", "p95", "p99")]
+            for p in report.get("series", [])
+        ]
+        return header, rows
+    if chart == "predicted" and "predicted" in report:
+        if report["task"] == "regression":
+            keys = ["start", "rows", "mean", "p10", "p50", "p90"]
+            return keys, [[p[k] for k in keys] for p in report["predicted"]]
+        classes = sorted({c for p in report["predicted"] for c in p["counts"]})
+        rows = [
+            [p["start"], *(p["counts"].get(c, 0) for c in classes)] for p in report["predicted"]
+        ]
+        return ["start", *classes], rows
+    if chart == "quality" and "quality" in report:
+        realized = "realized_mae" if report["task"] == "regression" else "realized_accuracy"
+        keys = ["start", realized, "feedback_rows"]
+        if report["task"] != "regression":
+            keys.append("estimated_accuracy")
+        return keys, [[p[k] for k in keys] for p in report["quality"]]
+    if chart == "drift" and "features" in report:
+        keys = ["name", "method", "statistic", "p_value", "threshold", "drift"]
+        return keys, [[f.get(k) for k in keys] for f in report["features"]]
+    return None

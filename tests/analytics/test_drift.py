@@ -239,3 +239,23 @@ def test_the_drift_page_shows_each_feature_and_says_when_there_is_nothing(
     assert page.count("<strong>yes</strong>") == 1
     assert "No drift" in page  # one feature of four: the model has not drifted
     assert browser.get("/models/iris/drift?range=forever").status_code == 400
+
+
+@pytest.mark.db
+def test_the_drift_chart_has_its_data_as_csv(app_factory: Any, demo_models: dict[str, Any]):
+    app = app_factory()
+    register_demo(app, demo_models, "iris")
+    make_user(app, "ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    assert browser.get("/models/iris/drift.csv?chart=drift").status_code == 422  # no inputs
+    training = iris_sample(app)
+    records_of(app, training.to_dict("records"), datetime.now(UTC) - timedelta(hours=1))
+    lines = browser.get("/models/iris/drift.csv?chart=drift").get_data(as_text=True).splitlines()
+    assert lines[0] == "name,method,statistic,p_value,threshold,drift"
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]

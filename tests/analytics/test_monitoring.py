@@ -328,3 +328,27 @@ def test_the_page_refuses_a_range_it_does_not_offer_and_a_model_it_may_not_show(
     login(browser, "ann@example.com")
     assert browser.get("/models/iris/monitoring?range=1y").status_code == 400
     assert browser.get("/models/nothing/monitoring").status_code == 404
+
+
+def test_each_chart_has_its_data_as_csv(served: Flask) -> None:
+    now = datetime.now(UTC)
+    write_records(
+        served,
+        {"created_at": now - timedelta(minutes=30), "outputs": [output("setosa", 0.9)]},
+        {"created_at": now - timedelta(minutes=29), "outputs": [output("virginica", 0.8)]},
+    )
+    make_user(served, "ann@example.com")
+    browser = served.test_client()
+    login(browser, "ann@example.com")
+    page = text(browser.get("/models/iris/monitoring?range=6h"))
+    assert page.count("/models/iris/monitoring.csv?") == 4
+    predicted = browser.get("/models/iris/monitoring.csv?chart=predicted&range=6h")
+    assert predicted.mimetype == "text/csv"
+    assert "attachment" in predicted.headers["Content-Disposition"]
+    lines = predicted.get_data(as_text=True).splitlines()
+    assert lines[0] == "start,setosa,virginica"
+    assert [line.split(",")[1:] for line in lines[1:]] == [["1", "0"], ["0", "1"]]
+    volume = browser.get("/models/iris/monitoring.csv?chart=volume&range=6h")
+    assert volume.get_data(as_text=True).splitlines()[0].startswith("start,version,requests")
+    assert browser.get("/models/iris/monitoring.csv?chart=pie").status_code == 404
+    assert browser.get("/models/iris/report.csv?chart=volume").status_code == 404

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,8 @@ from modelport.analytics.web.pages import bp, chart_page
 from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
-from modelport.serving import access
+from modelport.responses import csv_download
+from modelport.serving import access, csvcells
 
 # The windows the page offers, by the name in its query string.
 RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -107,3 +109,36 @@ def model_drift(name: str) -> Response:
         ranges=list(RANGES),
         chosen=chosen,
     )
+
+
+# The charts whose data each page offers as CSV.
+CSV_CHARTS = {"monitoring": ("volume", "latency", "predicted", "quality"), "drift": ("drift",)}
+
+
+@bp.get("/models/<name>/<page>.csv")
+@token_scope(Scope.PREDICT.value)
+@login_required
+def chart_csv(name: str, page: str) -> Response:
+    """The data behind one chart of the monitoring or drift page (``chart``), as CSV."""
+    chart = request.args.get("chart", "")
+    if chart not in CSV_CHARTS.get(page, ()):
+        abort(404, description=_("There is no such chart."))
+    chosen, span = _range()
+    caller = current_caller()
+    try:
+        if page == "drift":
+            report = drift.drift(caller, name, span, channel=Source.PAGE)
+        else:
+            report = monitoring.monitor(caller, name, span, channel=Source.PAGE)
+    except drift.DriftError as exc:
+        abort(422, description=exc.message)
+    found = charts.table(report, chart)
+    if found is None:
+        abort(404, description=_("There is no such chart."))
+    header, rows = found
+    buffer = io.StringIO()
+    out = csvcells.writer(buffer)
+    out.writerow(header)
+    for row in rows:
+        out.writerow(row)
+    return csv_download(buffer.getvalue(), f"{name}-{page}-{chart}-{chosen}.csv")
