@@ -13,6 +13,7 @@ import gzip
 import importlib.metadata
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -800,7 +801,10 @@ def test_tritonclient_against_gunicorn(tmp_path: Path, served_database: str) -> 
                 client.infer("iris", [wrong])
         finally:
             client.close()
-        aio_results = asyncio.run(_aio_calls(server.port, data))
+        # In a thread of its own: Playwright's sync API (the e2e tests, in the same worker)
+        # may leave an event loop running in this one, where asyncio.run refuses to start.
+        with ThreadPoolExecutor(1) as thread:
+            aio_results = thread.submit(asyncio.run, _aio_calls(server.port, data)).result()
 
     labels = [p["label"].encode() for p in api]
     probabilities = [list(p["probabilities"].values()) for p in api]
