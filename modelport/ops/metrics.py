@@ -42,9 +42,6 @@ from modelport.ops import flusher
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-# The prediction's outcome label: a record's outcome, or a budget spent before any model ran.
-OUTCOMES = ("ok", "invalid", "error", "incomplete", "throttled")
-
 HTTP_REQUESTS = Counter(
     "modelport_http_requests",
     "HTTP requests answered, by method, route template and status.",
@@ -216,11 +213,6 @@ def configure(enabled: bool) -> None:
             f"{MULTIPROCESS_DIR} was set after prometheus_client was imported; set it before "
             "the server starts (modelport serve and the container do)."
         )
-
-
-def enabled() -> bool:
-    """Whether this process counts."""
-    return _enabled
 
 
 def multiprocess_values() -> bool:

@@ -582,22 +582,6 @@ class CsvAnswer:
     chunks: Iterator[bytes]
 
 
-def predict_file(
-    served: Served,
-    stream: IO[bytes],
-    *,
-    request_id: str,
-    caller: tuple[int | None, int | None],
-) -> CsvAnswer:
-    """Check a whole CSV upload (``check_upload``), then predict its first chunk and return
-    the answer that streams the rest (``stream_predictions``). Raises ``TooWide``,
-    ``TooLarge`` or ``InputError`` before any model runs, ``PredictionFailed`` when the model
-    fails on the first chunk."""
-    return predict_upload(
-        served, check_upload(served, stream), request_id=request_id, caller=caller
-    )
-
-
 def predict_upload(
     served: Served,
     upload: Upload,
@@ -605,7 +589,9 @@ def predict_upload(
     request_id: str,
     caller: tuple[int | None, int | None],
 ) -> CsvAnswer:
-    """Predict a checked upload's first chunk and return the answer that streams the rest."""
+    """Predict a checked upload's (``check_upload``) first chunk and return the answer that
+    streams the rest (``stream_predictions``); ``PredictionFailed`` when the model fails on
+    the first chunk."""
     try:
         chunks = stream_predictions(
             served, upload, source=Source.CSV.value, request_id=request_id, caller=caller

@@ -12,7 +12,7 @@ before "compute" runs no model.
 The seam for what comes next: ``admit`` is where the version a request gets is chosen
 (aliases today; canary and shadow versions), and every prediction passes ``predict`` or
 ``predict_csv``, where its outcome is counted (``modelport_predictions_total``, by the
-outcomes in ``ops.metrics.OUTCOMES``) once the model is known: a request for a model that
+record outcomes and ``inference.THROTTLED``) once the model is known: a request for a model that
 does not exist or that the caller may not use is counted by the HTTP metrics only, so that
 made-up names cannot grow the label set.
 """
