@@ -227,6 +227,23 @@ def purge(days: int | None) -> None:
     click.echo(f"Erased the stored inputs and outputs of {count} prediction records.")
 
 
+@click.command("rollup")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most this many records."
+)
+@with_appcontext
+def rollup(limit: int | None) -> None:
+    """Add the prediction records written since the last run into the monitoring rollups."""
+    from modelport.analytics import schedule
+
+    summary = schedule.run(limit=limit)
+    click.echo(
+        f"Rolled up {summary.records} records into {summary.keys} minute and hour rows, "
+        f"refreshed feedback of {summary.feedback_hours} hours, in {summary.seconds:.2f} s "
+        f"(last record id {summary.last_record_id})."
+    )
+
+
 @click.command("wait-for-migrations")
 @click.option(
     "--timeout", type=float, default=300.0, show_default=True, help="Give up after this long."
@@ -295,6 +312,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(register)
     app.cli.add_command(dataset)
     app.cli.add_command(purge)
+    app.cli.add_command(rollup)
     app.cli.add_command(wait_for_migrations)
 
 

@@ -220,6 +220,10 @@ class Settings:
     drift_share: float = _setting(
         "0.5", "A model drifts when at least this share of its features drift."
     )
+    rollup_seconds: int = _setting(
+        "60",
+        'Each server process rolls up new prediction records this often (docs/monitoring.md, "Where the figures come from"); 0: only `modelport rollup` does.',
+    )
     log_level: str = _setting("INFO", "Logging level.")
     log_format: str = _setting("json", "json (one object per line) or text.")
     languages: str = _setting("en,ko", "Languages offered in the switch.")
@@ -267,6 +271,7 @@ MINIMUMS: dict[str, int] = {
     "RECORD_MAX_BYTES": 0,
     "RETENTION_DAYS": 0,
     "TOKEN_CACHE_SECONDS": 0,
+    "ROLLUP_SECONDS": 0,
 }
 
 # Float settings that are shares or probabilities (the others are seconds).

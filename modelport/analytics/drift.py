@@ -14,37 +14,45 @@ with Evidently's default tests, so that users recognise the numbers:
   reference's deciles (categories: one bin each); drift from ``MODELPORT_DRIFT_PSI`` (0.1;
   0.25 is the usual "major shift").
 
-The model drifts when at least ``MODELPORT_DRIFT_SHARE`` (half) of its features drift. The
-current data is the stored inputs of at most ``MAX_CURRENT_ROWS`` rows of the window's most
-recent records; rows past a record's stored limit, purged or erased, are not there.
+The model drifts when at least ``MODELPORT_DRIFT_SHARE`` (half) of its features drift.
+
+The current data comes from the hour rollups of the window (``analytics.rollups``; the
+window's edges rounded out to whole hours) plus the records not rolled up yet: a sketch of
+each number's values (``analytics.sketch``: bins 2 % wide), counts of each category's values,
+and a uniform sample of whole input rows (``SAMPLE_SIZE`` per hour, at most
+``MAX_SAMPLE_ROWS`` for the window). Chi-square, the z-test and Jensen–Shannon use the
+counts, which are exact; Wasserstein and PSI use the sketch's bins (scipy's figure on those
+bins); KS needs raw values and uses the sample. Rows past a record's stored limit, purged or
+erased before they were rolled up, are not there.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
-from sqlalchemy import select
 
-from modelport.analytics.monitoring import Window
+from modelport.analytics import rollups, sketch
+from modelport.analytics.monitoring import Window, rounded
+from modelport.analytics.partials import HOUR, Key, Partial, window_sample
 from modelport.auth.caller import Caller
 from modelport.config import current_settings
-from modelport.extensions import db
-from modelport.models.predictions import Outcome, PredictionRecord, Source
-from modelport.models.registry import ModelVersion
-from modelport.ops import metrics
+from modelport.models.predictions import Source
+from modelport.models.registry import ModelVersion, RegisteredModel
 from modelport.serving import access, registry
 from modelport.serving.predictor import ModelNotFound
 from modelport.serving.schema import InputSchema
 from modelport.serving.schema.types import NUMERIC_TYPES
 
 SMALL_REFERENCE = 1000
-MAX_CURRENT_ROWS = 20_000
+MAX_SAMPLE_ROWS = 20_000
 METHODS = ("auto", "psi")
 PSI_BINS = 10
 EPSILON = 1e-4  # an empty bin's share in PSI (as Evidently does)
@@ -95,26 +103,51 @@ def _distance(name: str, method: str, value: float) -> Verdict:
     return Verdict(name, method, float(value), threshold, bool(value >= threshold))
 
 
-def _shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Each category's share of the reference and of the current data, over both's values."""
-    values = sorted(set(reference.astype(str)) | set(current.astype(str)))
-    ref = reference.astype(str).value_counts().reindex(values, fill_value=0).to_numpy(float)
-    cur = current.astype(str).value_counts().reindex(values, fill_value=0).to_numpy(float)
-    return ref, cur
+Counts = Mapping[str, float]
 
 
-def numeric_test(name: str, reference: np.ndarray, current: np.ndarray) -> Verdict:
-    """KS (small reference) or the normed Wasserstein distance (large)."""
+def _counts(values: pd.Series | Counts) -> dict[str, float]:
+    if isinstance(values, pd.Series):
+        return {str(k): float(n) for k, n in values.astype(str).value_counts().items()}
+    return {str(k): float(n) for k, n in values.items()}
+
+
+def _shares(
+    reference: pd.Series | Counts, current: pd.Series | Counts
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each category's count in the reference and in the current data, over both's values."""
+    ref, cur = _counts(reference), _counts(current)
+    values = sorted(set(ref) | set(cur))
+    return (
+        np.asarray([ref.get(v, 0.0) for v in values]),
+        np.asarray([cur.get(v, 0.0) for v in values]),
+    )
+
+
+def numeric_test(
+    name: str,
+    reference: np.ndarray,
+    current: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    sample: np.ndarray | None = None,
+) -> Verdict:
+    """KS (small reference) or the normed Wasserstein distance (large).
+
+    ``current`` may be binned (bin values and their ``weights``, from a rollup's sketch); KS
+    then compares the reference with ``sample``, raw values kept for the purpose."""
     if len(reference) <= SMALL_REFERENCE:
-        result = stats.ks_2samp(reference, current)
+        result = stats.ks_2samp(reference, current if sample is None else sample)
         return _p_test(name, "ks", result.statistic, result.pvalue)
     spread = float(np.std(reference))
-    distance = stats.wasserstein_distance(reference, current) / (spread if spread > 0 else 1.0)
-    return _distance(name, "wasserstein", distance)
+    distance = stats.wasserstein_distance(reference, current, v_weights=weights)
+    return _distance(name, "wasserstein", distance / (spread if spread > 0 else 1.0))
 
 
-def categorical_test(name: str, reference: pd.Series, current: pd.Series) -> Verdict:
-    """Chi-square, or the z-test for two values (small reference); Jensen–Shannon (large)."""
+def categorical_test(name: str, reference: pd.Series, current: pd.Series | Counts) -> Verdict:
+    """Chi-square, or the z-test for two values (small reference); Jensen–Shannon (large).
+
+    ``current`` may be counts per value (a rollup's)."""
     ref, cur = _shares(reference, current)
     if len(reference) > SMALL_REFERENCE:
         distance = jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2)
@@ -132,15 +165,25 @@ def categorical_test(name: str, reference: pd.Series, current: pd.Series) -> Ver
     return _p_test(name, "chisquare", result.statistic, result.pvalue)
 
 
-def psi_test(name: str, reference: pd.Series, current: pd.Series, numeric: bool) -> Verdict:
-    """The population stability index, bins at the reference's deciles (or its categories)."""
+def psi_test(
+    name: str,
+    reference: pd.Series,
+    current: pd.Series | np.ndarray | Counts,
+    numeric: bool,
+    weights: np.ndarray | None = None,
+) -> Verdict:
+    """The population stability index, bins at the reference's deciles (or its categories).
+
+    Binned current data (values and ``weights``) falls in the decile of its bin's value."""
     if numeric:
-        edges = np.unique(np.quantile(reference.to_numpy(float), np.linspace(0, 1, PSI_BINS + 1)))
+        ref_values = np.asarray(reference, dtype=float)
+        edges = np.unique(np.quantile(ref_values, np.linspace(0, 1, PSI_BINS + 1)))
         edges[0], edges[-1] = -np.inf, np.inf
-        ref = np.histogram(reference.to_numpy(float), edges)[0].astype(float)
-        cur = np.histogram(current.to_numpy(float), edges)[0].astype(float)
+        ref = np.histogram(ref_values, edges)[0].astype(float)
+        cur = np.histogram(np.asarray(current, dtype=float), edges, weights=weights)[0]
+        cur = cur.astype(float)
     else:
-        ref, cur = _shares(reference, current)
+        ref, cur = _shares(reference, current)  # type: ignore[arg-type]
     ref = np.clip(ref / ref.sum(), EPSILON, None)
     cur = np.clip(cur / cur.sum(), EPSILON, None)
     value = float(np.sum((cur - ref) * np.log(cur / ref)))
@@ -148,24 +191,91 @@ def psi_test(name: str, reference: pd.Series, current: pd.Series, numeric: bool)
     return Verdict(name, "psi", value, threshold, bool(value >= threshold))
 
 
+@dataclass
+class Current:
+    """The current data of a window as rollups keep it: per feature a sketch of its numbers
+    or counts of its values, plus a uniform sample of whole input rows."""
+
+    numbers: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, int]]
+    sample: pd.DataFrame
+    rows: int
+
+    @classmethod
+    def of_partials(cls, partials: Iterable[Partial]) -> Current:
+        """The current data the hour partials of a window add up to."""
+        numbers: dict[str, dict[str, int]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        samples = []
+        rows = 0
+        for partial in partials:
+            for name, found in partial.features.items():
+                if "sketch" in found:
+                    sketch.merge(numbers.setdefault(name, {}), found["sketch"])
+                if "counts" in found:
+                    sketch.merge(counts.setdefault(name, {}), found["counts"])
+            samples.append(partial.sample)
+        for found in (*numbers.values(), *counts.values()):
+            rows = max(rows, sketch.total(found))
+        return cls(numbers, counts, window_sample(samples, MAX_SAMPLE_ROWS), rows)
+
+    @classmethod
+    def of_frame(cls, schema: InputSchema, frame: pd.DataFrame) -> Current:
+        """Raw rows as the rollups would keep them (every row in the sample)."""
+        numbers, counts = {}, {}
+        for feature in schema.features:
+            if feature.name not in frame:
+                continue
+            values = frame[feature.name].dropna()
+            if feature.type in NUMERIC_TYPES:
+                numbers[feature.name] = sketch.build(values.to_numpy(float))
+            else:
+                counts[feature.name] = {k: int(n) for k, n in _counts(values).items()}
+        return cls(numbers, counts, frame, len(frame))
+
+
 def compare(
-    schema: InputSchema, reference: pd.DataFrame, current: pd.DataFrame, method: str = "auto"
+    schema: InputSchema,
+    reference: pd.DataFrame,
+    current: pd.DataFrame | Current,
+    method: str = "auto",
 ) -> list[Verdict]:
     """Each feature of ``schema`` present on both sides, tested (missing values left out)."""
+    if isinstance(current, pd.DataFrame):
+        current = Current.of_frame(schema, current)
     verdicts = []
     for feature in schema.features:
-        if feature.name not in reference or feature.name not in current:
+        if feature.name not in reference:
             continue
-        ref, cur = reference[feature.name].dropna(), current[feature.name].dropna()
-        if ref.empty or cur.empty:
-            continue
+        ref = reference[feature.name].dropna()
         numeric = feature.type in NUMERIC_TYPES
+        found = (current.numbers if numeric else current.counts).get(feature.name)
+        if ref.empty or not found:
+            continue
+        if not numeric:
+            if method == "psi":
+                verdicts.append(psi_test(feature.name, ref, found, False))
+            else:
+                verdicts.append(categorical_test(feature.name, ref, found))
+            continue
+        values, weights = sketch.points(found)
         if method == "psi":
-            verdicts.append(psi_test(feature.name, ref, cur, numeric))
-        elif numeric:
-            verdicts.append(numeric_test(feature.name, ref.to_numpy(float), cur.to_numpy(float)))
-        else:
-            verdicts.append(categorical_test(feature.name, ref, cur))
+            verdicts.append(psi_test(feature.name, ref, values, True, weights))
+            continue
+        raw = None
+        if feature.name in current.sample:
+            raw = pd.to_numeric(current.sample[feature.name], errors="coerce").dropna()
+        if len(ref) <= SMALL_REFERENCE and (raw is None or raw.empty):
+            continue  # KS needs raw values: none kept
+        verdicts.append(
+            numeric_test(
+                feature.name,
+                ref.to_numpy(float),
+                values,
+                weights,
+                sample=None if raw is None else raw.to_numpy(float),
+            )
+        )
     return verdicts
 
 
@@ -176,26 +286,48 @@ def _reference(version: ModelVersion) -> pd.DataFrame:
     return frame.drop(columns=[registry.TARGET_COLUMN], errors="ignore")
 
 
-def _current(name: str, version: int, span: Window) -> pd.DataFrame:
-    rows: list[dict[str, Any]] = []
-    found = db.session.scalars(
-        select(PredictionRecord.inputs)
-        .where(
-            PredictionRecord.model_name == name,
-            PredictionRecord.version_number == version,
-            PredictionRecord.created_at >= span.since,
-            PredictionRecord.created_at < span.until,
-            PredictionRecord.status == Outcome.OK.value,
-            PredictionRecord.inputs.is_not(None),
+def _hours(name: str, version: int, span: Window) -> dict[Key, Partial]:
+    since = rounded(span.since, HOUR)
+    until = rounded(span.until, HOUR, up=True)
+    return rollups.window_partials(name, since, until, HOUR, version=version)
+
+
+def _verdicts(
+    schema: InputSchema, reference: pd.DataFrame, current: Current, method: str
+) -> tuple[list[Verdict], float]:
+    verdicts = compare(schema, reference, current, method)
+    drifted = sum(v.drift for v in verdicts)
+    return verdicts, (drifted / len(verdicts) if verdicts else 0.0)
+
+
+def _over_time(
+    schema: InputSchema,
+    reference: pd.DataFrame,
+    partials: dict[Key, Partial],
+    span: Window,
+    method: str,
+) -> list[dict[str, Any]]:
+    """The share of drifted features per bucket of the window (a day, else an hour)."""
+    seconds = max(span.seconds, HOUR)
+    buckets: dict[int, list[Partial]] = {}
+    for (_, _, _, start), partial in sorted(partials.items()):
+        buckets.setdefault(start // seconds * seconds, []).append(partial)
+    series = []
+    for start, found in sorted(buckets.items()):
+        current = Current.of_partials(found)
+        if not current.rows:
+            continue
+        verdicts, share = _verdicts(schema, reference, current, method)
+        series.append(
+            {
+                "start": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+                "current_rows": current.rows,
+                "share_drifted": round(share, 4),
+                "drift": bool(verdicts) and share >= current_settings().drift_share,
+                "drifted": [v.name for v in verdicts if v.drift],
+            }
         )
-        .order_by(PredictionRecord.created_at.desc(), PredictionRecord.id.desc())
-        .execution_options(yield_per=500)
-    )
-    for inputs in found:
-        rows.extend(row for row in inputs if isinstance(row, dict))
-        if len(rows) >= MAX_CURRENT_ROWS:
-            break
-    return pd.DataFrame(rows[:MAX_CURRENT_ROWS])
+    return series
 
 
 def drift(
@@ -205,36 +337,35 @@ def drift(
     *,
     method: str = "auto",
     channel: str = Source.API,
-    latest: bool = False,
 ) -> dict[str, Any]:
-    """The drift report of ``name`` (``span.version``, else the version it serves now).
+    """The drift report of ``name`` for ``caller`` (see ``report``).
 
-    ``latest``: the check of the served version over a window ending now, with the default
-    method; its share of drifted features becomes ``modelport_model_drift_share``.
     Raises ``ModelNotFound`` (a model ``caller`` may not use, as for none) and
     ``DriftError``."""
-    model = access.model_for(caller, name, channel)
+    return report(access.model_for(caller, name, channel), span, method=method)
+
+
+def report(model: RegisteredModel, span: Window, *, method: str = "auto") -> dict[str, Any]:
+    """The drift report of ``model``'s version ``span.version``, else the one it serves now:
+    over the whole window, and per day (or hour) of it. Raises ``ModelNotFound`` (no such
+    version) and ``DriftError``."""
     number = span.version
     if number is None:
         served = registry.served_version(model)
         if served is None:
-            raise ModelNotFound(f"{name} has no version ready to serve.")
+            raise ModelNotFound(f"{model.name} has no version ready to serve.")
         version = served
     else:
         version = registry.get_version(model, number)
         if version is None:
-            raise ModelNotFound(f"{name} has no version {number}.")
+            raise ModelNotFound(f"{model.name} has no version {number}.")
     reference = _reference(version)
-    current = _current(model.name, version.number, span)
-    if current.empty:
+    partials = _hours(model.name, version.number, span)
+    current = Current.of_partials(partials.values())
+    if not current.rows:
         raise DriftError("no_data", "There are no stored inputs of this version in the window.")
     schema = InputSchema.from_dict(version.input_schema)
-    verdicts = compare(schema, reference, current, method)
-    drifted = sum(v.drift for v in verdicts)
-    share = drifted / len(verdicts) if verdicts else 0.0
-    if latest:
-        # The served version over the window up to now: what the drift alert watches.
-        metrics.set_drift_share(model.name, share)
+    verdicts, share = _verdicts(schema, reference, current, method)
     return {
         "model": model.name,
         "version": version.number,
@@ -242,8 +373,10 @@ def drift(
         "until": span.until.isoformat().replace("+00:00", "Z"),
         "method": method,
         "reference_rows": len(reference),
-        "current_rows": len(current),
+        "current_rows": current.rows,
+        "sample_rows": len(current.sample),
         "drift": bool(verdicts) and share >= current_settings().drift_share,
         "share_drifted": round(share, 4),
         "features": [v.as_json() for v in verdicts],
+        "over_time": _over_time(schema, reference, partials, span, method),
     }

@@ -9,29 +9,28 @@ the probability of the predicted class (confidence-based, the estimate NannyML c
 which falls when the model grows unsure, before labels arrive. Admins also see the callers
 who predicted most.
 
-Counts, errors and latencies come from every record of the window (grouped in SQL by
-``buckets.epoch_bucket``). What needs a record's stored outputs (the predicted classes and
-the confidence) reads at most ``OUTPUT_SAMPLE`` records of the window, spread evenly by id.
-A refusal before a model ran (invalid inputs, a spent budget) leaves no record: those are
+Every figure comes from the window's rollups (``analytics.rollups``: minute rows for
+minute buckets, hour rows otherwise) plus the records not rolled up yet; the window's edges
+are rounded out to whole minutes or hours accordingly. Latency and regression quantiles
+come from sketches, within 1 % of the exact value (``analytics.sketch``). A refusal before a model ran (invalid inputs, a spent budget) leaves no record: those are
 counted in the metrics (``modelport_predictions_total``).
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
-from modelport.analytics.buckets import epoch_bucket
+from modelport.analytics import rollups, sketch
+from modelport.analytics.partials import HOUR, MINUTE, Key, Partial
 from modelport.auth.caller import Caller
 from modelport.extensions import db
-from modelport.models import ApiToken, Feedback, PredictionRecord, User
-from modelport.models.predictions import Outcome, Source
+from modelport.models import ApiToken, User
+from modelport.models.predictions import Source
 from modelport.serving import access
 
 # Bucket widths, chosen from the window's length so that a chart has tens to hundreds of
@@ -43,8 +42,6 @@ BUCKETS = (
 )
 LONGEST = timedelta(days=400)
 DEFAULT_WINDOW = timedelta(hours=24)
-OUTPUT_SAMPLE = 20_000  # records whose outputs are read for the predicted distribution
-LATENCY_SAMPLE = 200_000  # latencies read for the percentiles
 TOP = 10
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -55,7 +52,9 @@ class WindowError(ValueError):
 
 @dataclass(frozen=True)
 class Window:
-    """The records' time range [since, until), its bucket, and an optional version."""
+    """The records' time range [since, until), its bucket, and an optional version.
+
+    ``since`` and ``until`` are whole minutes (minute buckets) or hours (the others)."""
 
     since: datetime
     until: datetime
@@ -83,216 +82,189 @@ def window(
         raise WindowError(f"A window is at most {LONGEST.days} days long.")
     for name, seconds, longest in BUCKETS:
         if longest is None or until - since <= longest:
-            return Window(since.astimezone(UTC), until.astimezone(UTC), name, seconds, version)
+            grain = MINUTE if seconds == MINUTE else HOUR
+            return Window(
+                rounded(since, grain), rounded(until, grain, up=True), name, seconds, version
+            )
     raise AssertionError("unreachable")
+
+
+def rounded(moment: datetime, seconds: int, *, up: bool = False) -> datetime:
+    """``moment`` (UTC) rounded down, or up, to a whole number of ``seconds`` since 1970."""
+    epoch = moment.timestamp()
+    whole = int(epoch // seconds * seconds)
+    if up and whole < epoch:
+        whole += seconds
+    return datetime.fromtimestamp(whole, UTC)
 
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _in_window(model: str, span: Window) -> list[Any]:
-    conditions = [
-        PredictionRecord.model_name == model,
-        PredictionRecord.created_at >= span.since,
-        PredictionRecord.created_at < span.until,
-    ]
-    if span.version is not None:
-        conditions.append(PredictionRecord.version_number == span.version)
-    return conditions
+def _grain(span: Window) -> int:
+    return MINUTE if span.seconds == MINUTE else HOUR
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+def _percentiles(latency: dict[str, int]) -> dict[str, float | None]:
+    p50, p95, p99 = sketch.quantiles(latency, (0.5, 0.95, 0.99))
+    return {
+        name: None if value is None else round(value, 3)
+        for name, value in (("p50", p50), ("p95", p95), ("p99", p99))
+    }
 
 
-def _spread(conditions: list[Any], total: int, limit: int) -> list[Any]:
-    """Conditions that keep about ``limit`` of ``total`` records, evenly by id."""
-    if total <= limit:
-        return conditions
-    return [*conditions, PredictionRecord.id % math.ceil(total / limit) == 0]
+def _buckets(
+    partials: dict[Key, Partial], span: Window, *, by_version: bool
+) -> dict[tuple[int, int | None], Partial]:
+    """The partials added up per bucket of ``span`` (and version, when ``by_version``)."""
+    merged: dict[tuple[int, int | None], Partial] = {}
+    for (_, version, _, start), partial in sorted(partials.items()):
+        key = (start // span.seconds * span.seconds, (version or None) if by_version else None)
+        if key in merged:
+            merged[key].merge(partial)
+        else:
+            merged[key] = Partial().merge(partial)
+    return merged
 
 
-def _volume(conditions: list[Any], span: Window) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    bucket = epoch_bucket(PredictionRecord.created_at, span.seconds).label("bucket")
-    errors = func.sum(case((PredictionRecord.status == Outcome.ERROR.value, 1), else_=0))
-    cut = func.sum(case((PredictionRecord.status == Outcome.INCOMPLETE.value, 1), else_=0))
-    rows = db.session.execute(
-        select(
-            bucket,
-            PredictionRecord.version_number,
-            func.count(),
-            func.coalesce(func.sum(PredictionRecord.row_count), 0),
-            errors,
-            cut,
-        )
-        .where(*conditions)
-        .group_by(bucket, PredictionRecord.version_number)
-        .order_by(bucket, PredictionRecord.version_number)
-    ).all()
-    total = sum(int(r[2]) for r in rows)
-    latency = db.session.execute(
-        select(bucket, PredictionRecord.version_number, PredictionRecord.latency_ms).where(
-            *_spread(conditions, total, LATENCY_SAMPLE),
-            PredictionRecord.status == Outcome.OK.value,
-        )
-    ).all()
-    by_key: dict[tuple[int, int | None], list[float]] = defaultdict(list)
-    for start, version, ms in latency:
-        by_key[(int(start), version)].append(float(ms))
+def _volume(
+    by_version: dict[tuple[int, int | None], Partial],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     series = []
-    for start, version, count, row_sum, error_count, incomplete in rows:
-        count, row_sum = int(count), int(row_sum)
+    every = Partial()
+    for (start, version), part in sorted(by_version.items(), key=lambda i: (i[0][0], i[0][1] or 0)):
+        if not part.requests:
+            continue
+        every.merge(part)
         series.append(
             {
-                "start": _iso(int(start)),
+                "start": _iso(start),
                 "version": version,
-                "requests": count,
-                "rows": row_sum,
-                "errors": int(error_count),
-                "incomplete": int(incomplete),
-                "error_rate": round(int(error_count) / count, 4),
-                "rows_per_request": round(row_sum / count, 3),
-                "latency_ms": _percentiles(np.asarray(by_key[(int(start), version)])),
+                "requests": part.requests,
+                "rows": part.rows,
+                "errors": part.errors,
+                "incomplete": part.incomplete,
+                "error_rate": round(part.errors / part.requests, 4),
+                "rows_per_request": round(part.rows / part.requests, 3),
+                "latency_ms": _percentiles(part.latency),
             }
         )
-    requests = total
-    row_total = sum(s["rows"] for s in series)
-    error_total = sum(s["errors"] for s in series)
+    requests = every.requests
     totals = {
         "requests": requests,
-        "rows": row_total,
-        "errors": error_total,
-        "incomplete": sum(s["incomplete"] for s in series),
-        "error_rate": round(error_total / requests, 4) if requests else None,
-        "rows_per_request": round(row_total / requests, 3) if requests else None,
-        "latency_ms": _percentiles(np.asarray([ms for _, _, ms in latency], dtype=float)),
+        "rows": every.rows,
+        "errors": every.errors,
+        "incomplete": every.incomplete,
+        "error_rate": round(every.errors / requests, 4) if requests else None,
+        "rows_per_request": round(every.rows / requests, 3) if requests else None,
+        "latency_ms": _percentiles(every.latency),
     }
     return series, totals
 
 
-def _predicted(
-    conditions: list[Any], span: Window, task: str, total: int
-) -> tuple[list[dict[str, Any]], dict[int, list[float]]]:
-    """The predicted distribution per bucket, and each bucket's confidences (classifiers)."""
-    bucket = epoch_bucket(PredictionRecord.created_at, span.seconds).label("bucket")
-    found = db.session.execute(
-        select(bucket, PredictionRecord.outputs).where(
-            *_spread(conditions, total, OUTPUT_SAMPLE),
-            PredictionRecord.status == Outcome.OK.value,
-            PredictionRecord.outputs.is_not(None),
-        )
-    ).all()
-    labels: dict[int, Counter] = defaultdict(Counter)
-    values: dict[int, list[float]] = defaultdict(list)
-    confidence: dict[int, list[float]] = defaultdict(list)
-    for start, outputs in found:
-        for row in outputs if isinstance(outputs, list) else []:
-            if not isinstance(row, dict):
+def _predicted(buckets: dict[tuple[int, int | None], Partial], task: str) -> list[dict[str, Any]]:
+    """The predicted distribution per bucket: class counts, or a regression's quantiles."""
+    series = []
+    for (start, _), part in sorted(buckets.items()):
+        if task == "regression":
+            if not part.value_rows:
                 continue
-            if task == "regression":
-                if isinstance(row.get("value"), int | float):
-                    values[int(start)].append(float(row["value"]))
-                continue
-            if "label" in row:
-                labels[int(start)][str(row["label"])] += 1
-            probabilities = row.get("probabilities")
-            if isinstance(probabilities, dict) and probabilities:
-                confidence[int(start)].append(max(float(p) for p in probabilities.values()))
-    if task == "regression":
-        series = []
-        for start in sorted(values):
-            points = np.quantile(np.asarray(values[start]), QUANTILES)
+            points = sketch.quantiles(part.values, QUANTILES)
             series.append(
                 {
                     "start": _iso(start),
-                    "rows": len(values[start]),
-                    "mean": round(float(np.mean(values[start])), 6),
+                    "rows": part.value_rows,
+                    "mean": round(part.value_sum / part.value_rows, 6),
                     **{
-                        f"p{round(q * 100)}": round(float(v), 6)
+                        f"p{round(q * 100)}": None if v is None else round(v, 6)
                         for q, v in zip(QUANTILES, points, strict=True)
                     },
                 }
             )
-        return series, {}
-    series = [
-        {"start": _iso(start), "counts": dict(sorted(labels[start].items()))}
-        for start in sorted(labels)
-    ]
-    return series, confidence
+        elif part.labels:
+            series.append({"start": _iso(start), "counts": dict(sorted(part.labels.items()))})
+    return series
 
 
-def _feedback(model: str, span: Window, task: str) -> dict[int, list[tuple[Any, Any]]]:
-    bucket = epoch_bucket(PredictionRecord.created_at, span.seconds).label("bucket")
-    found = db.session.execute(
-        select(bucket, Feedback.actual, Feedback.predicted)
-        .join(PredictionRecord, PredictionRecord.id == Feedback.record_id)
-        .where(*_in_window(model, span), Feedback.predicted.is_not(None))
-    ).all()
-    pairs: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
-    for start, actual, predicted in found:
-        pairs[int(start)].append((actual, predicted))
-    return pairs
-
-
-def _realized(pairs: list[tuple[Any, Any]], task: str) -> float | None:
-    if not pairs:
+def _realized(part: Partial, task: str) -> float | None:
+    if not part.feedback_rows:
         return None
     if task == "regression":
-        errors = [abs(float(a) - float(p)) for a, p in pairs]
-        return round(sum(errors) / len(errors), 6)
-    return round(sum(str(a) == str(p) for a, p in pairs) / len(pairs), 4)
+        return round(part.feedback_error / part.feedback_rows, 6)
+    return round(part.feedback_correct / part.feedback_rows, 4)
+
+
+def _estimated(part: Partial) -> float | None:
+    if not part.confidence_rows:
+        return None
+    return round(part.confidence_sum / part.confidence_rows, 4)
 
 
 def _quality(
-    pairs: dict[int, list[tuple[Any, Any]]], confidence: dict[int, list[float]], task: str
+    buckets: dict[tuple[int, int | None], Partial], task: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     realized = "realized_mae" if task == "regression" else "realized_accuracy"
     series = []
-    for start in sorted(set(pairs) | set(confidence)):
+    every = Partial()
+    for (start, _), part in sorted(buckets.items()):
+        every.merge(part)
+        if not part.feedback_rows and not part.confidence_rows:
+            continue
         point: dict[str, Any] = {
             "start": _iso(start),
-            realized: _realized(pairs.get(start, []), task),
-            "feedback_rows": len(pairs.get(start, [])),
+            realized: _realized(part, task),
+            "feedback_rows": part.feedback_rows,
         }
         if task != "regression":
-            seen = confidence.get(start, [])
-            point["estimated_accuracy"] = round(float(np.mean(seen)), 4) if seen else None
+            point["estimated_accuracy"] = _estimated(part)
         series.append(point)
-    every = [pair for found in pairs.values() for pair in found]
-    totals: dict[str, Any] = {realized: _realized(every, task), "feedback_rows": len(every)}
+    totals: dict[str, Any] = {
+        realized: _realized(every, task),
+        "feedback_rows": every.feedback_rows,
+    }
     if task != "regression":
-        seen = [c for found in confidence.values() for c in found]
-        totals["estimated_accuracy"] = round(float(np.mean(seen)), 4) if seen else None
+        totals["estimated_accuracy"] = _estimated(every)
     return series, totals
 
 
-def _top_callers(conditions: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    users = db.session.execute(
-        select(User.id, User.email, func.count().label("n"))
-        .join(PredictionRecord, PredictionRecord.user_id == User.id)
-        .where(*conditions)
-        .group_by(User.id, User.email)
-        .order_by(func.count().desc(), User.id)
-        .limit(TOP)
-    ).all()
-    tokens = db.session.execute(
-        select(ApiToken.id, ApiToken.name, ApiToken.prefix, ApiToken.user_id, func.count())
-        .join(PredictionRecord, PredictionRecord.token_id == ApiToken.id)
-        .where(*conditions)
-        .group_by(ApiToken.id, ApiToken.name, ApiToken.prefix, ApiToken.user_id)
-        .order_by(func.count().desc(), ApiToken.id)
-        .limit(TOP)
-    ).all()
+def _top_callers(buckets: dict[tuple[int, int | None], Partial]) -> dict[str, list[dict[str, Any]]]:
+    users: Counter = Counter()
+    tokens: Counter = Counter()
+    for part in buckets.values():
+        users.update({int(k): n for k, n in part.callers.get("users", {}).items()})
+        tokens.update({int(k): n for k, n in part.callers.get("tokens", {}).items()})
+    # Ranked by count, then id; people and tokens deleted since are not shown.
+    top_users = sorted(users.items(), key=lambda item: (-item[1], item[0]))
+    top_tokens = sorted(tokens.items(), key=lambda item: (-item[1], item[0]))
+    emails = dict(
+        db.session.execute(
+            select(User.id, User.email).where(User.id.in_([i for i, _ in top_users[: TOP * 2]]))
+        ).all()
+    )
+    named = {
+        row.id: row
+        for row in db.session.execute(
+            select(ApiToken.id, ApiToken.name, ApiToken.prefix, ApiToken.user_id).where(
+                ApiToken.id.in_([i for i, _ in top_tokens[: TOP * 2]])
+            )
+        )
+    }
     return {
-        "top_users": [{"id": i, "email": e, "requests": int(n)} for i, e, n in users],
+        "top_users": [
+            {"id": i, "email": emails[i], "requests": n} for i, n in top_users if i in emails
+        ][:TOP],
         "top_tokens": [
-            {"id": i, "name": name, "prefix": prefix, "user_id": owner, "requests": int(n)}
-            for i, name, prefix, owner, n in tokens
-        ],
+            {
+                "id": i,
+                "name": named[i].name,
+                "prefix": named[i].prefix,
+                "user_id": named[i].user_id,
+                "requests": n,
+            }
+            for i, n in top_tokens
+            if i in named
+        ][:TOP],
     }
 
 
@@ -301,12 +273,13 @@ def monitor(caller: Caller, name: str, span: Window, *, channel: str = Source.AP
 
     Raises ``ModelNotFound`` for a model ``caller`` may not use (as for none at all)."""
     model = access.model_for(caller, name, channel)
-    conditions = _in_window(model.name, span)
-    series, totals = _volume(conditions, span)
-    predicted, confidence = _predicted(conditions, span, model.task, totals["requests"])
-    quality, quality_totals = _quality(
-        _feedback(model.name, span, model.task), confidence, model.task
+    partials = rollups.window_partials(
+        model.name, span.since, span.until, _grain(span), version=span.version
     )
+    series, totals = _volume(_buckets(partials, span, by_version=True))
+    buckets = _buckets(partials, span, by_version=False)
+    predicted = _predicted(buckets, model.task)
+    quality, quality_totals = _quality(buckets, model.task)
     answer = {
         "model": model.name,
         "task": model.task,
@@ -321,7 +294,7 @@ def monitor(caller: Caller, name: str, span: Window, *, channel: str = Source.AP
         "quality": quality,
     }
     if caller.is_admin:
-        answer |= _top_callers(conditions)
+        answer |= _top_callers(buckets)
     return answer
 
 

@@ -51,5 +51,4 @@ def model_drift(query: dict[str, Any], name: str) -> dict[str, Any]:
     (default: the last 24 hours) against the version's training sample (``version``, else
     the one it serves), with Evidently's default tests or PSI (``method=psi``)."""
     span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
-    latest = "until" not in query and "version" not in query and query["method"] == "auto"
-    return drift.drift(current_caller(), name, span, method=query["method"], latest=latest)
+    return drift.drift(current_caller(), name, span, method=query["method"])

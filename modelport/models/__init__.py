@@ -4,6 +4,7 @@ from modelport.models.datasets import Dataset, DatasetVersion
 from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
+from modelport.models.rollups import PredictionRollup, RollupState
 from modelport.models.tokens import ApiToken
 from modelport.models.users import Role, User, UserSession
 
@@ -15,8 +16,10 @@ __all__ = [
     "ModelAlias",
     "ModelVersion",
     "PredictionRecord",
+    "PredictionRollup",
     "RegisteredModel",
     "Role",
+    "RollupState",
     "User",
     "UserSession",
 ]

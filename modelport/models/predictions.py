@@ -14,6 +14,7 @@ from modelport.models.types import JSONDocument, UTCDateTime, utcnow
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; elsewhere the table can outgrow 2**31.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+LABEL_LENGTH = 100  # a longer class name stays in ``outputs`` only
 
 
 class Source(enum.StrEnum):
@@ -61,4 +62,9 @@ class PredictionRecord(db.Model):
     outputs: Mapped[Any | None] = mapped_column(JSONDocument())
     # The stored inputs/outputs were cut at MODELPORT_RECORD_MAX_BYTES.
     truncated: Mapped[bool] = mapped_column(default=False)
+    # A one-row answer's prediction, typed, so that rollups need not parse ``outputs``: the
+    # predicted class and its probability, or the predicted value.
+    predicted_label: Mapped[str | None] = mapped_column(String(LABEL_LENGTH))
+    predicted_value: Mapped[float | None]
+    confidence: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -87,6 +87,16 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
         dispose_engines(close=False)
 
 
+def post_worker_init(worker):  # noqa: ANN001, ANN201
+    """Each worker rolls up new prediction records every MODELPORT_ROLLUP_SECONDS."""
+    app = worker.app.wsgi()
+    if "sqlalchemy" not in getattr(app, "extensions", {}):
+        return  # not Modelport
+    from modelport.analytics import schedule
+
+    schedule.start(app)
+
+
 def on_starting(server):  # noqa: ANN001, ANN201, ARG001
     """Counting starts at zero: the files of an earlier server in the directory go."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from contextlib import suppress
 
 from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 
+from modelport.analytics import rollups
 from modelport.config import networks
 from modelport.errors import ApiError
 from modelport.extensions import limiter
@@ -52,6 +55,9 @@ def scrape() -> Response:
         if current_app.settings.metrics_token:
             raise ApiError(401, "unauthorized", "Send Authorization: Bearer <scrape token>.")
         raise ApiError(403, "forbidden", "This address may not read the metrics.")
+    with suppress(SQLAlchemyError):  # the database down: the other metrics still answer
+        for model, share in rollups.drift_shares().items():
+            metrics.set_drift_share(model, share)
     return Response(metrics.exposition(), mimetype=None, content_type=metrics.CONTENT_TYPE)
 
 

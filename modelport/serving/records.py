@@ -18,7 +18,7 @@ from modelport.auth import token_cache
 from modelport.auth.caller import Caller
 from modelport.config import RECORDS_BIND, current_settings
 from modelport.extensions import checkpoint_erasure, db
-from modelport.models.predictions import Outcome, PredictionRecord
+from modelport.models.predictions import LABEL_LENGTH, Outcome, PredictionRecord
 from modelport.models.types import MAX_BIGINT_ID, JSONDocument, utcnow
 from modelport.ops import metrics
 
@@ -92,8 +92,26 @@ def record_values(
         "inputs": stored_in,
         "outputs": stored_out,
         "truncated": truncated,
+        **_typed_prediction(outputs),
         "created_at": utcnow(),
     }
+
+
+def _typed_prediction(outputs: Any) -> dict[str, Any]:
+    """A one-row answer's predicted class and probability, or value (the typed columns)."""
+    label = value = confidence = None
+    if isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], dict):
+        row = outputs[0]
+        found = row.get("label")
+        if found is not None and len(text := str(found)) <= LABEL_LENGTH:
+            label = text
+            probabilities = row.get("probabilities")
+            if probabilities:
+                confidence = float(max(probabilities.values()))
+        found = row.get("value")
+        if isinstance(found, int | float) and not isinstance(found, bool):
+            value = float(found)
+    return {"predicted_label": label, "predicted_value": value, "confidence": confidence}
 
 
 def log_prediction(served: Served, **fields: Any) -> int | None:

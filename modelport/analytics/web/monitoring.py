@@ -93,9 +93,7 @@ def model_drift(name: str) -> Response:
     report: dict[str, Any] | None = None
     problem = None
     try:
-        report = drift.drift(
-            current_caller(), name, span, channel=Source.PAGE, latest=chosen == "24h"
-        )
+        report = drift.drift(current_caller(), name, span, channel=Source.PAGE)
     except drift.DriftError as exc:
         problem = exc.message
     figure = charts.drift(report, _("Each feature against its threshold")) if report else None

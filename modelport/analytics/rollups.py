@@ -1,0 +1,354 @@
+"""Rollups: the prediction records added up per model version and minute or hour, kept in
+``prediction_rollups`` so that no page reads raw records past the newest ones.
+
+``roll_up`` (the ``modelport rollup`` command, a thread of each server every
+``MODELPORT_ROLLUP_SECONDS``, a CronJob) reads the records written since its last run in
+id order, adds them into the stored partials, and recomputes the feedback figures of the
+hours that received feedback since. ``window_partials`` gives a page the stored partials of
+a window plus those of the records not rolled up yet, computed on the spot, so figures are
+complete and the same before and after a run.
+
+A record is rolled up once it is ``GRACE`` old (the transactions that wrote the records
+before it have committed by then) and final: a CSV answer still streaming (``incomplete``
+with no latency yet) holds the run back until it ends, or for at most ``OPEN_LIMIT``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelport.analytics.partials import (
+    COLUMNS,
+    GRAINS,
+    HOUR,
+    MINUTE,
+    Key,
+    Partial,
+    VersionInfo,
+    aggregate,
+    version_info,
+)
+from modelport.extensions import db
+from modelport.models import Feedback, PredictionRecord, PredictionRollup, RollupState
+from modelport.models.predictions import Outcome
+from modelport.models.registry import ModelVersion, RegisteredModel
+from modelport.models.types import utcnow
+
+STATE = "records"
+GRACE = timedelta(seconds=10)
+OPEN_LIMIT = timedelta(hours=1)
+BATCH = 20_000
+# Feedback written this long before a run's start is looked at again by the next run.
+FEEDBACK_OVERLAP = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What one run did."""
+
+    records: int
+    keys: int
+    feedback_hours: int
+    last_record_id: int
+    seconds: float
+
+
+def _record_columns() -> list[Any]:
+    table = PredictionRecord.__table__.c
+    one_row = or_(table.predicted_label.is_not(None), table.predicted_value.is_not(None))
+    columns = []
+    for name in COLUMNS:
+        if name == "outputs":
+            # A one-row answer's typed columns say what the outputs would: not read.
+            columns.append(case((one_row, None), else_=table.outputs).label("outputs"))
+        elif name == "inputs":
+            columns.append(
+                case((table.status == Outcome.OK.value, table.inputs), else_=None).label("inputs")
+            )
+        else:
+            columns.append(table[name])
+    return columns
+
+
+def versions_of(models: Iterable[str]) -> dict[tuple[str, int], VersionInfo]:
+    """(model, version) → ``VersionInfo`` for every version of ``models``."""
+    names = sorted(set(models))
+    if not names:
+        return {}
+    found = db.session.execute(
+        select(
+            RegisteredModel.name,
+            RegisteredModel.task,
+            ModelVersion.number,
+            ModelVersion.input_schema,
+        )
+        .join(ModelVersion, ModelVersion.model_id == RegisteredModel.id)
+        .where(RegisteredModel.name.in_(names))
+    ).all()
+    infos = {(name, number): version_info(task, schema) for name, task, number, schema in found}
+    tasks = {name: task for name, task, _, _ in found}
+    for name in names:  # records made before a version was known
+        infos[(name, 0)] = VersionInfo(tasks.get(name, "classification"), (), ())
+    return infos
+
+
+def _feedback_of(record_ids: Sequence[int]) -> list[tuple[int, Any, Any]]:
+    found: list[tuple[int, Any, Any]] = []
+    for start in range(0, len(record_ids), 5000):
+        chunk = record_ids[start : start + 5000]
+        found += db.session.execute(
+            select(Feedback.record_id, Feedback.actual, Feedback.predicted).where(
+                Feedback.record_id.in_(chunk)
+            )
+        ).all()
+    return found
+
+
+def _aggregate_records(
+    rows: Sequence[Any], *, grains: Sequence[int] = GRAINS
+) -> dict[Key, Partial]:
+    if not rows:
+        return {}
+    versions = versions_of(row[1] for row in rows)
+    feedback = _feedback_of([row[0] for row in rows])
+    return aggregate(rows, versions, feedback=feedback, grains=grains)
+
+
+def _ready(rows: Sequence[Any], now: datetime) -> int:
+    """How many of ``rows`` (in id order) may be rolled up now."""
+    for position, row in enumerate(rows):
+        created = row[3]
+        if created > now - GRACE:
+            return position
+        streaming = row[4] == Outcome.INCOMPLETE.value and not row[6] and not row[5]
+        if streaming and created > now - OPEN_LIMIT:
+            return position
+    return len(rows)
+
+
+def _epoch_time(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _store(partials: Mapping[Key, Partial], *, feedback_only: bool = False) -> None:
+    """Add ``partials`` into the stored rows (``feedback_only``: set their feedback figures)."""
+    groups: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+    for model, version, grain, start in partials:
+        groups[(model, version, grain)].append(start)
+    now = utcnow()
+    for (model, version, grain), starts in groups.items():
+        stored = {
+            int(row.start.timestamp()): row
+            for row in db.session.scalars(
+                select(PredictionRollup).where(
+                    PredictionRollup.model_name == model,
+                    PredictionRollup.version_number == version,
+                    PredictionRollup.seconds == grain,
+                    PredictionRollup.start >= _epoch_time(min(starts)),
+                    PredictionRollup.start <= _epoch_time(max(starts)),
+                )
+            )
+        }
+        for start in starts:
+            partial = partials[(model, version, grain, start)]
+            row = stored.get(start)
+            if row is None:
+                if feedback_only and not partial.feedback_rows:
+                    continue
+                row = PredictionRollup(
+                    model_name=model,
+                    version_number=version,
+                    seconds=grain,
+                    start=_epoch_time(start),
+                )
+                merged = partial
+                db.session.add(row)
+            else:
+                merged = Partial.from_row(row)
+                if feedback_only:
+                    merged.set_feedback(partial)
+                else:
+                    merged.merge(partial)
+            for name, value in merged.columns().items():
+                setattr(row, name, value)
+            row.updated_at = now
+
+
+def _lock() -> RollupState:
+    """The state row, locked for this transaction (made on the first run)."""
+    # The UPDATE takes the row's lock (SQLite: the database's write lock) before anything is
+    # read, so two runs never read the same starting point.
+    for _ in range(2):
+        locked = db.session.execute(
+            update(RollupState).where(RollupState.name == STATE).values(updated_at=utcnow())
+        )
+        if locked.rowcount:
+            break
+        try:
+            with db.session.begin_nested():
+                db.session.add(RollupState(name=STATE, record_id=0))
+            break
+        except IntegrityError:
+            continue  # another first run made it at the same time: wait for its lock
+    return db.session.get(RollupState, STATE, populate_existing=True)
+
+
+def watermark() -> int:
+    """The id of the last record rolled up (0 before the first run)."""
+    return int(
+        db.session.scalar(select(RollupState.record_id).where(RollupState.name == STATE)) or 0
+    )
+
+
+def _roll_records(state: RollupState, now: datetime, limit: int | None) -> tuple[int, int]:
+    done = keys = 0
+    while limit is None or done < limit:
+        size = BATCH if limit is None else min(BATCH, limit - done)
+        rows = db.session.execute(
+            select(*_record_columns())
+            .where(PredictionRecord.id > state.record_id)
+            .order_by(PredictionRecord.id)
+            .limit(size)
+        ).all()
+        ready = _ready(rows, now)
+        if not ready:
+            break
+        partials = _aggregate_records(rows[:ready])
+        _store(partials)
+        state.record_id = int(rows[ready - 1][0])
+        db.session.commit()
+        _lock()  # the next batch's transaction
+        done += ready
+        keys += len(partials)
+        if ready < len(rows) or len(rows) < size:
+            break
+    return done, keys
+
+
+def _feedback_hours(since: datetime | None, upto: int) -> set[tuple[str, int]]:
+    """(model, hour start) of the rolled-up records that received feedback since ``since``."""
+    if since is None:
+        return set()
+    found = db.session.execute(
+        select(PredictionRecord.model_name, PredictionRecord.created_at)
+        .join(Feedback, Feedback.record_id == PredictionRecord.id)
+        .where(Feedback.created_at >= since - FEEDBACK_OVERLAP, PredictionRecord.id <= upto)
+    ).all()
+    return {(model, int(created.timestamp()) // HOUR * HOUR) for model, created in found}
+
+
+def _refresh_feedback(hours: set[tuple[str, int]], upto: int) -> None:
+    """Recompute the feedback figures of these hours (and their minutes) from all their
+    feedback on records up to ``upto``."""
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for model, start in hours:
+        by_model[model].append(start)
+    for model, starts in by_model.items():
+        versions = versions_of([model])
+        for start in sorted(starts):
+            records = db.session.execute(
+                select(*_record_columns()).where(
+                    PredictionRecord.model_name == model,
+                    PredictionRecord.created_at >= _epoch_time(start),
+                    PredictionRecord.created_at < _epoch_time(start + HOUR),
+                    PredictionRecord.id <= upto,
+                    PredictionRecord.id.in_(
+                        select(Feedback.record_id).where(Feedback.model_name == model)
+                    ),
+                )
+            ).all()
+            feedback = _feedback_of([row[0] for row in records])
+            fresh = aggregate(records, versions, feedback=feedback, grains=GRAINS)
+            # Keys of the hour with no feedback left keep none (a record deleted meanwhile).
+            _store(fresh, feedback_only=True)
+
+
+def roll_up(*, limit: int | None = None, now: datetime | None = None) -> Summary:
+    """Add the records written since the last run into the rollups; refresh feedback.
+
+    ``limit``: at most this many records (the rest wait for the next run)."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    state = _lock()
+    feedback_since = state.feedback_at
+    done, keys = _roll_records(state, now, limit)
+    hours = _feedback_hours(feedback_since, state.record_id)
+    _refresh_feedback(hours, state.record_id)
+    state.feedback_at = now
+    db.session.commit()
+    return Summary(done, keys, len(hours), state.record_id, time.perf_counter() - started)
+
+
+def window_partials(
+    model: str,
+    since: datetime,
+    until: datetime,
+    grain: int,
+    *,
+    version: int | None = None,
+) -> dict[Key, Partial]:
+    """The partials of ``model`` at ``grain`` (``MINUTE`` or ``HOUR``) whose start lies in
+    [since, until): the stored ones plus those of records not rolled up yet."""
+    if grain not in (MINUTE, HOUR):
+        raise ValueError("grain is a minute or an hour")
+    upto = watermark()
+    conditions = [
+        PredictionRollup.model_name == model,
+        PredictionRollup.seconds == grain,
+        PredictionRollup.start >= since,
+        PredictionRollup.start < until,
+    ]
+    if version is not None:
+        conditions.append(PredictionRollup.version_number == version)
+    found: dict[Key, Partial] = {}
+    for row in db.session.scalars(select(PredictionRollup).where(*conditions)):
+        key = (model, row.version_number, grain, int(row.start.timestamp()))
+        found[key] = Partial.from_row(row)
+    live = [
+        PredictionRecord.id > upto,
+        PredictionRecord.model_name == model,
+        PredictionRecord.created_at >= since,
+        PredictionRecord.created_at < until,
+    ]
+    if version is not None:
+        live.append(PredictionRecord.version_number == version)
+    recent = db.session.execute(select(*_record_columns()).where(and_(*live))).all()
+    for key, partial in _aggregate_records(recent, grains=(grain,)).items():
+        if key in found:
+            found[key].merge(partial)
+        else:
+            found[key] = partial
+    return found
+
+
+def pending() -> int:
+    """Records not rolled up yet."""
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(PredictionRecord)
+            .where(PredictionRecord.id > watermark())
+        )
+        or 0
+    )
+
+
+def store_drift(shares: Mapping[str, float]) -> None:
+    """Keep the served versions' drift shares of the latest run (the drift alert's metric)."""
+    state = _lock()
+    state.drift = {k: round(v, 4) for k, v in shares.items()}
+    db.session.commit()
+
+
+def drift_shares() -> dict[str, float]:
+    """model → the served version's drift share at the latest run."""
+    found = db.session.scalar(select(RollupState.drift).where(RollupState.name == STATE))
+    return dict(found or {})
