@@ -40,7 +40,6 @@ CURVE_POINTS = 200
 SCATTER_POINTS = 500
 CALIBRATION_BINS = 10
 RESIDUAL_BINS = 20
-SOURCES = ("holdout", "training_sample")
 
 
 class EvaluationError(ValueError):
