@@ -105,6 +105,15 @@ def demo(if_empty: bool) -> None:
 @click.option("--visibility", type=click.Choice(["public", "private"]), default="public")
 @click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version.")
 @click.option("--metrics", default=None, help="Training metrics as a JSON object.")
+@click.option(
+    "--evaluation",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Held-out rows (CSV) with their true target: the version's report is computed on them.",
+)
+@click.option(
+    "--target", default=None, help="The --evaluation CSV's target column (default _target)."
+)
 @with_appcontext
 def register(
     artifact: str,
@@ -116,12 +125,15 @@ def register(
     visibility: str,
     aliases: tuple[str, ...],
     metrics: str | None,
+    evaluation: str | None,
+    target: str | None,
 ) -> None:
     """Register ARTIFACT as the next version of model NAME, for pipelines.
 
     ARTIFACT is a skops or ONNX file, or an MLflow model: a local MLflow model folder or a
     ``models:/name@alias`` URI (needs the mlflow extra; MODELPORT_MLFLOW_TRACKING_URI says
-    which tracking server).
+    which tracking server). --evaluation (skops and ONNX files) gives the version its report
+    at /models/NAME/report.
     """
     import json
     from pathlib import Path
@@ -156,6 +168,10 @@ def register(
         mlflow_model = artifact.startswith(("models:/", "runs:/")) or (
             Path(artifact).is_dir() and (Path(artifact) / "MLmodel").exists()
         )
+        if mlflow_model and evaluation:
+            _fail("--evaluation is for skops and ONNX files; MLflow models get no report yet.")
+        if target and not evaluation:
+            _fail("--target names the target column of --evaluation: give both.")
         if mlflow_model:
             version = registry.register_mlflow(
                 model, artifact, sample=Path(sample), metrics=parsed, aliases=aliases
@@ -168,6 +184,8 @@ def register(
                 sample=Path(sample),
                 metrics=parsed,
                 aliases=aliases,
+                evaluation=Path(evaluation) if evaluation else None,
+                evaluation_target=target,
             )
         else:
             _fail(f"{artifact} is not a file, an MLflow model folder or a models:/ URI.")
@@ -176,6 +194,7 @@ def register(
     click.echo(
         f"Registered {name} version {version.number} ({version.flavor}, served by "
         f"{version.runtime}); sha256 {version.artifact_sha256}."
+        + (f" Report at /models/{name}/report?version={version.number}." if evaluation else "")
     )
 
 

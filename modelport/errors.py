@@ -25,6 +25,7 @@ from modelport.extensions import db, login_manager
 
 if TYPE_CHECKING:
     from modelport.analytics.datasets import DatasetError
+    from modelport.analytics.report import ReportError
     from modelport.serving.registry import RegistryError
     from modelport.serving.schema import InputError
 
@@ -351,6 +352,11 @@ def dataset_status(error: DatasetError) -> int:
     return 422
 
 
+def report_status(error: ReportError) -> int:
+    """The status of a report that cannot be shown, on the API and the page alike."""
+    return 404 if error.code == "version_not_found" else 422
+
+
 def domain_http_error(error: Exception) -> HTTPException:
     """A service's error as the HTTP error a client gets (status, code, message, details).
 
@@ -359,6 +365,7 @@ def domain_http_error(error: Exception) -> HTTPException:
     from modelport.analytics.datasets import DatasetError
     from modelport.analytics.drift import DriftError
     from modelport.analytics.monitoring import WindowError
+    from modelport.analytics.report import ReportError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
@@ -414,6 +421,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(422, "invalid_window", str(error))
     if isinstance(error, DriftError):
         return ApiError(422, error.code, error.message)
+    if isinstance(error, ReportError):
+        return ApiError(report_status(error), error.code, error.message)
     if isinstance(error, FeedbackError):
         return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
     if isinstance(error, CallerGone):
@@ -447,6 +456,7 @@ def register_error_handlers(app: Flask) -> None:
     from modelport.analytics.datasets import DatasetError
     from modelport.analytics.drift import DriftError
     from modelport.analytics.monitoring import WindowError
+    from modelport.analytics.report import ReportError
     from modelport.auth.throttle import ThrottleUnavailable
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
@@ -473,6 +483,7 @@ def register_error_handlers(app: Flask) -> None:
         FeedbackError,
         WindowError,
         DriftError,
+        ReportError,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -128,6 +128,7 @@ def _error_codes_in_code() -> set[str]:
         r'Registry(?:Error|Conflict|NotFound)\(\s*"([a-z_]+)"',  # errors.registry_status
         r'AuthError\(\s*(?:"[^"]*"\s*)+,\s*"([a-z_]+)"',
         r'\berror_code = "([a-z_]+)"',
+        r'ReportError\(\s*"([a-z_]+)"',  # errors.report_status
     ]
     codes = set(errors.CODES.values())
     codes |= set(re.findall(r'return "([a-z_]+)"', inspect.getsource(errors._code)))
@@ -152,7 +153,7 @@ def test_every_api_error_code_is_in_the_error_table():
     # The patterns must keep finding what they were written for.
     assert {"bad_request", "model_not_found", "invalid_json", "model_exists"} <= collected
     assert {"basic_not_allowed", "csrf_failed", "database_unavailable"} <= collected
-    assert {"prediction_failed", "invalid_content_type"} <= collected
+    assert {"prediction_failed", "invalid_content_type", "same_version"} <= collected
     missing = sorted(collected - documented)
     assert not missing, f"docs/api.md's error table lacks the codes {missing}"
 

@@ -122,6 +122,11 @@ MATRIX: dict[str, Row] = {
     "analytics.model_monitoring": Row(
         "/models/iris/monitoring", {"GET": (LOGIN, 200, 200, 200, 200, 200)}
     ),
+    "analytics.model_report": Row("/models/iris/report", {"GET": (LOGIN, 200, 200, 200, 200, 200)}),
+    # no chart named: past sign-in, the empty query is a 404
+    "analytics.report_csv": Row(
+        "/models/iris/report.csv", {"GET": (LOGIN, 404, 404, 404, 404, 404)}
+    ),
     "serving.record": Row("/predictions/{record}", {"GET": (LOGIN, 404, 200, 200, 404, 404)}),
     # the empty form: refused (400) for whoever may see the record, else the record is 404
     "serving.record_feedback": Row(
@@ -179,6 +184,9 @@ MATRIX: dict[str, Row] = {
     ),
     "api_models.model_monitoring": Row(
         "/api/v1/models/iris/monitoring", {"GET": (401, 200, 200, 200, 200, 200)}
+    ),
+    "api_models.model_report": Row(
+        "/api/v1/models/iris/report", {"GET": (401, 200, 200, 200, 200, 200)}
     ),
     "api_models.get_version": Row(
         "/api/v1/models/iris/versions/1", {"GET": (404, 200, 200, 200, 200, 200)}

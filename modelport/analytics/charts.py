@@ -294,3 +294,272 @@ def table(report: dict[str, Any], chart: str) -> tuple[list[str], list[list[Any]
         keys = ["name", "method", "statistic", "p_value", "threshold", "drift"]
         return keys, [[f.get(k) for k in keys] for f in report["features"]]
     return None
+
+
+# ---- a model's report (analytics.report's answer: one version, or two side by side) -------
+
+IMPORTANCE_SHOWN = 15  # features in the importance chart (the table and CSV have them all)
+_DIAGONAL = {"type": "line", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "line": {"dash": "dot"}}
+
+
+def _evaluated(answer: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(version, report) of each version in the answer that has a stored report."""
+    return [(e["version"], e["report"]) for e in answer["reports"] if e["report"]]
+
+
+def _curve_name(version: int, label: str, several: bool) -> str:
+    return f"v{version} · {label}" if several else label
+
+
+def _legend_below(layout: dict[str, Any]) -> dict[str, Any]:
+    layout["legend"] = {"orientation": "h", "y": -0.3}
+    layout["height"] = HEIGHT + 120
+    return layout
+
+
+def confusion(report: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any]:
+    """One version's confusion matrix: actual classes down, predicted across."""
+    labels = report["confusion"]["labels"]
+    layout = _layout(title, x_title=names["predicted"], y_title=names["actual"])
+    layout["height"] = min(700, max(HEIGHT + 40, 34 * len(labels) + 140))
+    layout["xaxis"] |= {"type": "category"}
+    layout["yaxis"] |= {"type": "category", "autorange": "reversed"}
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "x": labels,
+                "y": labels,
+                "z": report["confusion"]["matrix"],
+                "colorscale": "Blues",
+                "texttemplate": "%{z}",
+                "hovertemplate": "%{y} → %{x}: %{z}<extra></extra>",
+            }
+        ],
+        "layout": layout,
+    }
+
+
+def _curves(answer: dict[str, Any], kind: str, x: str, y: str, figure: str) -> list[dict[str, Any]]:
+    entries = _evaluated(answer)
+    several = len(entries) > 1
+    return [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": curve[x],
+            "y": curve[y],
+            "name": f"{_curve_name(version, curve['class'], several)} ({curve[figure]:.3f})"
+            if curve[figure] is not None
+            else _curve_name(version, curve["class"], several),
+            "line": {"dash": "dash"} if several and index else {},
+        }
+        for index, (version, report) in enumerate(entries)
+        for curve in report.get(kind) or []
+    ]
+
+
+def roc(answer: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """ROC curves (one against the rest per class), each version's overlaid, with the AUC."""
+    traces = _curves(answer, "roc", "fpr", "tpr", "auc")
+    if not traces:
+        return None
+    layout = _legend_below(_layout(title, x_title=names["fpr"], y_title=names["tpr"]))
+    layout["shapes"] = [_DIAGONAL | {"line": {"dash": "dot", "color": "#888"}}]
+    return {"data": traces, "layout": layout}
+
+
+def precision_recall(
+    answer: dict[str, Any], title: str, names: dict[str, str]
+) -> dict[str, Any] | None:
+    """Precision against recall per class, each version's overlaid, with average precision."""
+    traces = _curves(answer, "pr", "recall", "precision", "average_precision")
+    if not traces:
+        return None
+    layout = _legend_below(_layout(title, x_title=names["recall"], y_title=names["precision"]))
+    layout["yaxis"] |= {"range": [0, 1.02]}
+    return {"data": traces, "layout": layout}
+
+
+def calibration(answer: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """Observed frequency against mean predicted probability per bin; the diagonal is a
+    perfectly calibrated model."""
+    entries = [(v, r) for v, r in _evaluated(answer) if r.get("calibration")]
+    if not entries:
+        return None
+    layout = _legend_below(
+        _layout(title, x_title=names["mean_predicted"], y_title=names["observed"])
+    )
+    layout["shapes"] = [_DIAGONAL | {"line": {"dash": "dot", "color": "#888"}}]
+    layout["xaxis"] |= {"range": [0, 1]}
+    layout["yaxis"] |= {"range": [0, 1.02]}
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": report["calibration"]["mean_predicted"],
+                "y": report["calibration"]["observed"],
+                "customdata": report["calibration"]["count"],
+                "hovertemplate": "%{x:.2f} → %{y:.2f} (%{customdata})<extra></extra>",
+                "name": f"v{version}",
+            }
+            for version, report in entries
+        ],
+        "layout": layout,
+    }
+
+
+def importance(answer: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """Permutation importance of the most important features, the versions' bars side by
+    side, with one standard deviation over the repeats."""
+    entries = [(v, r) for v, r in _evaluated(answer) if r["importance"]["features"]]
+    if not entries:
+        return None
+    shown = [f["name"] for f in entries[0][1]["importance"]["features"][:IMPORTANCE_SHOWN]]
+    layout = _legend_below(_layout(title, x_title=names["importance"], y_title=None))
+    layout["height"] = max(HEIGHT, 24 * len(shown) * len(entries) + 160)
+    layout["yaxis"] |= {"type": "category", "autorange": "reversed"}
+    layout["barmode"] = "group"
+    layout["margin"] = MARGIN | {"l": 140}
+    traces = []
+    for version, report in entries:
+        by_name = {f["name"]: f for f in report["importance"]["features"]}
+        traces.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "y": shown,
+                "x": [(by_name.get(n) or {}).get("mean") for n in shown],
+                "error_x": {
+                    "type": "data",
+                    "array": [(by_name.get(n) or {}).get("std") for n in shown],
+                },
+                "name": f"v{version}",
+            }
+        )
+    return {"data": traces, "layout": layout}
+
+
+def predicted_vs_actual(
+    answer: dict[str, Any], title: str, names: dict[str, str]
+) -> dict[str, Any] | None:
+    """A regression's predicted values against the actual ones; the diagonal is no error."""
+    entries = [(v, r) for v, r in _evaluated(answer) if r.get("points")]
+    if not entries:
+        return None
+    values = [x for _, r in entries for x in r["points"]["actual"] + r["points"]["predicted"]]
+    low, high = min(values), max(values)
+    layout = _legend_below(_layout(title, x_title=names["actual"], y_title=names["predicted"]))
+    layout["shapes"] = [
+        {**_DIAGONAL, "x0": low, "y0": low, "x1": high, "y1": high, "line": {"color": "#888"}}
+    ]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": report["points"]["actual"],
+                "y": report["points"]["predicted"],
+                "marker": {"size": 6, "opacity": 0.6},
+                "name": f"v{version}",
+            }
+            for version, report in entries
+        ],
+        "layout": layout,
+    }
+
+
+def residuals(answer: dict[str, Any], title: str, names: dict[str, str]) -> dict[str, Any] | None:
+    """How far off a regression was (actual − predicted), as a histogram per version."""
+    entries = [(v, r) for v, r in _evaluated(answer) if r.get("residual_histogram")]
+    if not entries:
+        return None
+    layout = _legend_below(_layout(title, x_title=names["residual"], y_title=names["rows"]))
+    layout["barmode"] = "overlay"
+    traces = []
+    for version, report in entries:
+        edges, counts = (
+            report["residual_histogram"]["edges"],
+            report["residual_histogram"]["counts"],
+        )
+        traces.append(
+            {
+                "type": "bar",
+                "x": [(low + high) / 2 for low, high in zip(edges, edges[1:], strict=False)],
+                "y": counts,
+                "width": [high - low for low, high in zip(edges, edges[1:], strict=False)],
+                "opacity": 0.6,
+                "name": f"v{version}",
+            }
+        )
+    return {"data": traces, "layout": layout}
+
+
+REPORT_CHARTS = {
+    "classification": ("per_class", "confusion", "roc", "pr", "calibration", "importance"),
+    "regression": ("predicted", "residuals", "importance"),
+}
+
+
+def report_table(answer: dict[str, Any], chart: str) -> tuple[list[str], list[list[Any]]] | None:
+    """The header and rows behind one chart of the report page (its table and its CSV), or
+    None for a chart the report's task does not have."""
+    if chart not in REPORT_CHARTS[answer["task"]]:
+        return None
+    rows: list[list[Any]] = []
+    entries = _evaluated(answer)
+    if chart == "per_class":
+        header = ["version", "class", "precision", "recall", "f1", "support"]
+        for version, report in entries:
+            rows += [[version, *(c[k] for k in header[1:])] for c in report["per_class"]]
+    elif chart == "confusion":
+        header = ["version", "actual", "predicted", "rows"]
+        for version, report in entries:
+            labels, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
+            rows += [
+                [version, actual, predicted, matrix[i][j]]
+                for i, actual in enumerate(labels)
+                for j, predicted in enumerate(labels)
+            ]
+    elif chart in ("roc", "pr"):
+        x, y = ("fpr", "tpr") if chart == "roc" else ("recall", "precision")
+        header = ["version", "class", x, y]
+        for version, report in entries:
+            for curve in report[chart]:
+                rows += [
+                    [version, curve["class"], a, b] for a, b in zip(curve[x], curve[y], strict=True)
+                ]
+    elif chart == "calibration":
+        header = ["version", "kind", "mean_predicted", "observed", "rows"]
+        for version, report in entries:
+            found = report.get("calibration")
+            if found:
+                rows += [
+                    [version, found["kind"], *point]
+                    for point in zip(
+                        found["mean_predicted"], found["observed"], found["count"], strict=True
+                    )
+                ]
+    elif chart == "importance":
+        header = ["version", "feature", "mean", "std"]
+        for version, report in entries:
+            rows += [
+                [version, f["name"], f["mean"], f["std"]] for f in report["importance"]["features"]
+            ]
+    elif chart == "predicted":
+        header = ["version", "actual", "predicted"]
+        for version, report in entries:
+            points = report["points"]
+            rows += [
+                [version, a, p] for a, p in zip(points["actual"], points["predicted"], strict=True)
+            ]
+    else:  # residuals
+        header = ["version", "from", "to", "rows"]
+        for version, report in entries:
+            edges, counts = (
+                report["residual_histogram"]["edges"],
+                report["residual_histogram"]["counts"],
+            )
+            rows += [[version, edges[i], edges[i + 1], n] for i, n in enumerate(counts)]
+    return header, rows

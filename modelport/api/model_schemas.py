@@ -94,10 +94,12 @@ class AliasResultSchema(Schema):
 
 
 class VersionUploadSchema(Schema):
-    """Multipart form fields of a version upload (the files are ``artifact`` and ``sample``)."""
+    """Multipart form fields of a version upload (the files are ``artifact``, ``sample`` and
+    the optional ``evaluation``)."""
 
     alias = fields.String(metadata={"description": "move this alias to the new version"})
     metrics = fields.String(metadata={"description": "JSON object of training metrics"})
+    target = fields.String(metadata={"description": "the evaluation CSV's target column"})
 
 
 class PredictionRowSchema(Schema):

@@ -1,6 +1,8 @@
 """``/api/v1/models/<name>/monitoring`` (a model's volume, latency, errors, predictions and
-accuracy over a time window, ``analytics.monitoring``) and ``/api/v1/models/<name>/drift``
-(its recent inputs against its training sample, ``analytics.drift``)."""
+accuracy over a time window, ``analytics.monitoring``), ``/api/v1/models/<name>/drift``
+(its recent inputs against its training sample, ``analytics.drift``) and
+``/api/v1/models/<name>/report`` (a version's evaluation stored at registration,
+``analytics.report``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from modelport.analytics import drift, monitoring
+from modelport.analytics import drift, monitoring, report
 from modelport.api.registry import PREDICT_SECURITY, blp
 from modelport.api.schemas import StrictSchema
 from modelport.auth.web.identity import current_caller, scope_required
@@ -52,3 +54,29 @@ def model_drift(query: dict[str, Any], name: str) -> dict[str, Any]:
     the one it serves), with Evidently's default tests or PSI (``method=psi``)."""
     span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
     return drift.drift(current_caller(), name, span, method=query["method"])
+
+
+class ReportQuerySchema(StrictSchema):
+    version = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_INT_ID),
+        metadata={"description": "default: the version the model serves, else its newest"},
+    )
+    compare = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_INT_ID),
+        metadata={"description": "a second version, reported beside the first"},
+    )
+
+
+@blp.get("/models/<name>/report")
+@scope_required(Scope.PREDICT.value)
+@blp.arguments(ReportQuerySchema, location="query")
+@blp.response(200, description="The version's evaluation stored at registration (docs/reports.md)")
+@blp.errors(404, 422)
+@blp.doc(security=PREDICT_SECURITY)
+def model_report(query: dict[str, Any], name: str) -> dict[str, Any]:
+    """The report of a model you may use: metrics, curves and permutation importance of a
+    version on the held-out rows given at registration (``report`` null for a version
+    registered without any), and of a second version with ``compare``."""
+    return report.model_report(
+        current_caller(), name, version=query.get("version"), compare=query.get("compare")
+    )

@@ -193,6 +193,16 @@ def _upload(field: str, required: bool = True) -> FileStorage | None:
                         "sample": {"type": "string", "format": "binary"},
                         "alias": {"type": "string"},
                         "metrics": {"type": "string", "description": "JSON object"},
+                        "evaluation": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "held-out rows (CSV) with their true target: "
+                            "the version's report is computed on them",
+                        },
+                        "target": {
+                            "type": "string",
+                            "description": "the evaluation CSV's target column (default _target)",
+                        },
                     },
                 }
             }
@@ -200,12 +210,14 @@ def _upload(field: str, required: bool = True) -> FileStorage | None:
     },
 )
 def upload_version(name: str) -> dict[str, Any]:
-    """Add a version from a skops/ONNX file and a sample CSV of training data (admin)."""
+    """Add a version from a skops/ONNX file and a sample CSV of training data, with held-out
+    rows for its report if given (admin)."""
     model = _model_or_404(name)
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "Send multipart/form-data.")
     artifact = _upload("artifact")
     sample = _upload("sample")
+    evaluation = _upload("evaluation", required=False)
     metrics = None
     if raw := request.form.get("metrics"):
         try:
@@ -223,6 +235,8 @@ def upload_version(name: str) -> dict[str, Any]:
         created_by=current_user,
         metrics=metrics,
         aliases=(alias,) if alias else (),
+        evaluation=evaluation.stream.read() if evaluation else None,
+        evaluation_target=request.form.get("target", "").strip() or None,
     )
     return version_detail(model, version)
 

@@ -3,7 +3,7 @@
 from modelport.models.datasets import Dataset, DatasetVersion
 from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
-from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel
+from modelport.models.registry import ModelAlias, ModelReport, ModelVersion, RegisteredModel
 from modelport.models.rollups import PredictionRollup, RollupState
 from modelport.models.tokens import ApiToken
 from modelport.models.users import Role, User, UserSession
@@ -14,6 +14,7 @@ __all__ = [
     "DatasetVersion",
     "Feedback",
     "ModelAlias",
+    "ModelReport",
     "ModelVersion",
     "PredictionRecord",
     "PredictionRollup",

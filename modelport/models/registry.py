@@ -100,3 +100,19 @@ class ModelAlias(db.Model):
 
 Index("ix_model_versions_model_id", ModelVersion.model_id)
 Index("ix_model_aliases_version_id", ModelAlias.version_id)
+
+
+class ModelReport(db.Model):
+    """A version's evaluation, computed once at registration: held-out rows when given, else
+    the stored training sample (``source`` says which)."""
+
+    __tablename__ = "model_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True
+    )
+    source: Mapped[str] = mapped_column(String(20))
+    row_count: Mapped[int]
+    report: Mapped[dict[str, Any]] = mapped_column(JSONDocument())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -59,9 +59,10 @@ class DemoModel:
     classes: list | None
     params: dict
     # Beyond the agreed interface, all optional: the rows the metrics were measured on (a
-    # held-out sample for compiled-serving parity), per-feature text for the schema table,
-    # and the fitted estimator still in memory.
+    # held-out sample for compiled-serving parity) and their true targets (the version's
+    # report), per-feature text for the schema table, and the fitted estimator in memory.
     holdout: pd.DataFrame | None = field(default=None, repr=False)
+    holdout_target: pd.Series | None = field(default=None, repr=False)
     feature_descriptions: dict[str, str] = field(default_factory=dict, repr=False)
     estimator: Any = field(default=None, repr=False, compare=False)
 
@@ -291,6 +292,7 @@ def _train(recipe: _Recipe, out_dir: Path, seed: int) -> DemoModel:
         classes=[str(label) for label in estimator.classes_] if classifier else None,
         params=params,
         holdout=x_test.reset_index(drop=True),
+        holdout_target=y_test.reset_index(drop=True),
         feature_descriptions=described,
         estimator=estimator,
     )

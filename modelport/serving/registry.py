@@ -12,10 +12,12 @@ import pandas as pd
 from flask import current_app
 from sqlalchemy import func, or_, select
 
+from modelport.analytics import evaluation as evaluations
 from modelport.config import current_settings
 from modelport.extensions import db
 from modelport.models.registry import (
     ModelAlias,
+    ModelReport,
     ModelVersion,
     RegisteredModel,
     Task,
@@ -135,8 +137,11 @@ def _touch(model: RegisteredModel) -> None:
     model.updated_at = utcnow()
 
 
-def read_sample(sample: pd.DataFrame | BinaryIO | bytes | str | Path) -> pd.DataFrame:
-    """A training-data sample as a frame: from a frame, CSV bytes, a file object or a path."""
+def read_sample(
+    sample: pd.DataFrame | BinaryIO | bytes | str | Path, *, what: str = "sample"
+) -> pd.DataFrame:
+    """A training-data sample (or, ``what="evaluation"``, held-out rows) as a frame: from a
+    frame, CSV bytes, a file object or a path."""
     if isinstance(sample, pd.DataFrame):
         return sample
     try:
@@ -144,10 +149,14 @@ def read_sample(sample: pd.DataFrame | BinaryIO | bytes | str | Path) -> pd.Data
             sample = io.BytesIO(sample)
         frame = pd.read_csv(sample, nrows=100_000)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise RegistryError("invalid_sample", f"The sample is not a readable CSV: {exc}") from None
-    if frame.empty or len(frame.columns) == 0:
-        raise RegistryError("invalid_sample", "The sample CSV has no rows.")
-    return frame
+        problem = f"The {what} is not a readable CSV: {exc}"
+    else:
+        if not frame.empty and len(frame.columns) > 0:
+            return frame
+        problem = f"The {what} CSV has no rows."
+    if what == "evaluation":
+        raise RegistryError("invalid_evaluation", problem)
+    raise RegistryError("invalid_sample", problem)
 
 
 @dataclass
@@ -185,9 +194,16 @@ def register_version(
     aliases: tuple[str, ...] = (),
     target: pd.Series | None = None,
     descriptions: dict[str, str] | None = None,
+    evaluation: pd.DataFrame | BinaryIO | bytes | Path | None = None,
+    evaluation_target: str | None = None,
 ) -> ModelVersion:
     """Store an artifact, infer its input schema from ``sample``, compile it if it converts
-    with matching predictions, and add it as the model's next version."""
+    with matching predictions, and add it as the model's next version.
+
+    ``evaluation``: held-out rows with their true answers in column ``evaluation_target``
+    (default ``TARGET_COLUMN``); the version's report is computed on them
+    (``analytics.evaluation``). Without them, a ``target`` for the sample gives a report on
+    the training sample, marked as such."""
     store = artifact_store()
     if isinstance(artifact, Path):
         with artifact.open("rb") as handle:
@@ -212,6 +228,8 @@ def register_version(
             aliases=aliases,
             target=target,
             descriptions=descriptions,
+            evaluation=evaluation,
+            evaluation_target=evaluation_target,
         )
     except Exception:
         db.session.rollback()
@@ -250,10 +268,13 @@ def _register_stored(
     aliases: tuple[str, ...],
     target: pd.Series | None,
     descriptions: dict[str, str] | None,
+    evaluation: pd.DataFrame | BinaryIO | bytes | Path | None,
+    evaluation_target: str | None,
 ) -> ModelVersion:
     path = store.path(sha)
     allow_pickle = current_settings().allow_pickle
     frame = read_sample(sample)
+    held_out = None if evaluation is None else read_sample(evaluation, what="evaluation")
     with path.open("rb") as handle:
         head = handle.read(512)
     try:
@@ -296,6 +317,7 @@ def _register_stored(
             "task_mismatch",
             f"The model is registered for {model.task} but this artifact does {task}.",
         )
+    report = _report(runtime, schema, task, held_out, evaluation_target, features, target)
     # The sample (with its targets, when known) is kept for the analysis pages.
     kept = features
     if target is not None:
@@ -321,10 +343,63 @@ def _register_stored(
     db.session.add(version)
     _touch(model)
     db.session.flush()
+    if report is not None:
+        db.session.add(
+            ModelReport(
+                version_id=version.id,
+                source=report["source"],
+                row_count=report["rows"],
+                report=report,
+            )
+        )
     for alias in aliases:
         _point_alias(model, alias, version)
     db.session.commit()
     return version
+
+
+def _report(
+    runtime: Any,
+    schema: InputSchema,
+    task: str,
+    held_out: pd.DataFrame | None,
+    target_column: str | None,
+    sample: pd.DataFrame,
+    sample_target: pd.Series | None,
+) -> dict[str, Any] | None:
+    """The version's evaluation: on the held-out rows, else on the training sample when its
+    targets are known (marked ``training_sample``), else none."""
+    if held_out is None:
+        if sample_target is None:
+            return None
+        answers = pd.Series(sample_target.head(len(sample)).to_numpy(), name=sample_target.name)
+        try:
+            return evaluations.evaluate(
+                runtime, schema, task, sample, answers, source="training_sample"
+            )
+        except (evaluations.EvaluationError, flavors.OutputError):
+            return None  # no report asked for: the version registers without one
+    column = target_column or TARGET_COLUMN
+    if column not in held_out.columns:
+        raise RegistryError(
+            "invalid_evaluation",
+            f"The evaluation CSV has no target column {column} (name it, or call it "
+            f"{TARGET_COLUMN}).",
+        )
+    missing = [name for name in schema.names if name not in held_out.columns]
+    if missing:
+        raise RegistryError(
+            "invalid_evaluation",
+            f"The evaluation CSV lacks the model's features: {', '.join(missing[:10])}.",
+        )
+    try:
+        return evaluations.evaluate(
+            runtime, schema, task, held_out[schema.names], held_out[column], source="holdout"
+        )
+    except evaluations.EvaluationError as exc:
+        raise RegistryError("invalid_evaluation", exc.message) from None
+    except flavors.OutputError as exc:
+        raise RegistryError("invalid_evaluation", f"The model cannot predict them: {exc}") from None
 
 
 def _smoke_test(runtime: Any, schema: InputSchema, features: pd.DataFrame) -> None:
@@ -520,7 +595,16 @@ def register_trained(item: Any, *, visibility: str = Visibility.PUBLIC.value) ->
         target=item.target_sample,
         descriptions=item.feature_descriptions,
         aliases=("champion",),
+        evaluation=_held_out(item),
+        evaluation_target=str(item.target_sample.name),
     )
+
+
+def _held_out(item: Any) -> pd.DataFrame | None:
+    """A demo model's test split with its targets, when it kept them."""
+    if getattr(item, "holdout", None) is None or getattr(item, "holdout_target", None) is None:
+        return None
+    return item.holdout.assign(**{str(item.target_sample.name): item.holdout_target.to_numpy()})
 
 
 def is_empty() -> bool:

@@ -48,6 +48,7 @@ REGISTRY_FIELDS = {
     "task_mismatch": "artifact",
     "invalid_sample": "sample",
     "sample_mismatch": "sample",
+    "invalid_evaluation": "evaluation",
     "invalid_alias": "alias",
     "version_archived": "alias",
     "version_not_found": "version",
@@ -131,6 +132,7 @@ def admin_upload(name: str) -> Response | tuple[str, int]:
     status = 200
     if form.validate_on_submit():
         alias = (form.alias.data or "").strip()
+        held_out = form.evaluation.data
         try:
             version = registry.register_version(
                 model,
@@ -139,6 +141,8 @@ def admin_upload(name: str) -> Response | tuple[str, int]:
                 sample=form.sample.data.stream,
                 created_by=current_user,
                 aliases=(alias,) if alias else (),
+                evaluation=held_out.stream if held_out and held_out.filename else None,
+                evaluation_target=(form.target.data or "").strip() or None,
             )
         except registry.RegistryError as exc:
             status = _refused(form, exc)

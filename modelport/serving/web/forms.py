@@ -83,6 +83,8 @@ class UploadForm(FlaskForm):
     artifact = FileField(_l("Model file (skops or ONNX)"), validators=[FileRequired(_CHOOSE_FILE)])
     sample = FileField(_l("Training-data sample (CSV)"), validators=[FileRequired(_CHOOSE_FILE)])
     alias = StringField(_l("Alias (optional)"), validators=[Optional(), Length(max=40)])
+    evaluation = FileField(_l("Held-out rows for the report (CSV, optional)"))
+    target = StringField(_l("Target column of the held-out rows"), validators=[Length(max=200)])
 
 
 class AliasForm(FlaskForm):
