@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render
+.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,12 @@ translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o modelport/translations/messages.pot .
 	$(BIN)/pybabel update -i modelport/translations/messages.pot -d modelport/translations --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel compile -d modelport/translations
+
+# The pictures of docs/guide.md (docs/images/guide/*.png): a throwaway demo instance served
+# by gunicorn, photographed by the system's Chromium (/usr/bin/chromium) through Playwright;
+# the Korean pages need a Hangul font (fonts-noto-cjk). About a minute.
+screenshots: install
+	$(BIN)/python scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
 # Kubernetes (deploy/k8s, docs/deploy.md): kustomize reads no file outside deploy/k8s, so the
 # nginx config is copied in; the migration Job's name carries a hash of the migrations and of
