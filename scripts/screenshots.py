@@ -160,6 +160,7 @@ PAGES: tuple[Shot, ...] = (
         phone=True,
     ),
     Shot("drift", "/models/<name>/drift", params={"name": "iris"}, full=True),
+    Shot("report", "/models/<name>/report", params={"name": "iris"}, full=True),
     Shot("admin-users", "/admin/users", visitor="admin"),
     Shot("admin-models", "/admin/models", visitor="admin"),
     Shot("admin-upload", "/admin/models/<name>/upload", visitor="admin", params={"name": "iris"}),

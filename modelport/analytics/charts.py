@@ -260,12 +260,46 @@ def drift(report: dict[str, Any], title: str) -> dict[str, Any] | None:
     }
 
 
+def drift_over_time(report: dict[str, Any], title: str, threshold: float) -> dict[str, Any] | None:
+    """The share of features drifted per day (or hour) of the window, against the share at
+    which the model drifts; buckets that drifted in red."""
+    points = report.get("over_time", [])
+    if not points:
+        return None
+    layout = _layout(title, x_title=None, y_title=None)
+    layout["yaxis"] |= {"range": [0, 1.02], "tickformat": ".0%"}
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "xref": "paper",
+            "x0": 0,
+            "x1": 1,
+            "y0": threshold,
+            "y1": threshold,
+            "line": {"dash": "dash", "color": "#444"},
+        }
+    ]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": [p["start"] for p in points],
+                "y": [p["share_drifted"] for p in points],
+                "marker": {"color": ["#c0392b" if p["drift"] else "#3b6ea5" for p in points]},
+                "hovertemplate": "%{x}: %{y:.0%}<extra></extra>",
+            }
+        ],
+        "layout": layout,
+    }
+
+
 # ---- the data behind each chart, as a table (its CSV download) ---------------------------
 
 
 def table(report: dict[str, Any], chart: str) -> tuple[list[str], list[list[Any]]] | None:
     """The header and rows of a monitoring or drift chart's data (``chart``: volume, latency,
-    predicted, quality, drift), or None for a chart the report has no such data for."""
+    predicted, quality, drift, over_time), or None for a chart the report has no such data for."""
     if chart in ("volume", "latency"):
         header = ["start", "version", "requests", "rows", "errors", "incomplete"]
         header += ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
@@ -293,6 +327,10 @@ def table(report: dict[str, Any], chart: str) -> tuple[list[str], list[list[Any]
     if chart == "drift" and "features" in report:
         keys = ["name", "method", "statistic", "p_value", "threshold", "drift"]
         return keys, [[f.get(k) for k in keys] for f in report["features"]]
+    if chart == "over_time" and "over_time" in report:
+        keys = ["start", "current_rows", "share_drifted", "drift"]
+        rows = [[p[k] for k in keys] + [" ".join(p["drifted"])] for p in report["over_time"]]
+        return [*keys, "drifted"], rows
     return None
 
 

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Response, abort, render_template, request
+from flask import Response, abort, current_app, render_template, request
 from flask_babel import gettext as _
 from flask_login import login_required
 
@@ -96,13 +96,30 @@ def model_drift(name: str) -> Response:
         report = drift.drift(current_caller(), name, span, channel=Source.PAGE)
     except drift.DriftError as exc:
         problem = exc.message
-    figure = charts.drift(report, _("Each feature against its threshold")) if report else None
-    figures = {"chart-drift": figure} if figure else {}
+    figures: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    if report:
+        for key, chart, figure in (
+            ("chart-drift", "drift", charts.drift(report, _("Each feature against its threshold"))),
+            (
+                "chart-drift-time",
+                "over_time",
+                charts.drift_over_time(
+                    report,
+                    _("Share of features drifted over time"),
+                    current_app.settings.drift_share,
+                ),
+            ),
+        ):
+            if figure:
+                figures[key] = figure
+                tables[chart] = charts.table(report, chart)
     return chart_page(
         "analytics/drift.html",
         figures,
         name=name,
         report=report,
+        tables=tables,
         problem=problem,
         ranges=list(RANGES),
         chosen=chosen,
@@ -110,7 +127,10 @@ def model_drift(name: str) -> Response:
 
 
 # The charts whose data each page offers as CSV.
-CSV_CHARTS = {"monitoring": ("volume", "latency", "predicted", "quality"), "drift": ("drift",)}
+CSV_CHARTS = {
+    "monitoring": ("volume", "latency", "predicted", "quality"),
+    "drift": ("drift", "over_time"),
+}
 
 
 @bp.get("/models/<name>/<page>.csv")
