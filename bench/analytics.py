@@ -242,8 +242,37 @@ def main() -> int:
     parser.add_argument("--ydata-runs", type=int, default=1, help="ydata-profiling runs")
     parser.add_argument("--ydata-venv", type=Path, default=DEFAULT_YDATA_VENV)
     parser.add_argument("--no-ydata", action="store_true", help="Modelport's figures alone")
+    parser.add_argument("--records", type=int, default=1_000_000, help="prediction records")
+    parser.add_argument("--no-records", action="store_true", help="no monitoring part")
+    parser.add_argument("--no-profile", action="store_true", help="no dataset profile part")
+    parser.add_argument("--keep-database", action="store_true", help="keep the records' database")
     args = parser.parse_args()
     args.load = load_average()
+    texts = []
+    if not args.no_records:
+        from bench import monitoring_records
+
+        print(f"Monitoring: {args.records:,} prediction records on PostgreSQL …")
+        figures = monitoring_records.run(args.records, args.runs, keep=args.keep_database)
+        texts.append(
+            f"## Monitoring over prediction records, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+            f"medians of {args.runs} runs\n\n"
+            + "\n".join(machine(args.load))
+            + "\n\n"
+            + monitoring_records.table(figures)
+        )
+        print(texts[-1])
+    if not args.no_profile:
+        texts.append("## Dataset profile\n\n" + profile_part(args))
+    text = "\n\n".join(texts)
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"analytics-{datetime.now(UTC):%Y%m%dT%H%M%S}.md").write_text(text + "\n")
+    return 0
+
+
+def profile_part(args: argparse.Namespace) -> str:
+    """Modelport's profile of a 1M × 10 frame against ydata-profiling's minimal mode."""
     with tempfile.TemporaryDirectory(prefix="modelport-bench-") as folder:
         path = Path(folder) / "frame.parquet"
         build_frame(args.rows).to_parquet(path, index=False)
@@ -256,11 +285,7 @@ def main() -> int:
         else:
             print("ydata-profiling minimal mode in its own virtualenv (about 15–60 s) …")
             theirs = time_ydata(args.ydata_venv, path, args.ydata_runs)
-    text = report(args, ours, theirs)
-    print(text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"analytics-{datetime.now(UTC):%Y%m%dT%H%M%S}.md").write_text(text + "\n")
-    return 0
+    return report(args, ours, theirs)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #   create-admin    create an administrator: --email, --name, and the password typed at the
 #                   terminal (docker run -it) or piped in with --password-stdin
 #   purge           erase stored prediction inputs and outputs past MODELPORT_RETENTION_DAYS
+#   rollup          add new prediction records into the monitoring rollups (modelport rollup)
 #   healthcheck     exit 0 if this container's server answers /healthz with 200 (HEALTHCHECK)
 #   anything else   passed to the modelport command line as it is (e.g. `demo --if-empty`)
 #
@@ -47,7 +48,7 @@ case "$command" in
     migrate)
         exec modelport db upgrade "$@"
         ;;
-    create-admin | purge)
+    create-admin | purge | rollup)
         exec modelport "$command" "$@"
         ;;
     healthcheck)

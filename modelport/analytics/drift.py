@@ -202,12 +202,12 @@ class Current:
     rows: int
 
     @classmethod
-    def of_partials(cls, partials: Iterable[Partial]) -> Current:
-        """The current data the hour partials of a window add up to."""
+    def of_partials(cls, partials: Iterable[Partial], *, sample: bool = True) -> Current:
+        """The current data the hour partials of a window add up to (``sample=False``:
+        without the sample of input rows)."""
         numbers: dict[str, dict[str, int]] = {}
         counts: dict[str, dict[str, int]] = {}
         samples = []
-        rows = 0
         for partial in partials:
             for name, found in partial.features.items():
                 if "sketch" in found:
@@ -215,9 +215,22 @@ class Current:
                 if "counts" in found:
                     sketch.merge(counts.setdefault(name, {}), found["counts"])
             samples.append(partial.sample)
-        for found in (*numbers.values(), *counts.values()):
-            rows = max(rows, sketch.total(found))
-        return cls(numbers, counts, window_sample(samples, MAX_SAMPLE_ROWS), rows)
+        rows = max((sketch.total(f) for f in (*numbers.values(), *counts.values())), default=0)
+        frame = window_sample(samples, MAX_SAMPLE_ROWS) if sample else pd.DataFrame()
+        return cls(numbers, counts, frame, rows)
+
+    @classmethod
+    def combined(cls, parts: Iterable[Current], sample: pd.DataFrame) -> Current:
+        """Several windows' current data as one, with ``sample`` as its rows."""
+        numbers: dict[str, dict[str, int]] = {}
+        counts: dict[str, dict[str, int]] = {}
+        for part in parts:
+            for name, found in part.numbers.items():
+                sketch.merge(numbers.setdefault(name, {}), found)
+            for name, found in part.counts.items():
+                sketch.merge(counts.setdefault(name, {}), found)
+        rows = max((sketch.total(f) for f in (*numbers.values(), *counts.values())), default=0)
+        return cls(numbers, counts, sample, rows)
 
     @classmethod
     def of_frame(cls, schema: InputSchema, frame: pd.DataFrame) -> Current:
@@ -289,7 +302,7 @@ def _reference(version: ModelVersion) -> pd.DataFrame:
 def _hours(name: str, version: int, span: Window) -> dict[Key, Partial]:
     since = rounded(span.since, HOUR)
     until = rounded(span.until, HOUR, up=True)
-    return rollups.window_partials(name, since, until, HOUR, version=version)
+    return rollups.window_partials(name, since, until, HOUR, version=version, inputs=True)
 
 
 def _verdicts(
@@ -300,21 +313,21 @@ def _verdicts(
     return verdicts, (drifted / len(verdicts) if verdicts else 0.0)
 
 
-def _over_time(
-    schema: InputSchema,
-    reference: pd.DataFrame,
-    partials: dict[Key, Partial],
-    span: Window,
-    method: str,
-) -> list[dict[str, Any]]:
-    """The share of drifted features per bucket of the window (a day, else an hour)."""
+def _by_bucket(partials: dict[Key, Partial], span: Window) -> dict[int, Current]:
+    """The current data per bucket of the window (a day, else an hour)."""
     seconds = max(span.seconds, HOUR)
     buckets: dict[int, list[Partial]] = {}
     for (_, _, _, start), partial in sorted(partials.items()):
         buckets.setdefault(start // seconds * seconds, []).append(partial)
+    return {start: Current.of_partials(found) for start, found in sorted(buckets.items())}
+
+
+def _over_time(
+    schema: InputSchema, reference: pd.DataFrame, buckets: dict[int, Current], method: str
+) -> list[dict[str, Any]]:
+    """The share of drifted features per bucket of the window."""
     series = []
-    for start, found in sorted(buckets.items()):
-        current = Current.of_partials(found)
+    for start, current in buckets.items():
         if not current.rows:
             continue
         verdicts, share = _verdicts(schema, reference, current, method)
@@ -337,18 +350,22 @@ def drift(
     *,
     method: str = "auto",
     channel: str = Source.API,
+    over_time: bool = False,
 ) -> dict[str, Any]:
     """The drift report of ``name`` for ``caller`` (see ``report``).
 
     Raises ``ModelNotFound`` (a model ``caller`` may not use, as for none) and
     ``DriftError``."""
-    return report(access.model_for(caller, name, channel), span, method=method)
+    model = access.model_for(caller, name, channel)
+    return report(model, span, method=method, over_time=over_time)
 
 
-def report(model: RegisteredModel, span: Window, *, method: str = "auto") -> dict[str, Any]:
-    """The drift report of ``model``'s version ``span.version``, else the one it serves now:
-    over the whole window, and per day (or hour) of it. Raises ``ModelNotFound`` (no such
-    version) and ``DriftError``."""
+def report(
+    model: RegisteredModel, span: Window, *, method: str = "auto", over_time: bool = False
+) -> dict[str, Any]:
+    """The drift report of ``model``'s version ``span.version``, else the one it serves now,
+    over the whole window, and with ``over_time`` per day (or hour) of it too. Raises
+    ``ModelNotFound`` (no such version) and ``DriftError``."""
     number = span.version
     if number is None:
         served = registry.served_version(model)
@@ -361,7 +378,12 @@ def report(model: RegisteredModel, span: Window, *, method: str = "auto") -> dic
             raise ModelNotFound(f"{model.name} has no version {number}.")
     reference = _reference(version)
     partials = _hours(model.name, version.number, span)
-    current = Current.of_partials(partials.values())
+    buckets = _by_bucket(partials, span) if over_time else {}
+    if buckets:
+        sample = window_sample([p.sample for p in partials.values()], MAX_SAMPLE_ROWS)
+        current = Current.combined(buckets.values(), sample)
+    else:
+        current = Current.of_partials(partials.values())
     if not current.rows:
         raise DriftError("no_data", "There are no stored inputs of this version in the window.")
     schema = InputSchema.from_dict(version.input_schema)
@@ -378,5 +400,5 @@ def report(model: RegisteredModel, span: Window, *, method: str = "auto") -> dic
         "drift": bool(verdicts) and share >= current_settings().drift_share,
         "share_drifted": round(share, 4),
         "features": [v.as_json() for v in verdicts],
-        "over_time": _over_time(schema, reference, partials, span, method),
+        "over_time": _over_time(schema, reference, buckets, method) if over_time else None,
     }

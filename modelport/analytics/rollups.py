@@ -15,16 +15,20 @@ with no latency yet) holds the run back until it ends, or for at most ``OPEN_LIM
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Text, and_, case, func, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 
+from modelport.analytics.buckets import epoch_bucket
 from modelport.analytics.partials import (
     COLUMNS,
     GRAINS,
@@ -34,6 +38,7 @@ from modelport.analytics.partials import (
     Partial,
     VersionInfo,
     aggregate,
+    decoded,
     version_info,
 )
 from modelport.extensions import db
@@ -65,14 +70,17 @@ def _record_columns() -> list[Any]:
     table = PredictionRecord.__table__.c
     one_row = or_(table.predicted_label.is_not(None), table.predicted_value.is_not(None))
     columns = []
+    # JSON columns come as their text, which ``partials.aggregate`` decodes all at once.
     for name in COLUMNS:
         if name == "outputs":
             # A one-row answer's typed columns say what the outputs would: not read.
-            columns.append(case((one_row, None), else_=table.outputs).label("outputs"))
+            found = case((one_row, None), else_=table.outputs)
+            columns.append(type_coerce(found, Text).label("outputs"))
         elif name == "inputs":
-            columns.append(
-                case((table.status == Outcome.OK.value, table.inputs), else_=None).label("inputs")
-            )
+            found = case((table.status == Outcome.OK.value, table.inputs), else_=None)
+            columns.append(type_coerce(found, Text).label("inputs"))
+        elif name == "epoch":
+            columns.append(epoch_bucket(table.created_at, 1).label("epoch"))
         else:
             columns.append(table[name])
     return columns
@@ -101,15 +109,16 @@ def versions_of(models: Iterable[str]) -> dict[tuple[str, int], VersionInfo]:
 
 
 def _feedback_of(record_ids: Sequence[int]) -> list[tuple[int, Any, Any]]:
-    found: list[tuple[int, Any, Any]] = []
-    for start in range(0, len(record_ids), 5000):
-        chunk = record_ids[start : start + 5000]
-        found += db.session.execute(
-            select(Feedback.record_id, Feedback.actual, Feedback.predicted).where(
-                Feedback.record_id.in_(chunk)
-            )
-        ).all()
-    return found
+    """The feedback on these records (read by their id range, as they mostly are one)."""
+    if not record_ids:
+        return []
+    wanted = set(record_ids)
+    found = db.session.execute(
+        select(Feedback.record_id, Feedback.actual, Feedback.predicted).where(
+            Feedback.record_id.between(min(record_ids), max(record_ids))
+        )
+    ).all()
+    return [row for row in found if row[0] in wanted]
 
 
 def _aggregate_records(
@@ -124,12 +133,14 @@ def _aggregate_records(
 
 def _ready(rows: Sequence[Any], now: datetime) -> int:
     """How many of ``rows`` (in id order) may be rolled up now."""
+    settled = (now - GRACE).timestamp()
+    closed = (now - OPEN_LIMIT).timestamp()
     for position, row in enumerate(rows):
         created = row[3]
-        if created > now - GRACE:
+        if created >= settled:
             return position
         streaming = row[4] == Outcome.INCOMPLETE.value and not row[6] and not row[5]
-        if streaming and created > now - OPEN_LIMIT:
+        if streaming and created >= closed:
             return position
     return len(rows)
 
@@ -212,16 +223,17 @@ def _roll_records(state: RollupState, now: datetime, limit: int | None) -> tuple
     done = keys = 0
     while limit is None or done < limit:
         size = BATCH if limit is None else min(BATCH, limit - done)
-        rows = db.session.execute(
-            select(*_record_columns())
-            .where(PredictionRecord.id > state.record_id)
-            .order_by(PredictionRecord.id)
-            .limit(size)
-        ).all()
-        ready = _ready(rows, now)
-        if not ready:
-            break
-        partials = _aggregate_records(rows[:ready])
+        with _no_collection():
+            rows = _tuples(
+                select(*_record_columns())
+                .where(PredictionRecord.id > state.record_id)
+                .order_by(PredictionRecord.id)
+                .limit(size)
+            )
+            ready = _ready(rows, now)
+            if not ready:
+                break
+            partials = _aggregate_records(rows[:ready])
         _store(partials)
         state.record_id = int(rows[ready - 1][0])
         db.session.commit()
@@ -231,6 +243,39 @@ def _roll_records(state: RollupState, now: datetime, limit: int | None) -> tuple
         if ready < len(rows) or len(rows) < size:
             break
     return done, keys
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: reading and decoding tens of thousands of
+    records makes hundreds of thousands of objects, none in a cycle, and the collections
+    they set off would double the time (measured: docs/benchmarks.md)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _tuples(statement: Any) -> list[tuple]:
+    """The rows of a statement whose parameters are plain numbers, as the driver's tuples.
+
+    SQLAlchemy's result rows cost about as much again as the database's own work for the
+    tens of thousands of records of a run; these columns need no result processing (JSON
+    is read as text, the time as a number)."""
+    connection = db.session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    parameters = compiled.construct_params()
+    if compiled.positional:
+        parameters = tuple(parameters[key] for key in compiled.positiontup)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), parameters)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _feedback_hours(since: datetime | None, upto: int) -> set[tuple[str, int]]:
@@ -294,9 +339,13 @@ def window_partials(
     grain: int,
     *,
     version: int | None = None,
+    inputs: bool = False,
 ) -> dict[Key, Partial]:
     """The partials of ``model`` at ``grain`` (``MINUTE`` or ``HOUR``) whose start lies in
-    [since, until): the stored ones plus those of records not rolled up yet."""
+    [since, until): the stored ones plus those of records not rolled up yet.
+
+    ``inputs``: the feature distributions and input samples (drift) only; otherwise all
+    but those (monitoring), which are most of a row's size."""
     if grain not in (MINUTE, HOUR):
         raise ValueError("grain is a minute or an hour")
     upto = watermark()
@@ -308,10 +357,32 @@ def window_partials(
     ]
     if version is not None:
         conditions.append(PredictionRollup.version_number == version)
+    table = PredictionRollup.__table__.c
+    if inputs:
+        # As text, decoded all at once (partials.decoded).
+        columns = [
+            table.version_number,
+            table.start,
+            type_coerce(table.features, Text).label("features"),
+            type_coerce(table.sample, Text).label("sample"),
+        ]
+    else:
+        columns = [c for c in table if c.key not in ("id", "features", "sample", "updated_at")]
     found: dict[Key, Partial] = {}
-    for row in db.session.scalars(select(PredictionRollup).where(*conditions)):
-        key = (model, row.version_number, grain, int(row.start.timestamp()))
-        found[key] = Partial.from_row(row)
+    with _no_collection():
+        rows = db.session.execute(select(*columns).where(*conditions)).all()
+        if inputs:
+            features = decoded([row.features for row in rows])
+            samples = decoded([row.sample for row in rows])
+            rows = [
+                SimpleNamespace(
+                    version_number=r.version_number, start=r.start, features=f, sample=s
+                )
+                for r, f, s in zip(rows, features, samples, strict=True)
+            ]
+        for row in rows:
+            key = (model, row.version_number, grain, int(row.start.timestamp()))
+            found[key] = Partial.from_row(row, copy=False)
     live = [
         PredictionRecord.id > upto,
         PredictionRecord.model_name == model,
@@ -320,8 +391,10 @@ def window_partials(
     ]
     if version is not None:
         live.append(PredictionRecord.version_number == version)
-    recent = db.session.execute(select(*_record_columns()).where(and_(*live))).all()
-    for key, partial in _aggregate_records(recent, grains=(grain,)).items():
+    with _no_collection():
+        recent = db.session.execute(select(*_record_columns()).where(and_(*live))).all()
+        fresh = _aggregate_records(recent, grains=(grain,))
+    for key, partial in fresh.items():
         if key in found:
             found[key].merge(partial)
         else:

@@ -21,30 +21,47 @@ TINY = 1e-9
 _LOG_GAMMA = math.log(GAMMA)
 
 
+_BIAS = 1 << 30
+
+
 def bins(values: np.ndarray) -> np.ndarray:
-    """Each value's bin name (an array of str)."""
+    """Each value's bin as a whole number (``name`` gives its name): numbers group and count
+    many times faster than the names would."""
     values = np.asarray(values, dtype=float)
     magnitude = np.abs(values)
     tiny = magnitude < TINY
     with np.errstate(divide="ignore"):
         index = np.ceil(np.log(np.where(tiny, 1.0, magnitude)) / _LOG_GAMMA).astype(np.int64)
-    sign = np.where(values < 0, "n", "p")
-    names = np.char.add(sign, index.astype(str))
-    return np.where(tiny, "z", names)
+    codes = (index + _BIAS) * 4 + np.where(values < 0, 2, 1)
+    return np.where(tiny, 0, codes)
+
+
+def name(code: int) -> str:
+    """The name of a bin ``bins`` numbered ``code``."""
+    code = int(code)
+    if code == 0:
+        return "z"
+    return f"{'n' if code % 4 == 2 else 'p'}{code // 4 - _BIAS}"
 
 
 def build(values: np.ndarray) -> dict[str, int]:
     """The sketch of ``values``."""
     if not len(values):
         return {}
-    names, counts = np.unique(bins(values), return_counts=True)
-    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+    codes, counts = np.unique(bins(values), return_counts=True)
+    return {name(c): int(n) for c, n in zip(codes, counts, strict=True)}
 
 
 def merge(into: dict[str, int], other: Mapping[str, int] | None) -> dict[str, int]:
     """Add ``other``'s counts to ``into`` (changed in place) and return it."""
-    for name, count in (other or {}).items():
-        into[name] = into.get(name, 0) + int(count)
+    if not other:
+        return into
+    if not into:
+        into.update(other)
+        return into
+    get = into.get
+    for name, count in other.items():
+        into[name] = get(name, 0) + count
     return into
 
 

@@ -40,6 +40,10 @@ def model_monitoring(query: dict[str, Any], name: str) -> dict[str, Any]:
 
 class DriftQuerySchema(MonitoringQuerySchema):
     method = fields.String(load_default="auto", validate=validate.OneOf(drift.METHODS))
+    over_time = fields.Boolean(
+        load_default=False,
+        metadata={"description": "also the share of features drifted per day (or hour)"},
+    )
 
 
 @blp.get("/models/<name>/drift")
@@ -53,7 +57,9 @@ def model_drift(query: dict[str, Any], name: str) -> dict[str, Any]:
     (default: the last 24 hours) against the version's training sample (``version``, else
     the one it serves), with Evidently's default tests or PSI (``method=psi``)."""
     span = monitoring.window(query.get("since"), query.get("until"), version=query.get("version"))
-    return drift.drift(current_caller(), name, span, method=query["method"])
+    return drift.drift(
+        current_caller(), name, span, method=query["method"], over_time=query["over_time"]
+    )
 
 
 class ReportQuerySchema(StrictSchema):

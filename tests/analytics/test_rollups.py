@@ -133,7 +133,7 @@ def figures(app: Flask, caller: Caller) -> list[dict[str, Any]]:
             found.append(monitoring.monitor(caller, "iris", span))
         for since in (NOW - timedelta(days=3), NOW - timedelta(hours=20)):
             span = monitoring.window(since, NOW, version=1)
-            found.append(drift.drift(caller, "iris", span))
+            found.append(drift.drift(caller, "iris", span, over_time=True))
             found.append(drift.drift(caller, "iris", span, method="psi"))
         db.session.remove()
     return found
@@ -334,7 +334,9 @@ def test_drift_from_rollups_detects_a_known_shift(served: Flask) -> None:
             admin, "iris", monitoring.window(NOW - timedelta(hours=32), NOW - timedelta(hours=28))
         )
         recent = drift.drift(admin, "iris", monitoring.window(NOW - timedelta(hours=5), NOW))
-        whole = drift.drift(admin, "iris", monitoring.window(NOW - timedelta(hours=32), NOW))
+        whole = drift.drift(
+            admin, "iris", monitoring.window(NOW - timedelta(hours=32), NOW), over_time=True
+        )
     assert [f["drift"] for f in earlier["features"]] == [False] * 4
     assert {f["name"]: f["drift"] for f in recent["features"]} == {
         "sepal_length": False,

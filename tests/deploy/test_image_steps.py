@@ -3,7 +3,7 @@
 The wheel is built as ``make wheel`` does and installed in a new virtualenv outside the
 checkout with the pins of requirements.txt, from the wheel folder tests/test_packaging.py
 fills (``~/.cache/modelport-test-wheels``, ``$XDG_CACHE_HOME`` honoured; the same lock).
-Then ``deploy/docker/entrypoint.sh`` runs migrate, create-admin, purge, serve and
+Then ``deploy/docker/entrypoint.sh`` runs migrate, create-admin, purge, rollup, serve and
 healthcheck with the environment the Dockerfile sets: its ENV lines, with the image's
 writable places (/data, /tmp) moved to folders of the test, the venv in place of
 /opt/modelport, and a free loopback port. The secret key and base URL are what an operator
@@ -131,6 +131,7 @@ def test_the_entrypoint_runs_the_image_steps_from_the_wheel(tmp_path: Path) -> N
             "--password-stdin", stdin=PASSWORD + "\n",
         )  # fmt: skip
         step("purge")
+        assert "Rolled up 0 records" in step("rollup")
         assert run([str(script), "healthcheck"], env=env, timeout=30).returncode == 1
 
         log = tmp_path / "serve.log"

@@ -478,6 +478,18 @@ def test_purge_runs_as_a_cronjob_one_at_a_time(overlay: str):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollup_runs_as_a_cronjob_one_at_a_time_within_its_period(overlay: str):
+    from modelport.cli import rollup
+
+    cronjob = one(overlay, "CronJob", "modelport-rollup")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    (runner,) = pod_spec(cronjob)["containers"]
+    assert runner["args"] == [rollup.name]
+    assert cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_artifacts_live_on_a_volume_every_replica_shares(overlay: str):
     claim = one(overlay, "PersistentVolumeClaim", "modelport-artifacts")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]

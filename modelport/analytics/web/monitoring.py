@@ -93,7 +93,7 @@ def model_drift(name: str) -> Response:
     report: dict[str, Any] | None = None
     problem = None
     try:
-        report = drift.drift(current_caller(), name, span, channel=Source.PAGE)
+        report = drift.drift(current_caller(), name, span, channel=Source.PAGE, over_time=True)
     except drift.DriftError as exc:
         problem = exc.message
     figures: dict[str, Any] = {}
@@ -145,7 +145,7 @@ def chart_csv(name: str, page: str) -> Response:
     caller = current_caller()
     try:
         if page == "drift":
-            report = drift.drift(caller, name, span, channel=Source.PAGE)
+            report = drift.drift(caller, name, span, channel=Source.PAGE, over_time=True)
         else:
             report = monitoring.monitor(caller, name, span, channel=Source.PAGE)
     except drift.DriftError as exc:
