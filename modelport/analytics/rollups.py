@@ -50,7 +50,7 @@ from modelport.models.types import utcnow
 STATE = "records"
 GRACE = timedelta(seconds=10)
 OPEN_LIMIT = timedelta(hours=1)
-BATCH = 20_000
+BATCH = 100_000
 # Feedback written this long before a run's start is looked at again by the next run.
 FEEDBACK_OVERLAP = timedelta(minutes=1)
 

@@ -171,7 +171,9 @@ RECIPES: tuple[_Recipe, ...] = (
         task="classification",
         flavor="sklearn",
         load=_iris,
-        build=lambda seed: LogisticRegression(max_iter=1000),
+        # C=30: confident as often as it is right (cross-validated accuracy 0.98, mean top
+        # probability 0.97; the default C=1 says 0.89), so the estimate without labels holds.
+        build=lambda seed: LogisticRegression(C=30.0, max_iter=1000),
     ),
     _Recipe(
         name="breast-cancer",
