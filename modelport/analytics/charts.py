@@ -223,6 +223,19 @@ def quality(report: dict[str, Any], title: str, names: dict[str, str]) -> dict[s
     return {"data": traces, "layout": layout}
 
 
+def _threshold_line(value: float) -> dict[str, Any]:
+    """A dashed line across the chart at ``value``."""
+    return {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "y0": value,
+        "y1": value,
+        "line": {"dash": "dash", "color": "#444"},
+    }
+
+
 def drift(report: dict[str, Any], title: str) -> dict[str, Any] | None:
     """Each feature's test against its threshold: p-values (drift below the line) or
     distances (drift at or above it); drifted features in red."""
@@ -234,17 +247,7 @@ def drift(report: dict[str, Any], title: str) -> dict[str, Any] | None:
     values = [f["p_value"] if by_p else f["statistic"] for f in features]
     threshold = features[0]["threshold"]
     layout = _layout(title, x_title=None, y_title="p-value" if by_p else "distance")
-    layout["shapes"] = [
-        {
-            "type": "line",
-            "xref": "paper",
-            "x0": 0,
-            "x1": 1,
-            "y0": threshold,
-            "y1": threshold,
-            "line": {"dash": "dash", "color": "#444"},
-        }
-    ]
+    layout["shapes"] = [_threshold_line(threshold)]
     layout["xaxis"] |= {"type": "category"}
     return {
         "data": [
@@ -268,17 +271,7 @@ def drift_over_time(report: dict[str, Any], title: str, threshold: float) -> dic
         return None
     layout = _layout(title, x_title=None, y_title=None)
     layout["yaxis"] |= {"range": [0, 1.02], "tickformat": ".0%"}
-    layout["shapes"] = [
-        {
-            "type": "line",
-            "xref": "paper",
-            "x0": 0,
-            "x1": 1,
-            "y0": threshold,
-            "y1": threshold,
-            "line": {"dash": "dash", "color": "#444"},
-        }
-    ]
+    layout["shapes"] = [_threshold_line(threshold)]
     return {
         "data": [
             {

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,12 +12,11 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from modelport.analytics import charts, drift, monitoring
-from modelport.analytics.web.pages import bp, chart_page
+from modelport.analytics.web.pages import bp, chart_page, table_csv
 from modelport.auth.web.identity import current_caller, token_scope
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
-from modelport.responses import csv_download
-from modelport.serving import access, csvcells
+from modelport.serving import access
 
 # The windows the page offers, by the name in its query string.
 RANGES = {"6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -150,13 +148,4 @@ def chart_csv(name: str, page: str) -> Response:
             report = monitoring.monitor(caller, name, span, channel=Source.PAGE)
     except drift.DriftError as exc:
         abort(422, description=exc.message)
-    found = charts.table(report, chart)
-    if found is None:
-        abort(404, description=_("There is no such chart."))
-    header, rows = found
-    buffer = io.StringIO()
-    out = csvcells.writer(buffer)
-    out.writerow(header)
-    for row in rows:
-        out.writerow(row)
-    return csv_download(buffer.getvalue(), f"{name}-{page}-{chart}-{chosen}.csv")
+    return table_csv(charts.table(report, chart), f"{name}-{page}-{chart}-{chosen}.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from flask import (
@@ -29,6 +30,8 @@ from modelport.errors import dataset_status
 from modelport.extensions import db
 from modelport.ops.headers import CONTENT_SECURITY_POLICY
 from modelport.ops.inputs import body_limit
+from modelport.responses import csv_download
+from modelport.serving import csvcells
 from modelport.serving.web.blueprint import MULTIPART_OVERHEAD
 
 bp = Blueprint("analytics", __name__)
@@ -159,6 +162,19 @@ def chart_page(template: str, figures: dict[str, Any], **context: Any) -> Respon
     if figures:
         page.headers["Content-Security-Policy"] = CHART_PAGE_POLICY
     return page
+
+
+def table_csv(found: tuple[list[str], list[list[Any]]] | None, filename: str) -> Response:
+    """A chart's data (``charts.table``'s header and rows) as a CSV download; 404 for none."""
+    if found is None:
+        abort(404, description=_("There is no such chart."))
+    header, rows = found
+    buffer = io.StringIO()
+    out = csvcells.writer(buffer)
+    out.writerow(header)
+    for row in rows:
+        out.writerow(row)
+    return csv_download(buffer.getvalue(), filename)
 
 
 def _version_arg() -> int | None:

@@ -4,7 +4,6 @@ CSV (``/models/<name>/report.csv?chart=...``)."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from flask import Response, abort, request
@@ -12,14 +11,12 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from modelport.analytics import charts, report
-from modelport.analytics.web.pages import bp, chart_page
+from modelport.analytics.web.pages import bp, chart_page, table_csv
 from modelport.auth.web.identity import current_caller, token_scope
 from modelport.errors import report_status
 from modelport.models.predictions import Source
 from modelport.models.tokens import Scope
 from modelport.models.types import MAX_INT_ID
-from modelport.responses import csv_download
-from modelport.serving import csvcells
 
 
 def _number_arg(name: str) -> int | None:
@@ -140,14 +137,5 @@ def report_csv(name: str) -> Response:
     """The data behind one chart or table of the report page (``chart``), as CSV."""
     chart = request.args.get("chart", "")
     answer = _answer(name)
-    found = charts.report_table(answer, chart)
-    if found is None:
-        abort(404, description=_("There is no such chart."))
-    header, rows = found
-    buffer = io.StringIO()
-    out = csvcells.writer(buffer)
-    out.writerow(header)
-    for row in rows:
-        out.writerow(row)
     versions = "-".join(f"v{entry['version']}" for entry in answer["reports"])
-    return csv_download(buffer.getvalue(), f"{name}-report-{versions}-{chart}.csv")
+    return table_csv(charts.report_table(answer, chart), f"{name}-report-{versions}-{chart}.csv")
