@@ -249,7 +249,9 @@ def train(
     model_name = name or dataset_ref.partition("@")[0]
     try:
         # Checked before the bar starts: a refused request says why on a line of its own.
-        training.plan(dataset_ref, recipe=recipe, name=model_name, target=target, params=params)
+        plan = training.plan(
+            dataset_ref, recipe=recipe, name=model_name, target=target, params=params
+        )
     except training.TrainingError as exc:
         _fail(exc.message)
     if not no_mlflow and not training.mlflow_available():
@@ -266,11 +268,7 @@ def train(
 
         try:
             result = training.train(
-                dataset_ref,
-                recipe=recipe,
-                name=model_name,
-                target=target,
-                params=params,
+                plan,
                 aliases=aliases,
                 use_mlflow=not no_mlflow,
                 seed=seed,

@@ -77,7 +77,10 @@ class TrainingResult:
 
 
 @dataclass
-class _Plan:
+class TrainingPlan:
+    """A checked training request: the recipe and its settings, the data split into
+    features and answers, the columns by kind. Made by ``plan``; nothing is written yet."""
+
     recipe: Recipe
     name: str
     dataset: str
@@ -131,7 +134,7 @@ def plan(
     name: str,
     target: str | None = None,
     params: Sequence[str] = (),
-) -> _Plan:
+) -> TrainingPlan:
     """Check a training request and prepare its data; nothing is written."""
     chosen = get_recipe_or_fail(recipe)
     try:
@@ -177,7 +180,7 @@ def plan(
         # One missing marker (NaN) for the imputer, whatever Arrow gave (None, pd.NA).
         values = features[column].astype(object)
         features[column] = values.where(values.notna(), np.nan)
-    return _Plan(
+    return TrainingPlan(
         chosen, name, resolved, target, features, answers, numeric, categorical, settings, notes
     )
 
@@ -240,22 +243,17 @@ def mlflow_available() -> bool:
 
 
 def train(
-    dataset: str,
+    chosen: TrainingPlan,
     *,
-    recipe: str,
-    name: str,
-    target: str | None = None,
-    params: Sequence[str] = (),
     aliases: Sequence[str] = (),
     use_mlflow: bool = True,
     seed: int = SEED,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """Train ``recipe`` on ``dataset`` and register the model as ``name``'s next version:
-    in MLflow (run, model, registry) unless ``use_mlflow`` is off or MLflow is missing, and
-    in Modelport, with its report on the held-out rows."""
+    """Train a checked request (``plan``) and register the model as the next version of
+    its name: in MLflow (run, model, registry) unless ``use_mlflow`` is off or MLflow is
+    missing, and in Modelport, with its report on the held-out rows."""
     report = progress or (lambda _step: None)
-    chosen = plan(dataset, recipe=recipe, name=name, target=target, params=params)
     notes = list(chosen.notes)
     if use_mlflow and not mlflow_available():
         notes.append(MLFLOW_MISSING)
@@ -350,7 +348,7 @@ def _local_store(uri: str) -> bool:
 
 
 def _log_to_mlflow(
-    chosen: _Plan,
+    chosen: TrainingPlan,
     pipeline: Pipeline,
     artifact: bytes,
     x_train: pd.DataFrame,
@@ -410,7 +408,7 @@ def _shown(uri: str) -> str:
 
 
 def _register(
-    chosen: _Plan,
+    chosen: TrainingPlan,
     artifact: bytes,
     x_train: pd.DataFrame,
     y_train: pd.Series,

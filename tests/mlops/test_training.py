@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,6 +70,8 @@ def test_each_recipe_is_trained_logged_and_registered_in_mlflow_and_modelport(
 
     info = get_model_info(f"models:/{name}/1")
     assert "sklearn" in info.flavors
+    assert info.run_id == registered.run_id
+    assert info.saved_input_example_info["type"] == "dataframe"
     assert [c["name"] for c in info.signature.inputs.to_dict()][:2] == (
         ["sepal_length", "sepal_width"] if demo == "iris" else ["age", "sex"]
     )
@@ -140,6 +143,22 @@ def test_without_mlflow_the_command_says_how_to_install_it_and_registers_in_mode
     assert "pip install modelport[mlflow]" in result.output
     assert "Registered iris version 1" in result.output
     assert "MLflow: run" not in result.output
+
+
+def test_the_default_tracking_store_is_sqlite_in_the_instance_folder(
+    app_factory: Any, tmp_path: Path
+) -> None:
+    instance = tmp_path / "instance"
+    app = app_factory(INSTANCE_PATH=str(instance))
+    dataset = add_demo_dataset(app, "iris")
+    result = cli(app, "train", dataset, "--recipe", "logistic-regression")
+    assert result.exit_code == 0, result.output
+    assert "MLflow: run " in result.output
+    store = f"sqlite:///{instance / 'mlflow.db'}"
+    (registered,) = client(store).search_model_versions("name='iris'")
+    assert str(registered.version) == "1"  # the SQLite store's client says 1, the server "1"
+    # The run's files (the logged model) under the instance folder, not ./mlruns.
+    assert any((instance / "mlflow-artifacts").rglob("MLmodel"))
 
 
 def test_no_mlflow_registers_in_modelport_only(mlflow_app: Flask, mlflow_server: str) -> None:
