@@ -11,6 +11,8 @@ never loads it back.
 from __future__ import annotations
 
 import math
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ MIN_ROWS = 10
 # A classification target with more distinct values than this is almost surely a number.
 MAX_CLASSES = 100
 EXAMPLE_ROWS = 5
+PROBE_SECONDS = 5  # an MLflow server's /health answers in milliseconds
 MLFLOW_MISSING = (
     "MLflow is not installed, so the run is not logged to MLflow: pip install modelport[mlflow]"
 )
@@ -258,6 +261,8 @@ def train(
     if use_mlflow and not mlflow_available():
         notes.append(MLFLOW_MISSING)
         use_mlflow = False
+    if use_mlflow:
+        _check_reachable(registry.configure_mlflow())
     report("read")
     classifier = chosen.recipe.task == CLASSIFICATION
     stratify = None
@@ -396,6 +401,25 @@ def _log_to_mlflow(
             f"{str(exc).strip()[:300]} (--no-mlflow registers in Modelport alone).",
         ) from None
     return run.info.run_id, str(logged.registered_model_version)
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail at once, before fitting, when an MLflow server does not answer: MLflow's own
+    client retries a refused connection for minutes."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS):  # noqa: S310 - the configured server
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy's 401 or 404 included); the run says the rest
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrainingError(
+            "mlflow_unreachable",
+            f"MLflow at {_shown(uri)} does not answer ({reason}): start it, correct "
+            "MODELPORT_MLFLOW_TRACKING_URI, or give --no-mlflow to register in Modelport alone.",
+        ) from None
 
 
 def _shown(uri: str) -> str:

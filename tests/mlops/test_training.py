@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.support.mlops import (
     mlflow_state,
 )
 from tests.support.models import DIABETES_ROW
+from tests.support.servers import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -200,6 +202,19 @@ def test_cli_errors_are_clear_and_change_nothing(
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert (table_counts(mlflow_app), mlflow_state(mlflow_server)) == before
+
+
+def test_an_mlflow_server_that_does_not_answer_is_a_quick_clear_error(app_factory: Any) -> None:
+    app = app_factory(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    add_demo_dataset(app, "iris")
+    before = table_counts(app)
+    started = time.monotonic()
+    result = cli(app, "train", "iris", "--recipe", "logistic-regression")
+    assert result.exit_code != 0
+    assert "does not answer" in result.output
+    assert "--no-mlflow" in result.output
+    assert time.monotonic() - started < 10
+    assert table_counts(app) == before
 
 
 def test_a_model_of_the_other_task_is_refused_before_training(mlflow_app: Flask) -> None:
