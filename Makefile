@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render screenshots
+.PHONY: run test test-fast mlflow-venv lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: install
 FAST_MARKERS := not services and not e2e and not slow
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "$(FAST_MARKERS)" --fast $(PYTEST_ARGS)
+
+# The MLflow tracking server the tests start (tests/support/mlflow_server.py): the full
+# mlflow package pins gunicorn below 27, so it lives in a virtualenv of its own under
+# ~/.cache/modelport/mlflow-venv/<version>, made once with the package index (about a minute).
+mlflow-venv: install
+	$(BIN)/python -m tests.support.mlflow_server
 
 lint: install
 	$(BIN)/ruff check .

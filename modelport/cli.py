@@ -98,7 +98,12 @@ def demo(if_empty: bool) -> None:
 @click.command("register")
 @click.argument("artifact")
 @click.option("--name", required=True, help="Model name (created if new).")
-@click.option("--sample", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--sample",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Training rows (CSV) for the input schema; an MLflow model's input example otherwise.",
+)
 @click.option("--task", type=click.Choice(["classification", "regression"]), default=None)
 @click.option("--title", default="", help="Title of a new model.")
 @click.option("--description", default="", help="Description of a new model.")
@@ -118,7 +123,7 @@ def demo(if_empty: bool) -> None:
 def register(
     artifact: str,
     name: str,
-    sample: str,
+    sample: str | None,
     task: str | None,
     title: str,
     description: str,
@@ -131,9 +136,11 @@ def register(
     """Register ARTIFACT as the next version of model NAME, for pipelines.
 
     ARTIFACT is a skops or ONNX file, or an MLflow model: a local MLflow model folder or a
-    ``models:/name@alias`` URI (needs the mlflow extra; MODELPORT_MLFLOW_TRACKING_URI says
-    which tracking server). --evaluation (skops and ONNX files) gives the version its report
-    at /models/NAME/report.
+    ``models:/name@alias`` or ``models:/name/N`` URI (needs the mlflow extra;
+    MODELPORT_MLFLOW_TRACKING_URI says which tracking server, MODELPORT_MLFLOW_TRUSTED=true
+    that its models may be loaded). An MLflow model's signature gives the input schema and
+    its input example stands in for --sample. --evaluation gives the version its report at
+    /models/NAME/report.
     """
     import json
     from pathlib import Path
@@ -151,6 +158,11 @@ def register(
         _fail(f"--metrics is not JSON: {exc}")
     if parsed is not None and not isinstance(parsed, dict):
         _fail("--metrics must be a JSON object.")
+    mlflow_model = artifact.startswith(("models:/", "runs:/")) or (
+        Path(artifact).is_dir() and (Path(artifact) / "MLmodel").exists()
+    )
+    if not mlflow_model and sample is None:
+        _fail("--sample is required for a skops or ONNX file (its training rows, CSV).")
     try:
         model = registry.get_model(name)
         if model is None:
@@ -165,18 +177,19 @@ def register(
                 visibility=visibility,
                 commit=False,
             )
-        mlflow_model = artifact.startswith(("models:/", "runs:/")) or (
-            Path(artifact).is_dir() and (Path(artifact) / "MLmodel").exists()
-        )
-        if mlflow_model and evaluation:
-            _fail("--evaluation is for skops and ONNX files; MLflow models get no report yet.")
         if target and not evaluation:
             _fail("--target names the target column of --evaluation: give both.")
         if mlflow_model:
             version = registry.register_mlflow(
-                model, artifact, sample=Path(sample), metrics=parsed, aliases=aliases
+                model,
+                artifact,
+                sample=Path(sample) if sample else None,
+                metrics=parsed,
+                aliases=aliases,
+                evaluation=Path(evaluation) if evaluation else None,
+                evaluation_target=target,
             )
-        elif Path(artifact).is_file():
+        elif Path(artifact).is_file() and sample is not None:
             version = registry.register_version(
                 model,
                 Path(artifact),
@@ -193,8 +206,94 @@ def register(
         _fail(exc.message)
     click.echo(
         f"Registered {name} version {version.number} ({version.flavor}, served by "
-        f"{version.runtime}); sha256 {version.artifact_sha256}."
+        f"{version.runtime})"
+        + (f"; sha256 {version.artifact_sha256}." if version.artifact_sha256 else ".")
         + (f" Report at /models/{name}/report?version={version.number}." if evaluation else "")
+    )
+
+
+@click.command("train")
+@click.argument("dataset_ref", metavar="DATASET")
+@click.option(
+    "--recipe",
+    required=True,
+    help="logistic-regression, random-forest-classifier, hist-gradient-boosting-classifier, "
+    "ridge, random-forest-regressor or hist-gradient-boosting-regressor.",
+)
+@click.option("--name", default=None, help="Model name (created if new; default: DATASET's name).")
+@click.option("--target", default=None, help="The column to predict (default: the last one).")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="A recipe setting, e.g. C=0.5."
+)
+@click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split and model seed.")
+@click.option(
+    "--no-mlflow", is_flag=True, help="Register in Modelport only, log nothing to MLflow."
+)
+@with_appcontext
+def train(
+    dataset_ref: str,
+    recipe: str,
+    name: str | None,
+    target: str | None,
+    params: tuple[str, ...],
+    aliases: tuple[str, ...],
+    seed: int,
+    no_mlflow: bool,
+) -> None:
+    """Train a recipe on a registered dataset (NAME or NAME@N), log the run to MLflow and
+    register the model in MLflow and in Modelport, with its report on held-out rows."""
+    from modelport.mlops import training
+    from modelport.serving import registry
+
+    model_name = name or dataset_ref.partition("@")[0]
+    try:
+        # Checked before the bar starts: a refused request says why on a line of its own.
+        plan = training.plan(
+            dataset_ref, recipe=recipe, name=model_name, target=target, params=params
+        )
+    except training.TrainingError as exc:
+        _fail(exc.message)
+    if not no_mlflow and not training.mlflow_available():
+        click.echo(training.MLFLOW_MISSING + "; registering in Modelport only.", err=True)
+    with click.progressbar(
+        length=len(training.STEPS),
+        label=f"Training {recipe} on {dataset_ref}",
+        item_show_func=lambda step: step,
+        file=sys.stderr,
+    ) as bar:
+
+        def step_done(step: str) -> None:
+            bar.update(1, step)
+
+        try:
+            result = training.train(
+                plan,
+                aliases=aliases,
+                use_mlflow=not no_mlflow,
+                seed=seed,
+                progress=step_done,
+            )
+        except (training.TrainingError, registry.RegistryError) as exc:
+            _fail(exc.message)
+    for note in result.notes:
+        if note != training.MLFLOW_MISSING:
+            click.echo(note, err=True)
+    version = result.version
+    figures = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items())
+    click.echo(
+        f"Trained {recipe} on {result.dataset} to predict {result.target}: {figures} "
+        "(held-out rows)."
+    )
+    if result.run_id:
+        click.echo(
+            f"MLflow: run {result.run_id}, registered model {model_name} version "
+            f"{result.mlflow_version}."
+        )
+    click.echo(
+        f"Registered {model_name} version {version.number} (served by {version.runtime}"
+        + (f"; parity: {version.parity['reason']}" if version.parity else "")
+        + f"). Report at /models/{model_name}/report?version={version.number}."
     )
 
 
@@ -329,6 +428,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(serve)
     app.cli.add_command(demo)
     app.cli.add_command(register)
+    app.cli.add_command(train)
     app.cli.add_command(dataset)
     app.cli.add_command(purge)
     app.cli.add_command(rollup)

@@ -95,7 +95,15 @@ class Settings:
     artifacts_dir: str = _setting(
         "", "Where model artifacts are stored. Empty: instance/artifacts."
     )
-    mlflow_tracking_uri: str = _setting("", "MLflow tracking server or store (optional).")
+    mlflow_tracking_uri: str = _setting(
+        "",
+        "MLflow tracking server and model registry that `modelport train` logs to and `models:/` URIs come from. Empty: a SQLite file `mlflow.db` in the instance folder, run artifacts in `instance/mlflow-artifacts`. In production an `https://` server.",
+        secret=True,  # it may hold a user name and password
+    )
+    mlflow_trusted: bool = _setting(
+        "false",
+        "Load models from the MLflow tracking server (`models:/` URIs). MLflow's scikit-learn and pyfunc flavors run code when loaded: only for a server whose models you trust. `MODELPORT_ALLOW_PICKLE=true` implies it.",
+    )
     allow_pickle: bool = _setting(
         "false",
         "Accept pickle/joblib model files. They run code when loaded: only for files you made.",
@@ -605,6 +613,10 @@ def flask_config(settings: dict[str, Any], instance_path: Path) -> dict[str, Any
         "OPENAPI_URL_PREFIX": "/api",
         "OPENAPI_JSON_PATH": "openapi.json",
         "ARTIFACTS_DIR": settings["ARTIFACTS_DIR"] or str(instance_path / "artifacts"),
+        "MLFLOW_TRACKING_URI": settings["MLFLOW_TRACKING_URI"]
+        or f"sqlite:///{instance_path / 'mlflow.db'}",
+        # Where runs logged to the default SQLite store keep their files (a server keeps its own).
+        "MLFLOW_ARTIFACTS_DIR": str(instance_path / "mlflow-artifacts"),
         # Argon2id per the OWASP cheat sheet; the testing configuration alone uses cheap ones.
         "ARGON2_PARAMS": (
             {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

@@ -13,7 +13,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "modelport"
 
-DOMAIN = ("modelport/serving/", "modelport/auth/", "modelport/models/", "modelport/analytics/")
+DOMAIN = (
+    "modelport/serving/",
+    "modelport/auth/",
+    "modelport/models/",
+    "modelport/analytics/",
+    "modelport/mlops/",
+)
 WEB = ("modelport.api", "modelport.errors", "modelport.pages", "modelport.responses")
 HTTP = {("werkzeug.exceptions", "*"), ("flask", "abort"), ("flask", "request")}
 HTTP |= {("flask", "session"), ("flask", "g"), ("flask", "Response"), ("flask", "make_response")}

@@ -33,6 +33,7 @@ from modelport.serving.schema import Batch, InputError, InputSchema, validate_fr
 __all__ = [
     "FLAVORS",
     "ArtifactError",
+    "MlflowModelInfo",
     "MlflowRuntime",
     "OnnxRuntime",
     "OutputError",
@@ -43,9 +44,12 @@ __all__ = [
     "describe",
     "detect_flavor",
     "load_estimator",
+    "load_mlflow_sklearn",
+    "mlflow_model_info",
     "mlflow_runtime",
     "native_runtime",
     "onnx_runtime",
+    "safe_skops",
 ]
 
 FLAVORS = ("sklearn", "onnx", "mlflow")
@@ -64,9 +68,12 @@ MLFLOW_MISSING = "the mlflow extra is not installed: pip install modelport[mlflo
 # Types skops does not trust by default but that are plain fitted state of scikit-learn's own
 # estimators (trees, tree-predictors, optimiser state, neighbour indexes). Anything else a file
 # asks for is refused and named; we never pass "trust everything". Private names of
-# scikit-learn: tests/test_upstream.py checks that each still exists.
+# scikit-learn: tests/test_upstream.py checks that each still exists. ``numpy.dtype`` (a
+# SimpleImputer's fitted dtype, in every trained pipeline): skops rebuilds it from an empty
+# array read with numpy's own format, pickles refused, so it names a dtype and runs nothing.
 TRUSTED_TYPES = frozenset(
     {
+        "numpy.dtype",
         "sklearn.tree._tree.Tree",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
@@ -632,6 +639,80 @@ class MlflowRuntime:
         labels = array.reshape(batch.rows)
         _check_finite("labels", labels)
         return Prediction(labels=labels)
+
+
+@dataclass
+class MlflowModelInfo:
+    """What an MLflow model says about itself: its flavors, its signature's input columns
+    (name, MLflow type) and the input example logged with it."""
+
+    uri: str
+    flavors: frozenset[str]
+    columns: list[tuple[str, str]] | None
+    example: pd.DataFrame | None
+
+    @property
+    def native_sklearn(self) -> bool:
+        """Whether scikit-learn's own flavor is there (probabilities, ONNX compilation)."""
+        return "sklearn" in self.flavors
+
+
+def mlflow_model_info(uri: str) -> MlflowModelInfo:
+    """Read an MLflow model's MLmodel file and input example. Reading them loads no model
+    code: MLmodel is YAML and the example is JSON."""
+    try:
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+    except ImportError:
+        raise ArtifactError(MLFLOW_MISSING) from None
+    try:
+        local = download_artifacts(artifact_uri=uri)
+        described = Model.load(local)
+    except Exception as exc:
+        raise ArtifactError(f"the MLflow model {uri!r} cannot be found: {_short(exc)}") from None
+    columns = None
+    signature = described.signature
+    if (
+        signature is not None
+        and signature.inputs is not None
+        and signature.inputs.has_input_names()
+    ):
+        columns = [(str(item["name"]), str(item["type"])) for item in signature.inputs.to_dict()]
+    try:
+        example = described.load_input_example(local)
+    except Exception:
+        example = None  # a broken example only costs the fallback sample
+    if example is not None and not isinstance(example, pd.DataFrame):
+        example = pd.DataFrame(example) if isinstance(example, dict | list) else None
+    return MlflowModelInfo(uri, frozenset(described.flavors), columns, example)
+
+
+def load_mlflow_sklearn(uri: str) -> Any:
+    """The scikit-learn estimator of an MLflow model with the sklearn flavor. MLflow
+    unpickles it (or loads its skops file trusting what the model lists): the caller has
+    checked that the tracking server is trusted."""
+    try:
+        import mlflow.sklearn
+    except ImportError:
+        raise ArtifactError(MLFLOW_MISSING) from None
+    try:
+        estimator = mlflow.sklearn.load_model(uri)
+    except Exception as exc:
+        raise ArtifactError(f"the MLflow model {uri!r} cannot be loaded: {_short(exc)}") from None
+    if not callable(getattr(estimator, "predict", None)):
+        raise ArtifactError(f"the MLflow model {uri!r} holds no model with a predict() method")
+    return estimator
+
+
+def safe_skops(estimator: Any) -> bytes | None:
+    """The estimator as a skops file that ``load_estimator`` accepts, or None when it holds
+    types outside ``TRUSTED_TYPES`` (a custom transformer, say) or skops cannot save it."""
+    try:
+        data = sio.dumps(estimator, compression=zipfile.ZIP_DEFLATED)
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception:
+        return None
+    return None if any(t not in TRUSTED_TYPES for t in untrusted) else data
 
 
 def native_runtime(

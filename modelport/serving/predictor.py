@@ -27,7 +27,7 @@ from modelport.serving import flavors
 from modelport.serving.registry import (
     RegistryError,
     artifact_store,
-    configure_mlflow,
+    mlflow_runtime,
     served_version,
 )
 from modelport.serving.schema import InputSchema
@@ -183,8 +183,7 @@ def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> An
         elif row.flavor == "onnx":
             runtime = flavors.onnx_runtime(store.path(row.artifact_sha256), schema, task, classes)
         elif row.flavor == "mlflow":
-            configure_mlflow()
-            runtime = flavors.mlflow_runtime(row.artifact_uri, schema, task)
+            runtime = mlflow_runtime(str(row.artifact_uri), schema, task)
         else:
             runtime = flavors.native_runtime(
                 row.flavor,

@@ -196,6 +196,7 @@ def register_version(
     descriptions: dict[str, str] | None = None,
     evaluation: pd.DataFrame | BinaryIO | bytes | Path | None = None,
     evaluation_target: str | None = None,
+    source_uri: str | None = None,
 ) -> ModelVersion:
     """Store an artifact, infer its input schema from ``sample``, compile it if it converts
     with matching predictions, and add it as the model's next version.
@@ -203,7 +204,8 @@ def register_version(
     ``evaluation``: held-out rows with their true answers in column ``evaluation_target``
     (default ``TARGET_COLUMN``); the version's report is computed on them
     (``analytics.evaluation``). Without them, a ``target`` for the sample gives a report on
-    the training sample, marked as such."""
+    the training sample, marked as such. ``source_uri`` records where the artifact came from
+    (the MLflow model it was taken from)."""
     store = artifact_store()
     if isinstance(artifact, Path):
         with artifact.open("rb") as handle:
@@ -230,6 +232,7 @@ def register_version(
             descriptions=descriptions,
             evaluation=evaluation,
             evaluation_target=evaluation_target,
+            source_uri=source_uri,
         )
     except Exception:
         db.session.rollback()
@@ -270,6 +273,7 @@ def _register_stored(
     descriptions: dict[str, str] | None,
     evaluation: pd.DataFrame | BinaryIO | bytes | Path | None,
     evaluation_target: str | None,
+    source_uri: str | None,
 ) -> ModelVersion:
     path = store.path(sha)
     allow_pickle = current_settings().allow_pickle
@@ -330,6 +334,7 @@ def _register_stored(
         number=_next_number(model),
         flavor=flavor,
         artifact_sha256=sha,
+        artifact_uri=source_uri,
         compiled_sha256=compiled_sha,
         sample_sha256=sample_sha,
         runtime=runtime.name,
@@ -343,15 +348,7 @@ def _register_stored(
     db.session.add(version)
     _touch(model)
     db.session.flush()
-    if report is not None:
-        db.session.add(
-            ModelReport(
-                version_id=version.id,
-                source=report["source"],
-                row_count=report["rows"],
-                report=report,
-            )
-        )
+    _add_report(version, report)
     for alias in aliases:
         _point_alias(model, alias, version)
     db.session.commit()
@@ -517,42 +514,169 @@ def served_version(model: RegisteredModel) -> ModelVersion | None:
     return ready[-1] if ready else None
 
 
-def configure_mlflow() -> None:
-    """Point mlflow at ``MODELPORT_MLFLOW_TRACKING_URI`` (for ``models:/`` URIs), if set."""
-    uri = current_settings().mlflow_tracking_uri
-    if not uri:
-        return
+def mlflow_trusted() -> bool:
+    """Whether models may be loaded from the MLflow tracking server: MLflow's flavors run
+    code when loaded, so only with ``MODELPORT_MLFLOW_TRUSTED`` (or ``MODELPORT_ALLOW_PICKLE``,
+    which trusts every pickle) on."""
+    settings = current_settings()
+    return settings.mlflow_trusted or settings.allow_pickle
+
+
+def require_mlflow_trust(uri: str) -> None:
+    """Refuse to load an MLflow model unless the tracking server is trusted."""
+    if not mlflow_trusted():
+        raise RegistryError(
+            "mlflow_untrusted",
+            f"{uri} is not loaded: MLflow models are pickled code, which runs when it is "
+            "loaded, and the MLflow server is not trusted. Set MODELPORT_MLFLOW_TRUSTED=true "
+            "if you trust every model on it (docs/security.md).",
+        )
+
+
+def configure_mlflow() -> str:
+    """Point mlflow at the tracking server and registry (``MODELPORT_MLFLOW_TRACKING_URI``,
+    by default ``mlflow.db`` in the instance folder); return its URI."""
+    uri = str(current_app.config["MLFLOW_TRACKING_URI"])
     try:
         import mlflow
     except ImportError:
         raise RegistryError("mlflow_missing", flavors.MLFLOW_MISSING) from None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    return uri
+
+
+def mlflow_runtime(uri: str, schema: InputSchema, task: str) -> flavors.Runtime:
+    """An MLflow model served through pyfunc, once the server is trusted (the workers and
+    the registration alike)."""
+    require_mlflow_trust(uri)
+    configure_mlflow()
+    return flavors.mlflow_runtime(uri, schema, task)
+
+
+# MLflow signature types -> how the sample's column is cast, so the inferred schema types
+# follow the signature rather than however the sample's file spelled the values.
+_MLFLOW_CASTS = {
+    "double": "float64",
+    "float": "float64",
+    "long": "int64",
+    "integer": "int64",
+    "boolean": "bool",
+    "string": "str",
+}
+
+
+def _mlflow_sample(
+    info: flavors.MlflowModelInfo, sample: pd.DataFrame | BinaryIO | bytes | Path | None
+) -> pd.DataFrame:
+    """The rows the version's schema is inferred from: the sample given, else the model's
+    logged input example; in the signature's column order and types."""
+    if sample is not None:
+        frame = read_sample(sample)
+    elif info.example is not None and not info.example.empty:
+        frame = info.example
+    else:
+        raise RegistryError(
+            "invalid_sample",
+            f"{info.uri} was logged without an input example: give a sample CSV (--sample).",
+        )
+    if info.columns is None:
+        return frame
+    names = [name for name, _ in info.columns]
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise RegistryError(
+            "sample_mismatch",
+            f"The sample lacks columns of the model's signature: {', '.join(missing[:10])}.",
+        )
+    frame = frame[names].copy()
+    for name, kind in info.columns:
+        cast = _MLFLOW_CASTS.get(kind)
+        if cast is None or (cast == "int64" and frame[name].isna().any()):
+            continue
+        try:
+            frame[name] = frame[name].astype(cast)
+        except (TypeError, ValueError):
+            raise RegistryError(
+                "sample_mismatch", f"The sample's column {name} is not of the signature's {kind}."
+            ) from None
+    return frame
 
 
 def register_mlflow(
     model: RegisteredModel,
     uri: str,
     *,
-    sample: pd.DataFrame | BinaryIO | bytes | Path,
+    sample: pd.DataFrame | BinaryIO | bytes | Path | None = None,
     created_by: User | None = None,
     metrics: dict[str, Any] | None = None,
     aliases: tuple[str, ...] = (),
+    evaluation: pd.DataFrame | BinaryIO | bytes | Path | None = None,
+    evaluation_target: str | None = None,
 ) -> ModelVersion:
-    """Add an MLflow pyfunc model (a local path or ``models:/name@alias``) as a version.
+    """Add an MLflow model (``models:/name@alias``, ``models:/name/3``, ``runs:/`` or a local
+    folder) as a version; refused unless the MLflow server is trusted.
 
-    The model stays where MLflow keeps it and is served through pyfunc; the sample gives
-    its input schema, as for uploaded files.
+    The input schema follows the model's signature, its ranges and categories the sample
+    (the logged input example when no sample is given). A model with MLflow's scikit-learn
+    flavor is loaded as the estimator and stored as a skops file, so it is served like an
+    uploaded one (probabilities, ONNX compilation when it matches) and never unpickled again;
+    any other model stays in MLflow and is served through pyfunc.
     """
+    require_mlflow_trust(uri)
     configure_mlflow()
-    frame = read_sample(sample)
+    try:
+        info = flavors.mlflow_model_info(uri)
+        estimator = flavors.load_mlflow_sklearn(uri) if info.native_sklearn else None
+    except ArtifactError as exc:
+        raise RegistryError("invalid_artifact", str(exc)) from None
+    frame = _mlflow_sample(info, sample)
+    data = flavors.safe_skops(estimator) if estimator is not None else None
+    if data is not None:
+        return register_version(
+            model,
+            data,
+            filename="model.skops",
+            sample=frame,
+            created_by=created_by,
+            metrics=metrics,
+            aliases=aliases,
+            evaluation=evaluation,
+            evaluation_target=evaluation_target,
+            source_uri=uri,
+        )
+    return _register_pyfunc(
+        model,
+        uri,
+        frame,
+        created_by=created_by,
+        metrics=metrics,
+        aliases=aliases,
+        evaluation=evaluation,
+        evaluation_target=evaluation_target,
+    )
+
+
+def _register_pyfunc(
+    model: RegisteredModel,
+    uri: str,
+    frame: pd.DataFrame,
+    *,
+    created_by: User | None,
+    metrics: dict[str, Any] | None,
+    aliases: tuple[str, ...],
+    evaluation: pd.DataFrame | BinaryIO | bytes | Path | None,
+    evaluation_target: str | None,
+) -> ModelVersion:
     features = frame.head(SAMPLE_ROWS)
     schema = infer_schema(features)
+    held_out = None if evaluation is None else read_sample(evaluation, what="evaluation")
     try:
-        runtime = flavors.mlflow_runtime(uri, schema, model.task)
+        runtime = mlflow_runtime(uri, schema, model.task)
         _smoke_test(runtime, schema, features)
     except (ArtifactError, flavors.OutputError) as exc:
         raise RegistryError("invalid_artifact", str(exc)) from None
+    report = _report(runtime, schema, model.task, held_out, evaluation_target, features, None)
     version = ModelVersion(
         model=model,
         number=_next_number(model),
@@ -568,10 +692,23 @@ def register_mlflow(
     db.session.add(version)
     _touch(model)
     db.session.flush()
+    _add_report(version, report)
     for alias in aliases:
         _point_alias(model, alias, version)
     db.session.commit()
     return version
+
+
+def _add_report(version: ModelVersion, report: dict[str, Any] | None) -> None:
+    if report is not None:
+        db.session.add(
+            ModelReport(
+                version_id=version.id,
+                source=report["source"],
+                row_count=report["rows"],
+                report=report,
+            )
+        )
 
 
 def register_trained(item: Any, *, visibility: str = Visibility.PUBLIC.value) -> ModelVersion:
