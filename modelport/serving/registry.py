@@ -36,6 +36,8 @@ ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SAMPLE_ROWS = 1000
 # Name of the target column in a stored training sample.
 TARGET_COLUMN = "_target"
+# The aliases that choose a version for requests naming none (``serving.variants``).
+CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
 
 class RegistryError(Exception):
@@ -471,6 +473,7 @@ def delete_alias(model: RegisteredModel, alias: str) -> None:
     if row is None:
         raise RegistryNotFound("alias_not_found", f"{model.name} has no alias {alias}.")
     db.session.delete(row)
+    _end_shares(model, {alias})
     _touch(model)
     db.session.commit()
 
@@ -484,6 +487,7 @@ def archive_version(model: RegisteredModel, number: int) -> ModelVersion:
     for row in list(model.aliases):
         if row.version_id == version.id:
             db.session.delete(row)
+            _end_shares(model, {row.alias})
     _touch(model)
     db.session.commit()
     return version
@@ -506,9 +510,6 @@ def update_schema(version: ModelVersion, data: dict[str, Any]) -> ModelVersion:
     _touch(version.model)
     db.session.commit()
     return version
-
-
-CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
 
 def _share(value: float | None, name: str) -> float | None:
@@ -572,6 +573,14 @@ def rollback(model: RegisteredModel) -> None:
     model.canary_share = None
     _touch(model)
     db.session.commit()
+
+
+def _end_shares(model: RegisteredModel, removed: set[str]) -> None:
+    """A share ends with its alias: set again later, the alias starts with none."""
+    if CHALLENGER in removed:
+        model.canary_share = None
+    if SHADOW in removed:
+        model.shadow_share = None
 
 
 def _alias_row(model: RegisteredModel, alias: str) -> ModelAlias | None:

@@ -248,6 +248,14 @@ def test_shares_need_their_alias_and_promote_and_rollback_end_the_canary(
         assert model.canary_share is None
         with pytest.raises(registry.RegistryNotFound):
             registry.promote(model)
+        # A share ends with its alias (removed, or its version archived).
+        registry.set_alias(model, "challenger", 1)
+        registry.set_alias(model, "shadow", 1)
+        registry.set_shares(model, canary=0.5, shadow=0.5)
+        registry.delete_alias(model, "challenger")
+        assert (model.canary_share, model.shadow_share) == (None, 0.5)
+        registry.archive_version(model, 1)
+        assert model.shadow_share is None and model.alias_map() == {"champion": 2}
 
 
 def test_the_api_and_the_cli_set_promote_and_roll_back(two_versions: Flask) -> None:
