@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from modelport.auth import accounts
 from modelport.models import Role
+from modelport.models.registry import RegisteredModel
 
 
 def _fail(message: str) -> NoReturn:
@@ -332,6 +333,79 @@ def dataset_add(file: Path, name: str) -> None:
     )
 
 
+def _canary_model(name: str) -> RegisteredModel:
+    from modelport.serving import registry
+
+    model = registry.get_model(name)
+    if model is None:
+        _fail(f"There is no model named {name}.")
+    return model
+
+
+def _canary_summary(model: RegisteredModel) -> str:
+    aliases = model.alias_map()
+    share = model.canary_share or 0
+    shadow = model.shadow_share or 0
+    return (
+        f"{model.name}: champion {aliases.get('champion', '-')}, "
+        f"challenger {aliases.get('challenger', '-')} for {share:.1%} of callers, "
+        f"shadow {aliases.get('shadow', '-')} on {shadow:.1%} of requests."
+    )
+
+
+@click.command("canary")
+@click.argument("model_name", metavar="MODEL")
+@click.option(
+    "--share", type=click.FloatRange(0, 1), default=None, help="Callers who get the challenger."
+)
+@click.option(
+    "--shadow-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Requests also run on the shadow version after their answer.",
+)
+@with_appcontext
+def canary(model_name: str, share: float | None, shadow_share: float | None) -> None:
+    """Set MODEL's canary share (0–1 of callers naming no version get its ``challenger``
+    alias's version) and/or shadow share; without options, show them."""
+    from modelport.serving import registry
+
+    model = _canary_model(model_name)
+    if share is not None or shadow_share is not None:
+        try:
+            registry.set_shares(model, canary=share, shadow=shadow_share)
+        except registry.RegistryError as exc:
+            _fail(exc.message)
+    click.echo(_canary_summary(model))
+
+
+@click.command("promote")
+@click.argument("model_name", metavar="MODEL")
+@with_appcontext
+def promote(model_name: str) -> None:
+    """Make MODEL's challenger its champion and end the canary."""
+    from modelport.serving import registry
+
+    model = _canary_model(model_name)
+    try:
+        version = registry.promote(model)
+    except registry.RegistryError as exc:
+        _fail(exc.message)
+    click.echo(f"Promoted version {version.number}. " + _canary_summary(model))
+
+
+@click.command("rollback")
+@click.argument("model_name", metavar="MODEL")
+@with_appcontext
+def rollback(model_name: str) -> None:
+    """End MODEL's canary: every caller gets the champion (challenger alias removed)."""
+    from modelport.serving import registry
+
+    model = _canary_model(model_name)
+    registry.rollback(model)
+    click.echo("Rolled back. " + _canary_summary(model))
+
+
 @click.command("purge")
 @click.option("--days", type=int, default=None, help="Override MODELPORT_RETENTION_DAYS.")
 @with_appcontext
@@ -430,6 +504,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(register)
     app.cli.add_command(train)
     app.cli.add_command(dataset)
+    app.cli.add_command(canary)
+    app.cli.add_command(promote)
+    app.cli.add_command(rollback)
     app.cli.add_command(purge)
     app.cli.add_command(rollup)
     app.cli.add_command(wait_for_migrations)

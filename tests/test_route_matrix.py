@@ -144,6 +144,9 @@ MATRIX: dict[str, Row] = {
     "serving.admin_alias": Row(
         "/admin/models/nothing/aliases", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
     ),
+    "serving.admin_canary": Row(
+        "/admin/models/nothing/canary", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
+    ),
     "serving.admin_archive": Row(
         "/admin/models/nothing/versions/1/archive", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
     ),
@@ -202,6 +205,16 @@ MATRIX: dict[str, Row] = {
     ),
     "api_models.delete_alias": Row(
         "/api/v1/models/nothing/aliases/champion", {"DELETE": (401, 403, 404, 404, 403, 403)}
+    ),
+    # canary and shadow: an empty body is refused (422) for an admin before the model is read
+    "api_models.put_canary": Row(
+        "/api/v1/models/nothing/canary", {"PUT": (401, 403, 422, 422, 403, 403)}
+    ),
+    "api_models.promote": Row(
+        "/api/v1/models/nothing/canary/promote", {"POST": (401, 403, 404, 404, 403, 403)}
+    ),
+    "api_models.rollback": Row(
+        "/api/v1/models/nothing/canary/rollback", {"POST": (401, 403, 404, 404, 403, 403)}
     ),
     "api_datasets.list_datasets": Row("/api/v1/datasets", {"GET": (401, 200, 200, 200, 403, 403)}),
     "api_datasets.get_dataset": Row(

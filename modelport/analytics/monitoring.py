@@ -23,15 +23,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from modelport.analytics import rollups, sketch
 from modelport.analytics.partials import HOUR, MINUTE, Key, Partial
 from modelport.auth.caller import Caller
 from modelport.extensions import db
-from modelport.models import ApiToken, User
-from modelport.models.predictions import Source
-from modelport.serving import access
+from modelport.models import ApiToken, PredictionRecord, User
+from modelport.models.predictions import Outcome, Source, Variant
+from modelport.models.registry import RegisteredModel
+from modelport.serving import access, registry
 
 # Bucket widths, chosen from the window's length so that a chart has tens to hundreds of
 # points: up to 6 hours by the minute, up to 14 days by the hour, else by the day.
@@ -268,6 +271,142 @@ def _top_callers(buckets: dict[tuple[int, int | None], Partial]) -> dict[str, li
     }
 
 
+# Shadow runs compared on the page: the window's newest; disagreements listed at most.
+SHADOW_RUNS = 1000
+DISAGREEMENTS = 10
+# A regression's shadow agrees when its value is within this share of the served one.
+VALUE_TOLERANCE = 0.01
+
+
+def _variants(
+    model: RegisteredModel, partials: dict[Key, Partial], task: str
+) -> list[dict[str, Any]]:
+    """The champion's and the challenger's figures over the window: those of the versions
+    their aliases point at now (requests naming that version directly count too)."""
+    champion = registry.served_version(model)
+    chosen = (
+        (Variant.CHAMPION.value, champion.number if champion else None),
+        (Variant.CHALLENGER.value, model.alias_map().get(registry.CHALLENGER)),
+    )
+    realized = "realized_mae" if task == "regression" else "realized_accuracy"
+    rows = []
+    for variant, number in chosen:
+        if number is None:
+            continue
+        part = Partial()
+        for (_, version, _, _), found in partials.items():
+            if version == number:
+                part.merge(found)
+        row: dict[str, Any] = {
+            "variant": variant,
+            "version": number,
+            "requests": part.requests,
+            "errors": part.errors,
+            "error_rate": round(part.errors / part.requests, 4) if part.requests else None,
+            "latency_ms_p95": _percentiles(part.latency)["p95"],
+            realized: _realized(part, task),
+        }
+        if task != "regression":
+            row["estimated_accuracy"] = _estimated(part)
+        rows.append(row)
+    return rows
+
+
+def _answers(outputs: Any) -> list[Any]:
+    """The labels or values of a record's stored outputs (rows in the public format)."""
+    if not isinstance(outputs, list):
+        return []
+    return [row.get("label", row.get("value")) for row in outputs if isinstance(row, dict)]
+
+
+def _agree(served: list[Any], shadow: list[Any]) -> bool:
+    for one, other in zip(served, shadow, strict=False):
+        if isinstance(one, int | float) and isinstance(other, int | float):
+            if abs(one - other) > VALUE_TOLERANCE * max(abs(one), abs(other)):
+                return False
+        elif one != other:
+            return False
+    return True
+
+
+def _latency(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None}
+    p50, p95 = np.percentile(np.asarray(values, dtype=float), [50, 95]).tolist()
+    return {"p50": round(p50, 3), "p95": round(p95, 3)}
+
+
+def _shadow(model: RegisteredModel, span: Window, *, admin: bool) -> dict[str, Any] | None:
+    """The shadow's runs in the window against the answers they shadowed: agreement,
+    latency of both, failures, and (``admin``) the newest disagreements."""
+    version = model.alias_map().get(registry.SHADOW)
+    shadow, served = aliased(PredictionRecord), aliased(PredictionRecord)
+    runs = db.session.execute(
+        select(
+            shadow.id,
+            shadow.shadow_of,
+            shadow.status,
+            shadow.latency_ms,
+            shadow.outputs,
+            shadow.version_number,
+            shadow.created_at,
+            served.latency_ms,
+            served.outputs,
+            served.version_number,
+        )
+        .join(served, served.id == shadow.shadow_of)
+        .where(
+            shadow.model_name == model.name,
+            shadow.variant == Variant.SHADOW.value,
+            shadow.created_at >= span.since,
+            shadow.created_at < span.until,
+        )
+        .order_by(shadow.id.desc())
+        .limit(SHADOW_RUNS)
+    ).all()
+    if version is None and not runs:
+        return None
+    failed = compared = agreed = 0
+    disagreements: list[dict[str, Any]] = []
+    for run in runs:
+        if run[2] != Outcome.OK.value:
+            failed += 1
+            continue
+        mine, theirs = _answers(run[4]), _answers(run[8])
+        if not mine or not theirs:
+            continue  # erased since (retention), or nothing kept
+        compared += 1
+        if _agree(theirs, mine):
+            agreed += 1
+        elif len(disagreements) < DISAGREEMENTS:
+            disagreements.append(
+                {
+                    "record_id": run[1],
+                    "shadow_record_id": run[0],
+                    "created_at": run[6].isoformat().replace("+00:00", "Z"),
+                    "served_version": run[9],
+                    "shadow_version": run[5],
+                    "served": theirs[:3],
+                    "shadow": mine[:3],
+                }
+            )
+    answer: dict[str, Any] = {
+        "version": version,
+        "share": model.shadow_share,
+        "runs": len(runs),
+        "failed": failed,
+        "compared": compared,
+        "agreement_rate": round(agreed / compared, 4) if compared else None,
+        "latency_ms": {
+            "served": _latency([run[7] for run in runs]),
+            "shadow": _latency([run[3] for run in runs if run[2] == Outcome.OK.value]),
+        },
+    }
+    if admin:
+        answer["disagreements"] = disagreements
+    return answer
+
+
 def monitor(caller: Caller, name: str, span: Window, *, channel: str = Source.API) -> dict:
     """The monitoring of model ``name`` over ``span`` (see the module's docstring).
 
@@ -292,7 +431,12 @@ def monitor(caller: Caller, name: str, span: Window, *, channel: str = Source.AP
         "series": series,
         "predicted": predicted,
         "quality": quality,
+        "canary_share": model.canary_share,
+        "variants": _variants(model, partials, model.task),
     }
+    shadow = _shadow(model, span, admin=caller.is_admin)
+    if shadow is not None:
+        answer["shadow"] = shadow
     if caller.is_admin:
         answer |= _top_callers(buckets)
     return answer

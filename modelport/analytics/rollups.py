@@ -43,7 +43,7 @@ from modelport.analytics.partials import (
 )
 from modelport.extensions import db
 from modelport.models import Feedback, PredictionRecord, PredictionRollup, RollupState
-from modelport.models.predictions import Outcome
+from modelport.models.predictions import Outcome, Variant
 from modelport.models.registry import ModelVersion, RegisteredModel
 from modelport.models.types import utcnow
 
@@ -84,6 +84,12 @@ def _record_columns() -> list[Any]:
         else:
             columns.append(table[name])
     return columns
+
+
+def _served_only() -> Any:
+    """Records of answers sent: shadow runs (``serving.variants``) are no traffic."""
+    variant = PredictionRecord.__table__.c.variant
+    return or_(variant.is_(None), variant != Variant.SHADOW.value)
 
 
 def versions_of(models: Iterable[str]) -> dict[tuple[str, int], VersionInfo]:
@@ -226,7 +232,7 @@ def _roll_records(state: RollupState, now: datetime, limit: int | None) -> tuple
         with _no_collection():
             rows = _tuples(
                 select(*_record_columns())
-                .where(PredictionRecord.id > state.record_id)
+                .where(PredictionRecord.id > state.record_id, _served_only())
                 .order_by(PredictionRecord.id)
                 .limit(size)
             )
@@ -305,6 +311,7 @@ def _refresh_feedback(hours: set[tuple[str, int]], upto: int) -> None:
                     PredictionRecord.created_at >= _epoch_time(start),
                     PredictionRecord.created_at < _epoch_time(start + HOUR),
                     PredictionRecord.id <= upto,
+                    _served_only(),
                     PredictionRecord.id.in_(
                         select(Feedback.record_id).where(Feedback.model_name == model)
                     ),
@@ -388,6 +395,7 @@ def window_partials(
         PredictionRecord.model_name == model,
         PredictionRecord.created_at >= since,
         PredictionRecord.created_at < until,
+        _served_only(),
     ]
     if version is not None:
         live.append(PredictionRecord.version_number == version)
@@ -408,7 +416,7 @@ def pending() -> int:
         db.session.scalar(
             select(func.count())
             .select_from(PredictionRecord)
-            .where(PredictionRecord.id > watermark())
+            .where(PredictionRecord.id > watermark(), _served_only())
         )
         or 0
     )

@@ -228,6 +228,7 @@ class _Answer:
         self.call = call
         self.result = result
         self.group = group
+        self.sent = False  # this answer, not Flask's, went out
 
     def _commit(self) -> None:
         pending = self.result.pending
@@ -261,9 +262,13 @@ class _Answer:
                 ("X-Request-ID", request_id),
             ],
         )
+        self.sent = True
         yield payload
 
     def close(self) -> None:
         # Never asked for its bytes (the server gave up on the client): the prediction was
         # made all the same, so it is recorded all the same.
         self._commit()
+        if self.sent and self.result.shadow is not None:
+            # The server has written the answer: its shadow run, if it has one, may start.
+            prediction.after_answer(self.result)

@@ -54,6 +54,14 @@ class ModelSchema(Schema):
     visibility = fields.String(required=True, validate=validate.OneOf(["public", "private"]))
     aliases = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     serving_version = fields.Integer(allow_none=True, required=True)
+    canary_share = fields.Float(
+        allow_none=True,
+        metadata={"description": "share (0–1) of callers naming no version who get the challenger"},
+    )
+    shadow_share = fields.Float(
+        allow_none=True,
+        metadata={"description": "share (0–1) of those requests also run on the shadow version"},
+    )
     created_at = fields.DateTime(required=True)
 
 
@@ -88,6 +96,35 @@ class AliasSchema(StrictSchema):
     version = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT_ID))
 
 
+class CanarySchema(StrictSchema):
+    """A canary's settings: either share or both; 0 (or null) turns one off."""
+
+    share = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0, max=1),
+        metadata={"description": "callers naming no version who get the challenger, 0–1"},
+    )
+    shadow_share = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0, max=1),
+        metadata={"description": "requests naming no version also run on the shadow, 0–1"},
+    )
+
+    @validates_schema
+    def _some(self, data: dict, **_kwargs: object) -> None:
+        if not data:
+            raise ValidationError("Give share, shadow_share or both.", "share")
+
+
+class CanaryResultSchema(Schema):
+    model = fields.String(required=True)
+    share = fields.Float(allow_none=True, required=True)
+    shadow_share = fields.Float(allow_none=True, required=True)
+    champion = fields.Integer(allow_none=True, required=True)
+    challenger = fields.Integer(allow_none=True, required=True)
+    shadow = fields.Integer(allow_none=True, required=True)
+
+
 class AliasResultSchema(Schema):
     alias = fields.String(required=True)
     version = fields.Integer(required=True)
@@ -113,6 +150,14 @@ class ServedModelSchema(Schema):
     version = fields.Integer(required=True)
     alias = fields.String(allow_none=True, required=True)
     runtime = fields.String(required=True)
+    variant = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["champion", "challenger"]),
+        metadata={
+            "description": "which variant answered a request naming no version or alias "
+            "(champion, or challenger for the canary share); null when one was named"
+        },
+    )
 
 
 class WarningSchema(Schema):
@@ -194,6 +239,13 @@ class RecordSchema(Schema):
     user_id = fields.Integer(allow_none=True, required=True)
     token_id = fields.Integer(allow_none=True, required=True)
     truncated = fields.Boolean(required=True)
+    variant = fields.String(
+        allow_none=True,
+        metadata={"description": "champion, challenger or shadow; null: a version was named"},
+    )
+    shadow_of = fields.Integer(
+        allow_none=True, metadata={"description": "a shadow run's served record"}
+    )
     created_at = fields.DateTime(required=True)
 
 

@@ -28,7 +28,7 @@ from modelport.serving import csvcells, prediction
 from modelport.serving.inference import Result
 from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import Served
-from modelport.serving.web.calls import request_call
+from modelport.serving.web.calls import after_answer, request_call
 
 
 def csv_limit() -> int | None:
@@ -61,6 +61,7 @@ def prediction_json(result: Result, request_id: str) -> str:
             "version": served.version,
             "alias": served.alias,
             "runtime": served.runtime.name,
+            "variant": served.variant,
         },
         "predictions": result.predictions,
         "warnings": result.warnings,
@@ -160,6 +161,7 @@ def _predict(name: str, version: int | None = None, alias: str | None = None) ->
     result = prediction.predict(
         call, lambda _served: _read_predict_body(), max_rows=settings.max_batch_rows
     )
+    after_answer(result)
     if _wants_csv():
         return _csv_response(result)
     return _json_response(result)

@@ -14,6 +14,8 @@ from modelport.api.blueprint import Blueprint
 from modelport.api.model_schemas import (
     AliasResultSchema,
     AliasSchema,
+    CanaryResultSchema,
+    CanarySchema,
     InputSchemaSchema,
     ModelCreateSchema,
     ModelDetailSchema,
@@ -78,6 +80,8 @@ def model_summary(model: RegisteredModel) -> dict[str, Any]:
         "visibility": model.visibility,
         "aliases": model.alias_map(),
         "serving_version": serving.number if serving else None,
+        "canary_share": model.canary_share,
+        "shadow_share": model.shadow_share,
         "created_at": model.created_at,
     }
 
@@ -308,3 +312,60 @@ def delete_alias(name: str, alias: str) -> None:
     """Remove an alias (admin)."""
     model = _model_or_404(name)
     registry.delete_alias(model, alias)
+
+
+def canary_state(model: RegisteredModel) -> dict[str, Any]:
+    """A model's canary and shadow: their shares and the versions their aliases name."""
+    aliases = model.alias_map()
+    return {
+        "model": model.name,
+        "share": model.canary_share,
+        "shadow_share": model.shadow_share,
+        "champion": aliases.get(registry.CHAMPION),
+        "challenger": aliases.get(registry.CHALLENGER),
+        "shadow": aliases.get(registry.SHADOW),
+    }
+
+
+@blp.put("/models/<name>/canary")
+@admin_only
+@blp.arguments(CanarySchema)
+@blp.response(200, CanaryResultSchema)
+@blp.errors(404, 409, 413, 422)
+@blp.doc(security=SECURITY)
+def put_canary(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """Set the canary share (callers who get the ``challenger`` version) and/or the shadow
+    share (requests also run on the ``shadow`` version), 0–1 (admin)."""
+    model = _model_or_404(name)
+    registry.set_shares(
+        model,
+        canary=body.get("share"),
+        shadow=body.get("shadow_share"),
+        clear_canary="share" in body and body["share"] is None,
+        clear_shadow="shadow_share" in body and body["shadow_share"] is None,
+    )
+    return canary_state(model)
+
+
+@blp.post("/models/<name>/canary/promote")
+@admin_only
+@blp.response(200, CanaryResultSchema)
+@blp.errors(404)
+@blp.doc(security=SECURITY)
+def promote(name: str) -> dict[str, Any]:
+    """The challenger becomes the champion; the canary ends (admin)."""
+    model = _model_or_404(name)
+    registry.promote(model)
+    return canary_state(model)
+
+
+@blp.post("/models/<name>/canary/rollback")
+@admin_only
+@blp.response(200, CanaryResultSchema)
+@blp.errors(404)
+@blp.doc(security=SECURITY)
+def rollback(name: str) -> dict[str, Any]:
+    """End the canary: the challenger alias and the share go (admin)."""
+    model = _model_or_404(name)
+    registry.rollback(model)
+    return canary_state(model)

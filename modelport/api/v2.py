@@ -42,7 +42,7 @@ from modelport.serving import access, prediction
 from modelport.serving.limits import prediction_limit
 from modelport.serving.predictor import Served
 from modelport.serving.schema import InputSchema
-from modelport.serving.web.calls import request_call
+from modelport.serving.web.calls import after_answer, request_call
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -326,6 +326,7 @@ def infer(ref: str, version: str | None = None) -> Response:
 
     call = request_call(name, Source.V2, version=number, alias=alias)
     result = prediction.predict(call, read, max_rows=max_rows)
+    after_answer(result)
     served = result.served
     try:
         body, headers = encode_infer_response(

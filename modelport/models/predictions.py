@@ -24,6 +24,14 @@ class Source(enum.StrEnum):
     V2 = "v2"
 
 
+class Variant(enum.StrEnum):
+    """Which of a model's versions answered a request that named none (``serving.variants``)."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"  # the canary share's callers
+    SHADOW = "shadow"  # run after the answer was sent, never seen by the caller
+
+
 class Outcome(enum.StrEnum):
     OK = "ok"
     INVALID = "invalid"  # the input was refused (422/400)
@@ -39,6 +47,7 @@ class PredictionRecord(db.Model):
         Index("ix_predictions_created", "created_at"),
         Index("ix_predictions_version_id", "version_id"),
         Index("ix_predictions_token_id", "token_id"),
+        Index("ix_predictions_shadow_of", "shadow_of"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -67,4 +76,10 @@ class PredictionRecord(db.Model):
     predicted_label: Mapped[str | None] = mapped_column(String(LABEL_LENGTH))
     predicted_value: Mapped[float | None]
     confidence: Mapped[float | None]
+    # A ``Variant`` for a request that named no version or alias; None when it named one.
+    variant: Mapped[str | None] = mapped_column(String(10))
+    # A shadow record: the served request's record it was run for (same inputs, not stored).
+    shadow_of: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("predictions.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

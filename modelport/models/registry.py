@@ -40,6 +40,11 @@ class RegisteredModel(db.Model):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Bumped by every change that affects serving; workers compare it to reload their cache.
     revision: Mapped[int] = mapped_column(default=1)
+    # Canary: the share (0–1) of callers naming no version who get the ``challenger`` alias's
+    # version; shadow: the share of those requests also run on the ``shadow`` alias's version
+    # after the answer is sent. None: off (``serving.variants``).
+    canary_share: Mapped[float | None]
+    shadow_share: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

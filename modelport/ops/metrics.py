@@ -83,6 +83,12 @@ FAST_PATH_FALLBACKS = Counter(
     "Requests the predict hot path took and handed to Flask, by reason.",
     ("reason",),
 )
+SHADOW_PREDICTIONS = Counter(
+    "modelport_shadow_predictions",
+    "Requests also run on a model's shadow version after their answer was sent, by outcome "
+    "(ok, invalid, error; dropped: the worker's shadow queue was full).",
+    ("model", "version", "outcome"),
+)
 MODEL_LOAD = Histogram(
     "modelport_model_load_seconds",
     "Time a worker took to load a model version into memory.",
@@ -233,6 +239,12 @@ def count_prediction(
     """One prediction request that reached ``model``/``version``, ended with ``outcome``."""
     if _enabled:
         _note((PREDICTIONS, (model, version, runtime, source, outcome), rows))
+
+
+def count_shadow(model: str, version: int, outcome: str) -> None:
+    """One shadow run of ``model``/``version`` that ended with ``outcome``."""
+    if _enabled:
+        _note((SHADOW_PREDICTIONS, (model, version, outcome), 1))
 
 
 def time_inference(model: str, version: int, seconds: float) -> None:

@@ -17,7 +17,7 @@ from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, Visibility
 from modelport.models.tokens import Scope
 from modelport.serving import registry
-from modelport.serving.predictor import ModelNotFound, ModelNotReady, Served, resolve
+from modelport.serving.predictor import ModelNotFound, ModelNotReady, Route, Served, resolve, route
 
 
 def may_use(caller: Caller, visibility: str | None, channel: str) -> bool:
@@ -77,6 +77,20 @@ def served_for(
     if not may_use(caller, served.visibility, channel):
         raise no_such_model(name, channel)
     return served
+
+
+def route_for(caller: Caller, name: str, *, channel: str) -> Route:
+    """The ``Route`` of ``name`` for a request naming no version, if ``caller`` may use the
+    model; else ``served_for``'s errors, word for word."""
+    try:
+        found = route(name)
+    except (ModelNotFound, ModelNotReady):
+        if not may_use(caller, _visibility(name), channel):
+            raise no_such_model(name, channel) from None
+        raise
+    if not may_use(caller, found.champion.visibility, channel):
+        raise no_such_model(name, channel)
+    return found
 
 
 def _visibility(name: str) -> str | None:

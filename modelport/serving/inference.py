@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import current_app
@@ -21,6 +21,9 @@ from modelport.ops import metrics
 from modelport.serving import flavors, records
 from modelport.serving.predictor import Served
 from modelport.serving.schema import Batch, InputError
+
+if TYPE_CHECKING:
+    from modelport.serving.variants import ShadowJob
 
 
 class PredictionFailed(Exception):
@@ -66,6 +69,7 @@ class Result:
     record_id: int | None = None
     raw: Any = None  # the flavors.Prediction, for the inference protocol's tensors
     pending: records.PendingRecord | None = None  # finish(group=...): committed with it
+    shadow: ShadowJob | None = None  # run once the answer is out (``prediction.after_answer``)
 
 
 def _plain(value: Any) -> Any:

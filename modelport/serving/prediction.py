@@ -9,8 +9,11 @@ read and validate the inputs → compute → record. Each step raises a domain e
 their own format (``modelport.errors`` maps errors to HTTP). A request refused at any step
 before "compute" runs no model.
 
-The seam for what comes next: ``admit`` is where the version a request gets is chosen
-(aliases today; canary and shadow versions), and every prediction passes ``predict`` or
+``admit`` is where the version a request gets is chosen: the version or alias it names,
+else the model's route (``serving.variants``): the champion, or the challenger for the
+canary share of callers, sticky per caller; ``predict`` then leaves a shadow run for a share
+of those requests in ``Result.shadow``, which the channel hands to ``after_answer`` once the
+answer is out (CSV uploads are not shadowed). Every prediction passes ``predict`` or
 ``predict_csv``, where its outcome is counted (``modelport_predictions_total``, by the
 record outcomes and ``inference.THROTTLED``) once the model is known: a request for a model that
 does not exist or that the caller may not use is counted by the HTTP metrics only, so that
@@ -23,14 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from flask import current_app
+
 from modelport.auth.caller import Caller
 from modelport.models.predictions import Outcome
-from modelport.serving import access, csvstream
+from modelport.serving import access, csvstream, variants
 from modelport.serving.inference import THROTTLED, PredictionFailed, Result, count_outcome, run
 from modelport.serving.limits import BudgetSpent, spend_budget
 from modelport.serving.predictor import Served
 from modelport.serving.records import RecordGroup
+from modelport.serving.records import recording_enabled as records_enabled
 from modelport.serving.schema import validate_inputs
+from modelport.serving.variants import ShadowJob
 
 
 @dataclass
@@ -48,6 +55,7 @@ class Call:
     # The hot path's call: Flask may still answer it (and count it then), so its outcome is
     # counted by the hot path once its answer goes out (``count_answer``).
     tentative: bool = False
+    shadow: Served | None = None  # set by ``admit``: the version this request also runs on
 
     @property
     def caller_ids(self) -> tuple[int | None, int | None]:
@@ -56,10 +64,18 @@ class Call:
 
 
 def admit(call: Call) -> Served:
-    """Resolve → access → budget: the version ``call`` gets, its budget counted."""
-    served = access.served_for(
-        call.caller, call.name, channel=call.channel, version=call.version, alias=call.alias
-    )
+    """Resolve → access → budget: the version ``call`` gets, its budget counted.
+
+    A version or alias named is what the call gets; naming neither, the model's champion,
+    or its challenger for the canary share of callers (``variants.choose``)."""
+    if call.version is None and call.alias is None:
+        route = access.route_for(call.caller, call.name, channel=call.channel)
+        served = variants.choose(route, call.caller, call.address)
+        call.shadow = variants.shadow_for(route)
+    else:
+        served = access.served_for(
+            call.caller, call.name, channel=call.channel, version=call.version, alias=call.alias
+        )
     if not call.counted:
         try:
             spend_budget(call.caller, call.address)
@@ -93,7 +109,8 @@ def predict(
     (``RecordGroup.commit``) instead of being committed before this returns."""
     served = admit(call)
     try:
-        batch = validate_inputs(served.schema, read(served), max_rows)
+        inputs = read(served)
+        batch = validate_inputs(served.schema, inputs, max_rows)
     except Exception:
         _count(call, served, Outcome.INVALID, 0)  # the body or its inputs were refused
         raise
@@ -110,7 +127,29 @@ def predict(
         _count(call, served, Outcome.ERROR, batch.rows)
         raise
     _count(call, served, Outcome.OK, batch.rows)
+    if call.shadow is not None and records_enabled():
+        result.shadow = ShadowJob(
+            app=current_app._get_current_object(),  # type: ignore[attr-defined]
+            served=call.shadow,
+            batch=batch,
+            schema=served.schema,
+            inputs=inputs,
+            max_rows=max_rows,
+            channel=call.channel,
+            request_id=call.request_id,
+        )
     return result
+
+
+def after_answer(result: Result) -> None:
+    """The answer to ``result`` has gone out: queue its shadow run, if it has one (any
+    thread; the run never changes or delays the answer)."""
+    job = result.shadow
+    if job is None or result.record_id is None:
+        return
+    result.shadow = None  # once
+    job.primary_id = result.record_id
+    variants.submit(job)
 
 
 def predict_csv(call: Call, read: Callable[[Served], IO[bytes]]) -> csvstream.CsvAnswer:

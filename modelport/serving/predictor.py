@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import current_app
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from modelport.config import current_settings
 from modelport.extensions import db
+from modelport.models.predictions import Variant
 from modelport.models.registry import ModelAlias, ModelVersion, RegisteredModel, VersionStatus
 from modelport.models.types import MAX_INT_ID
 from modelport.ops import metrics
@@ -58,16 +59,38 @@ class Served:
     version_id: int
     model_id: int
     aliases: tuple[str, ...] = ()
+    # A ``Variant`` when the request named no version or alias (``route``), else None.
+    variant: str | None = None
 
     @property
     def platform(self) -> str:
         return PLATFORMS.get(self.runtime.name, self.runtime.name)
 
 
+# A sticky key's hash is compared with a share as a whole number below 2**64.
+HASH_SPACE = 1 << 64
+CHALLENGER = "challenger"
+SHADOW = "shadow"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request naming no version goes, worked out once per registry revision: the
+    champion, the challenger for callers whose key hashes below ``canary_cut`` (of
+    ``HASH_SPACE``), and the shadow that a ``shadow_share`` of requests also runs on."""
+
+    champion: Served
+    challenger: Served | None = None
+    canary_cut: int = 0
+    shadow: Served | None = None
+    shadow_share: float = 0.0
+
+
 @dataclass
 class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     refs: dict[tuple[str, int | None, str | None], Served] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
     runtimes: dict[tuple[int, str], Any] = field(default_factory=dict)
     revision: tuple[int, int] | None = None
     checked_at: float = 0.0
@@ -102,6 +125,7 @@ def refresh(force: bool = False) -> None:
             metrics.count_registry_reload()
         with cache.lock:
             cache.refs = {}
+            cache.routes = {}
             cache.revision = revision
 
 
@@ -166,6 +190,47 @@ def resolve(name: str, version: int | None = None, alias: str | None = None) -> 
     return served
 
 
+def route(name: str) -> Route:
+    """The ``Route`` of requests for ``name`` that name no version or alias.
+
+    A challenger or shadow that cannot be loaded is left out (logged): the champion answers
+    everything rather than a share of callers failing."""
+    refresh()
+    cache = _cache()
+    found = cache.routes.get(name)
+    if found is not None:
+        return found
+    champion = replace(resolve(name), variant=Variant.CHAMPION.value)
+    shares = db.session.execute(
+        select(RegisteredModel.canary_share, RegisteredModel.shadow_share).where(
+            RegisteredModel.name == name
+        )
+    ).one()
+    canary_share, shadow_share = (min(max(share or 0.0, 0.0), 1.0) for share in shares)
+    challenger = _variant(name, CHALLENGER, Variant.CHALLENGER) if canary_share > 0 else None
+    shadow = _variant(name, SHADOW, Variant.SHADOW) if shadow_share > 0 else None
+    found = Route(
+        champion=champion,
+        challenger=challenger,
+        canary_cut=int(canary_share * HASH_SPACE) if challenger is not None else 0,
+        shadow=shadow,
+        shadow_share=shadow_share if shadow is not None else 0.0,
+    )
+    with cache.lock:
+        cache.routes[name] = found
+    return found
+
+
+def _variant(name: str, alias: str, variant: Variant) -> Served | None:
+    try:
+        return replace(resolve(name, alias=alias), variant=variant.value)
+    except (ModelNotFound, ModelNotReady) as exc:
+        current_app.logger.warning(
+            "variant_unavailable", extra={"model": name, "alias": alias, "error": str(exc)}
+        )
+        return None
+
+
 def _runtime(row: ModelVersion, schema: InputSchema, classes: list | None) -> Any:
     cache = _cache()
     # The schema is part of the key: an admin's schema edit changes how inputs are fed.
@@ -212,7 +277,7 @@ def load_served_models() -> list[str]:
     names = db.session.scalars(select(RegisteredModel.name).order_by(RegisteredModel.name))
     for name in list(names):
         try:
-            resolve(name)
+            route(name)  # the champion, and the challenger and shadow when they are on
         except ModelNotFound:
             continue  # a model with no version yet serves nothing, which is not a fault
         except ModelNotReady as exc:

@@ -71,9 +71,11 @@ def record_values(
     outputs: Any = None,
     error_code: str | None = None,
     caller: tuple[int | None, int | None],
+    shadow_of: int | None = None,
 ) -> dict[str, Any]:
     """The columns of one record of a prediction request of ``served``. ``caller`` is (user
-    id, token id): (None, None) for an anonymous caller."""
+    id, token id): (None, None) for an anonymous caller; ``shadow_of``: the served request's
+    record, for a shadow run (``serving.variants``)."""
     user_id, token_id = caller
     stored_in, stored_out, truncated = bounded_text(inputs, outputs)
     return {
@@ -93,6 +95,8 @@ def record_values(
         "outputs": stored_out,
         "truncated": truncated,
         **_typed_prediction(outputs),
+        "variant": served.variant,
+        "shadow_of": shadow_of,
         "created_at": utcnow(),
     }
 

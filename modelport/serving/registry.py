@@ -36,6 +36,8 @@ ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SAMPLE_ROWS = 1000
 # Name of the target column in a stored training sample.
 TARGET_COLUMN = "_target"
+# The aliases that choose a version for requests naming none (``serving.variants``).
+CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
 
 class RegistryError(Exception):
@@ -468,6 +470,7 @@ def delete_alias(model: RegisteredModel, alias: str) -> None:
     if row is None:
         raise RegistryNotFound("alias_not_found", f"{model.name} has no alias {alias}.")
     db.session.delete(row)
+    _end_shares(model, {alias})
     _touch(model)
     db.session.commit()
 
@@ -481,6 +484,7 @@ def archive_version(model: RegisteredModel, number: int) -> ModelVersion:
     for row in list(model.aliases):
         if row.version_id == version.id:
             db.session.delete(row)
+            _end_shares(model, {row.alias})
     _touch(model)
     db.session.commit()
     return version
@@ -503,6 +507,83 @@ def update_schema(version: ModelVersion, data: dict[str, Any]) -> ModelVersion:
     _touch(version.model)
     db.session.commit()
     return version
+
+
+def _share(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise RegistryError("invalid_share", f"{name} is a number from 0 to 1 (0.1 is 10 %).")
+    return float(value) or None  # 0 is off, as None is
+
+
+def set_shares(
+    model: RegisteredModel,
+    *,
+    canary: float | None = None,
+    shadow: float | None = None,
+    clear_canary: bool = False,
+    clear_shadow: bool = False,
+) -> RegisteredModel:
+    """Set the canary share (callers naming no version who get the ``challenger`` alias's
+    version) and/or the shadow share (requests also run on the ``shadow`` alias's version),
+    each 0–1; 0 turns it off. A share above 0 needs its alias set first."""
+    canary_share = _share(canary, "share")
+    shadow_share = _share(shadow, "shadow_share")
+    aliases = {row.alias for row in model.aliases}
+    if canary_share and CHALLENGER not in aliases:
+        raise RegistryConflict(
+            "no_challenger", f"{model.name} has no {CHALLENGER} alias: set it before a share."
+        )
+    if shadow_share and SHADOW not in aliases:
+        raise RegistryConflict(
+            "no_shadow", f"{model.name} has no {SHADOW} alias: set it before a shadow share."
+        )
+    if canary is not None or clear_canary:
+        model.canary_share = canary_share
+    if shadow is not None or clear_shadow:
+        model.shadow_share = shadow_share
+    _touch(model)
+    db.session.commit()
+    return model
+
+
+def promote(model: RegisteredModel) -> ModelVersion:
+    """Make the challenger the champion: ``champion`` moves to the challenger's version, the
+    ``challenger`` alias and the canary share go. Returns the new champion."""
+    row = _alias_row(model, CHALLENGER)
+    if row is None:
+        raise RegistryNotFound("alias_not_found", f"{model.name} has no {CHALLENGER} alias.")
+    version = row.version
+    _point_alias(model, CHAMPION, version)
+    db.session.delete(row)
+    model.canary_share = None
+    db.session.commit()
+    return version
+
+
+def rollback(model: RegisteredModel) -> None:
+    """End a canary: every caller gets the champion again (share 0, ``challenger`` removed)."""
+    row = _alias_row(model, CHALLENGER)
+    if row is not None:
+        db.session.delete(row)
+    model.canary_share = None
+    _touch(model)
+    db.session.commit()
+
+
+def _end_shares(model: RegisteredModel, removed: set[str]) -> None:
+    """A share ends with its alias: set again later, the alias starts with none."""
+    if CHALLENGER in removed:
+        model.canary_share = None
+    if SHADOW in removed:
+        model.shadow_share = None
+
+
+def _alias_row(model: RegisteredModel, alias: str) -> ModelAlias | None:
+    return db.session.scalar(
+        select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    )
 
 
 def served_version(model: RegisteredModel) -> ModelVersion | None:

@@ -30,6 +30,7 @@ from modelport.serving.schema import FEATURE_TYPES, InputSchema
 from modelport.serving.web.blueprint import bp, csrf_checked, upload_limit
 from modelport.serving.web.forms import (
     AliasForm,
+    CanaryForm,
     ModelForm,
     UploadForm,
     schema_from_form,
@@ -81,6 +82,7 @@ def _admin_models_page(status: int = 200) -> tuple[str, int]:
         models=models,
         serving=serving,
         alias_form=AliasForm(formdata=None),
+        canary_form=CanaryForm(formdata=None),
         action_form=EmptyForm(),
         ready=VersionStatus.READY.value,
     ), status
@@ -230,6 +232,43 @@ def admin_schema(name: str, number: int) -> Response | tuple[str, int]:
         types=FEATURE_TYPES,
         form=EmptyForm(),
     ), status
+
+
+@bp.post("/admin/models/<name>/canary")
+@admin_required
+def admin_canary(name: str) -> Response | tuple[str, int]:
+    """Set a model's canary and shadow shares, promote its challenger or roll it back: one
+    click each (``action``: shares, promote or rollback)."""
+    model = _admin_model(name)
+    form = CanaryForm()
+    action = request.form.get("action", "shares")
+    if not form.validate_on_submit() or action not in ("shares", "promote", "rollback"):
+        flash(_("Enter shares from 0 to 100 per cent."), "error")
+        return _admin_models_page(400)
+    try:
+        if action == "promote":
+            version = registry.promote(model)
+            message = _(
+                "Version %(number)d of %(name)s is now the champion.",
+                number=version.number,
+                name=model.name,
+            )
+        elif action == "rollback":
+            registry.rollback(model)
+            message = _("The canary of %(name)s is rolled back.", name=model.name)
+        else:
+            registry.set_shares(
+                model,
+                canary=None if form.share.data is None else form.share.data / 100,
+                shadow=None if form.shadow_share.data is None else form.shadow_share.data / 100,
+            )
+            message = _("The shares of %(name)s are saved.", name=model.name)
+    except registry.RegistryError as exc:
+        db.session.rollback()
+        flash(registry_message(exc), "error")
+        return _admin_models_page(registry_status(exc))
+    flash(message, "success")
+    return redirect(url_for("serving.admin_models"))
 
 
 @bp.post("/admin/models/<name>/versions/<int:number>/archive")

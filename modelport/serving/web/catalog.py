@@ -31,7 +31,7 @@ from modelport.serving.web.blueprint import (
     served_or_why_not,
     visible_model,
 )
-from modelport.serving.web.calls import request_call
+from modelport.serving.web.calls import after_answer, request_call
 from modelport.serving.web.examples import TOKEN_VARIABLE, client_examples
 from modelport.serving.web.problems import by_field
 
@@ -137,6 +137,7 @@ def model_page(name: str) -> tuple[str, int]:
             general = [exc.message]
             status = 422
         else:
+            after_answer(result)
             outcome = _outcome(result)
             field_warnings, _unplaced = by_field(served.schema, result.warnings)
     version = registry.get_version(model, served.version) if served else None

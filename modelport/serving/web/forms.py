@@ -11,6 +11,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     DateField,
+    FloatField,
     IntegerField,
     SelectChoice,
     SelectField,
@@ -91,6 +92,15 @@ class AliasForm(FlaskForm):
     alias = StringField(_l("Alias"), validators=[DataRequired(), Length(max=40)])
     version = IntegerField(
         _l("Version"), validators=[DataRequired(), NumberRange(min=1, max=MAX_INT_ID)]
+    )
+
+
+class CanaryForm(FlaskForm):
+    """A model's canary and shadow shares, in per cent (empty: leave as it is)."""
+
+    share = FloatField(_l("Canary share (per cent)"), validators=[Optional(), NumberRange(0, 100)])
+    shadow_share = FloatField(
+        _l("Shadow share (per cent)"), validators=[Optional(), NumberRange(0, 100)]
     )
 
 

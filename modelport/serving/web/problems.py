@@ -90,5 +90,8 @@ def registry_message(exc: registry.RegistryError) -> str:
         ),
         "version_archived": _("An archived version cannot take an alias."),
         "version_not_found": _("This model has no such version."),
+        "no_challenger": _("Point the challenger alias at a version before a canary share."),
+        "no_shadow": _("Point the shadow alias at a version before a shadow share."),
+        "alias_not_found": _("This model has no such alias."),
     }
     return messages.get(exc.code, exc.message)
