@@ -356,6 +356,8 @@ def _shadow(model: RegisteredModel, span: Window, *, admin: bool) -> dict[str, A
         )
         .join(served, served.id == shadow.shadow_of)
         .where(
+            # Through the index on shadow_of: the model's other records are not read.
+            shadow.shadow_of.is_not(None),
             shadow.model_name == model.name,
             shadow.variant == Variant.SHADOW.value,
             shadow.created_at >= span.since,
