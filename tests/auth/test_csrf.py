@@ -211,6 +211,16 @@ def case_model_alias(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/admin/models/iris/aliases", data, "/admin/models")
 
 
+def case_model_canary(app: Flask, mailbox: Any) -> Case:
+    # Version 1 is also the challenger, so a canary share can be set.
+    from modelport.serving import registry
+
+    with app.app_context():
+        registry.set_alias(registry.get_model("iris"), "challenger", 1)
+    data = {"action": "shares", "share": "10"}
+    return Case(_admin(app), "/admin/models/iris/canary", data, "/admin/models")
+
+
 def case_model_archive(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/admin/models/iris/versions/1/archive", {}, "/admin/models")
 
@@ -256,6 +266,7 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "model-upload": case_model_upload,
     "model-alias": case_model_alias,
     "model-archive": case_model_archive,
+    "model-canary": case_model_canary,
     "model-schema": case_model_schema,
     "dataset-upload": case_dataset_upload,
     "record-feedback": case_record_feedback,
@@ -267,6 +278,7 @@ WITH_MODELS = {
     "model-upload",
     "model-alias",
     "model-archive",
+    "model-canary",
     "model-schema",
     "record-feedback",
 }
@@ -334,6 +346,7 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "serving.admin_upload",
         "serving.admin_alias",
         "serving.admin_archive",
+        "serving.admin_canary",
         "serving.admin_schema",
         "analytics.upload",
         "serving.record_feedback",
