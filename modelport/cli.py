@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +18,15 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from modelport.auth import accounts
 from modelport.models import Role
 from modelport.models.registry import RegisteredModel
+
+
+@contextmanager
+def _steps(steps: Sequence[str], label: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar over named steps (on stderr); yields what marks one step done."""
+    with click.progressbar(
+        length=len(steps), label=label, item_show_func=lambda step: step, file=sys.stderr
+    ) as bar:
+        yield lambda step: bar.update(1, step)
 
 
 def _fail(message: str) -> NoReturn:
@@ -257,16 +268,7 @@ def train(
         _fail(exc.message)
     if not no_mlflow and not training.mlflow_available():
         click.echo(training.MLFLOW_MISSING + "; registering in Modelport only.", err=True)
-    with click.progressbar(
-        length=len(training.STEPS),
-        label=f"Training {recipe} on {dataset_ref}",
-        item_show_func=lambda step: step,
-        file=sys.stderr,
-    ) as bar:
-
-        def step_done(step: str) -> None:
-            bar.update(1, step)
-
+    with _steps(training.STEPS, f"Training {recipe} on {dataset_ref}") as step_done:
         try:
             result = training.train(
                 plan,
@@ -311,16 +313,7 @@ def dataset_add(file: Path, name: str) -> None:
     """Check, profile and store FILE (CSV or Parquet) as the next version of dataset NAME."""
     from modelport.analytics import datasets
 
-    with click.progressbar(
-        length=len(datasets.STEPS),
-        label=f"Adding {file.name}",
-        item_show_func=lambda step: step,
-        file=sys.stderr,
-    ) as bar:
-
-        def step_done(step: str) -> None:
-            bar.update(1, step)
-
+    with _steps(datasets.STEPS, f"Adding {file.name}") as step_done:
         try:
             version = datasets.add_version(name, file, filename=file.name, progress=step_done)
         except datasets.DatasetError as exc:
