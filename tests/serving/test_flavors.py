@@ -639,6 +639,10 @@ def test_mlflow_model_logged_and_served_by_alias(
     database = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", database)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", database)
+    # Set in the process too: an earlier test in this worker may have set it (the app's
+    # registry.configure_mlflow does), and mlflow prefers that over the environment.
+    mlflow.set_tracking_uri(database)
+    mlflow.set_registry_uri(database)
     X, y, schema = diabetes
     model = LinearRegression().fit(X, y)
     experiment = mlflow.create_experiment(
