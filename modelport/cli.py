@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from flask import Flask
@@ -18,6 +18,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from modelport.auth import accounts
 from modelport.models import Role
 from modelport.models.registry import RegisteredModel
+
+if TYPE_CHECKING:
+    from modelport.mlops.follow import SyncResult
 
 
 @contextmanager
@@ -395,8 +398,77 @@ def rollback(model_name: str) -> None:
     from modelport.serving import registry
 
     model = _canary_model(model_name)
-    registry.rollback(model)
+    try:
+        registry.rollback(model)
+    except registry.RegistryError as exc:
+        _fail(exc.message)
     click.echo("Rolled back. " + _canary_summary(model))
+
+
+def _sync_lines(result: SyncResult) -> str:
+    head = f"{result.model} ← MLflow {result.mlflow_model}: "
+    if result.busy:
+        return head + "another sync is still running; try again."
+    if result.error:
+        return head + f"failed: {result.error}"
+    return head + ("; ".join(result.changes) if result.changes else "up to date.")
+
+
+@click.command("follow")
+@click.argument("model_name", metavar="MODEL")
+@click.argument("mlflow_model", metavar="MLFLOW_MODEL")
+@with_appcontext
+def follow_command(model_name: str, mlflow_model: str) -> None:
+    """Make MODEL follow the MLflow registered model MLFLOW_MODEL: its champion, challenger
+    and shadow aliases are mirrored on MODEL, now and whenever they move."""
+    from modelport.mlops import follow
+
+    model = _canary_model(model_name)
+    try:
+        result = follow.follow(model, mlflow_model)
+    except follow.RegistryError as exc:
+        _fail(exc.message)
+    click.echo(_sync_lines(result))
+    if result.error or result.busy:
+        sys.exit(1)
+
+
+@click.command("unfollow")
+@click.argument("model_name", metavar="MODEL")
+@with_appcontext
+def unfollow(model_name: str) -> None:
+    """Stop MODEL following MLflow (its versions and aliases stay)."""
+    from modelport.mlops import follow
+
+    model = _canary_model(model_name)
+    try:
+        follow.unfollow(model)
+    except follow.RegistryError as exc:
+        _fail(exc.message)
+    click.echo(f"{model.name} no longer follows MLflow. " + _canary_summary(model))
+
+
+@click.command("sync")
+@click.argument("model_name", metavar="[MODEL]", required=False)
+@with_appcontext
+def sync(model_name: str | None) -> None:
+    """Read the MLflow aliases of MODEL (or of every model that follows one) and move its
+    own: for servers that MLflow's webhooks cannot reach."""
+    from modelport.mlops import follow
+
+    if model_name:
+        try:
+            results = [follow.sync(_canary_model(model_name), wait=follow.WAIT_SECONDS)]
+        except follow.RegistryError as exc:
+            _fail(exc.message)
+    else:
+        results = follow.sync_all(wait=follow.WAIT_SECONDS)
+        if not results:
+            click.echo("No model follows an MLflow model.")
+    for result in results:
+        click.echo(_sync_lines(result))
+    if any(result.error or result.busy for result in results):
+        sys.exit(1)
 
 
 @click.command("purge")
@@ -500,6 +572,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(canary)
     app.cli.add_command(promote)
     app.cli.add_command(rollback)
+    app.cli.add_command(follow_command)
+    app.cli.add_command(unfollow)
+    app.cli.add_command(sync)
     app.cli.add_command(purge)
     app.cli.add_command(rollup)
     app.cli.add_command(wait_for_migrations)

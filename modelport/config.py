@@ -26,6 +26,8 @@ ENVIRONMENTS = ("development", "testing", "production")
 # Keys that must never be accepted as a production secret.
 WEAK_SECRET_KEYS = {"", "dev", "development", "secret", "changeme", "change-me", "default"}
 MIN_SECRET_KEY_LENGTH = 32
+# Anyone who knows the webhook secret can move the served version: no guessable ones.
+MIN_WEBHOOK_SECRET_LENGTH = 16
 # The Flask-SQLAlchemy bind whose engine writes prediction records (same database).
 RECORDS_BIND = "records"
 # Redis answers rate-limit calls in well under a millisecond: past this a call has failed.
@@ -103,6 +105,15 @@ class Settings:
     mlflow_trusted: bool = _setting(
         "false",
         "Load models from the MLflow tracking server (`models:/` URIs). MLflow's scikit-learn and pyfunc flavors run code when loaded: only for a server whose models you trust. `MODELPORT_ALLOW_PICKLE=true` implies it.",
+    )
+    mlflow_poll_seconds: int = _setting(
+        "60",
+        "How often each server process reads the MLflow aliases of the models that follow an MLflow model, and moves theirs (docs/mlops.md); 0: only webhooks and `modelport sync` do.",
+    )
+    mlflow_webhook_secret: str = _setting(
+        "",
+        "Shared secret of MLflow's registry webhooks to `/api/v1/mlflow/webhook` (the `secret` given to MLflow's `create_webhook`), checked on each delivery's `X-MLflow-Signature`. Empty: the endpoint answers 404.",
+        secret=True,
     )
     allow_pickle: bool = _setting(
         "false",
@@ -280,6 +291,7 @@ MINIMUMS: dict[str, int] = {
     "RETENTION_DAYS": 0,
     "TOKEN_CACHE_SECONDS": 0,
     "ROLLUP_SECONDS": 0,
+    "MLFLOW_POLL_SECONDS": 0,
 }
 
 # Float settings that are shares or probabilities (the others are seconds).
@@ -352,6 +364,12 @@ def _check(values: dict[str, Any]) -> None:
             raise ConfigError(f"MODELPORT_{name} must be at least {minimum}, not {values[name]}.")
     if values["MAIL_PORT"] > 65535:
         raise ConfigError(f"MODELPORT_MAIL_PORT must be a TCP port, not {values['MAIL_PORT']}.")
+    secret = values["MLFLOW_WEBHOOK_SECRET"]
+    if secret and len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigError(
+            f"MODELPORT_MLFLOW_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_LENGTH} "
+            "characters (or empty: no webhooks)."
+        )
     if values["PASSWORD_MAX_LENGTH"] < values["PASSWORD_MIN_LENGTH"]:
         raise ConfigError(
             "MODELPORT_PASSWORD_MAX_LENGTH must not be below MODELPORT_PASSWORD_MIN_LENGTH."
@@ -386,6 +404,7 @@ SECRET_FILES = (
     "REDIS_URL",
     "MAIL_PASSWORD",
     "METRICS_TOKEN",
+    "MLFLOW_WEBHOOK_SECRET",
 )
 
 

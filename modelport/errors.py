@@ -323,10 +323,12 @@ def input_error_message(error: InputError) -> str:
 
 def registry_status(error: RegistryError) -> int:
     """The status of a registry refusal, on the API and the registry's pages alike."""
-    from modelport.serving.registry import RegistryConflict, RegistryNotFound
+    from modelport.serving.registry import RegistryConflict, RegistryNotFound, RegistryUnavailable
 
     if isinstance(error, RegistryNotFound):
         return 404
+    if isinstance(error, RegistryUnavailable):
+        return 503
     if isinstance(error, RegistryConflict):
         return 409
     return 422
@@ -367,6 +369,7 @@ def domain_http_error(error: Exception) -> HTTPException:
     from modelport.analytics.monitoring import WindowError
     from modelport.analytics.report import ReportError
     from modelport.auth.throttle import ThrottleUnavailable
+    from modelport.mlops.follow import WebhookRefused
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.feedback import FeedbackError
@@ -425,6 +428,8 @@ def domain_http_error(error: Exception) -> HTTPException:
         return ApiError(report_status(error), error.code, error.message)
     if isinstance(error, FeedbackError):
         return ApiError(404 if error.code == "not_found" else 409, error.code, error.message)
+    if isinstance(error, WebhookRefused):
+        return ApiError(error.status, error.code, error.message)
     if isinstance(error, CallerGone):
         refused = ApiError(401, "invalid_token", str(error))
         refused.during_identity = True  # type: ignore[attr-defined]
@@ -458,6 +463,7 @@ def register_error_handlers(app: Flask) -> None:
     from modelport.analytics.monitoring import WindowError
     from modelport.analytics.report import ReportError
     from modelport.auth.throttle import ThrottleUnavailable
+    from modelport.mlops.follow import WebhookRefused
     from modelport.serving.artifacts import StoreFull
     from modelport.serving.csvstream import TooLarge
     from modelport.serving.feedback import FeedbackError
@@ -484,6 +490,7 @@ def register_error_handlers(app: Flask) -> None:
         WindowError,
         DriftError,
         ReportError,
+        WebhookRefused,
     ):
         app.register_error_handler(domain_error, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)

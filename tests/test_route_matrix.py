@@ -216,6 +216,17 @@ MATRIX: dict[str, Row] = {
     "api_models.rollback": Row(
         "/api/v1/models/nothing/canary/rollback", {"POST": (401, 403, 404, 404, 403, 403)}
     ),
+    # following MLflow: admins only; the webhook is off (404) without its shared secret
+    "api_models.put_follow": Row(
+        "/api/v1/models/nothing/follow", {"PUT": (401, 403, 422, 422, 403, 403)}
+    ),
+    "api_models.delete_follow": Row(
+        "/api/v1/models/nothing/follow", {"DELETE": (401, 403, 404, 404, 403, 403)}
+    ),
+    "api_models.sync": Row(
+        "/api/v1/models/nothing/follow/sync", {"POST": (401, 403, 404, 404, 403, 403)}
+    ),
+    "api_models.webhook": Row("/api/v1/mlflow/webhook", {"POST": (404,) * 6}),
     "api_datasets.list_datasets": Row("/api/v1/datasets", {"GET": (401, 200, 200, 200, 403, 403)}),
     "api_datasets.get_dataset": Row(
         "/api/v1/datasets/nothing", {"GET": (401, 404, 404, 404, 403, 403)}

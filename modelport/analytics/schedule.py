@@ -10,9 +10,6 @@ finds nothing left to do.
 
 from __future__ import annotations
 
-import logging
-import random
-import threading
 from datetime import datetime, timedelta
 
 from flask import Flask
@@ -22,9 +19,9 @@ from modelport.analytics import drift, monitoring, rollups
 from modelport.extensions import db
 from modelport.models import RegisteredModel
 from modelport.models.types import utcnow
+from modelport.ops import background
 from modelport.serving.predictor import ModelNotFound
 
-log = logging.getLogger(__name__)
 DRIFT_WINDOW = timedelta(hours=24)
 
 
@@ -50,25 +47,6 @@ def run(*, limit: int | None = None, now: datetime | None = None) -> rollups.Sum
     return summary
 
 
-def _loop(app: Flask, seconds: int) -> None:
-    while True:
-        # Spread out, so that the workers of a server do not all start at once.
-        threading.Event().wait(seconds * random.uniform(0.8, 1.2))  # noqa: S311 - not a secret
-        with app.app_context():
-            try:
-                run()
-            except Exception:  # noqa: BLE001 - the next run tries again; the server goes on
-                log.exception("rollup_failed")
-            finally:
-                db.session.remove()
-
-
 def start(app: Flask) -> bool:
     """Run the rollup in a thread of this process, if ``MODELPORT_ROLLUP_SECONDS`` says so."""
-    seconds = app.settings.rollup_seconds
-    if seconds <= 0:
-        return False
-    threading.Thread(
-        target=_loop, args=(app, seconds), name="modelport-rollup", daemon=True
-    ).start()
-    return True
+    return background.every(app, "rollup", app.settings.rollup_seconds, run)

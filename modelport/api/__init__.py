@@ -29,6 +29,7 @@ class Api(SmorestApi):
         app.json = StrictJSONProvider(app)
         from modelport.api import (  # noqa: F401 (routes register on import)
             datasets,
+            mlflow,
             monitoring,
             predict,
             predictions,

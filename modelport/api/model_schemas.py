@@ -125,6 +125,39 @@ class CanaryResultSchema(Schema):
     shadow = fields.Integer(allow_none=True, required=True)
 
 
+class FollowSchema(StrictSchema):
+    """The MLflow registered model to follow."""
+
+    mlflow_model = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=256),
+        metadata={"description": "name of a registered model in MLflow", "example": "churn"},
+    )
+
+
+class SyncSchema(Schema):
+    model = fields.String(required=True)
+    mlflow_model = fields.String(required=True)
+    changes = fields.List(fields.String(), required=True)
+    error = fields.String(allow_none=True, required=True)
+    busy = fields.Boolean(required=True)
+
+
+class FollowResultSchema(Schema):
+    """A following model after a sync: what it follows, its aliases, what the sync did."""
+
+    model = fields.String(required=True)
+    mlflow_model = fields.String(allow_none=True, required=True)
+    aliases = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    synced_at = fields.AwareDateTime(allow_none=True, required=True)
+    sync = fields.Nested(SyncSchema, allow_none=True, required=True)
+
+
+class WebhookResultSchema(Schema):
+    event = fields.String(required=True, metadata={"example": "model_version_alias.created"})
+    synced = fields.List(fields.Nested(SyncSchema), required=True)
+
+
 class AliasResultSchema(Schema):
     alias = fields.String(required=True)
     version = fields.Integer(required=True)

@@ -11,8 +11,6 @@ never loads it back.
 from __future__ import annotations
 
 import math
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +45,6 @@ MIN_ROWS = 10
 # A classification target with more distinct values than this is almost surely a number.
 MAX_CLASSES = 100
 EXAMPLE_ROWS = 5
-PROBE_SECONDS = 5  # an MLflow server's /health answers in milliseconds
 MLFLOW_MISSING = (
     "MLflow is not installed, so the run is not logged to MLflow: pip install modelport[mlflow]"
 )
@@ -397,38 +394,21 @@ def _log_to_mlflow(
     except Exception as exc:  # the server's or the store's refusal, in MLflow's words
         raise TrainingError(
             "mlflow_failed",
-            f"MLflow at {_shown(uri)} refused the run: {type(exc).__name__}: "
+            f"MLflow at {registry.shown_uri(uri)} refused the run: {type(exc).__name__}: "
             f"{str(exc).strip()[:300]} (--no-mlflow registers in Modelport alone).",
         ) from None
     return run.info.run_id, str(logged.registered_model_version)
 
 
 def _check_reachable(uri: str) -> None:
-    """Fail at once, before fitting, when an MLflow server does not answer: MLflow's own
-    client retries a refused connection for minutes."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS):  # noqa: S310 - the configured server
-            return
-    except urllib.error.HTTPError:
-        return  # it answers (a proxy's 401 or 404 included); the run says the rest
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+    """Fail at once, before fitting, when an MLflow server does not answer."""
+    reason = registry.mlflow_unreachable(uri)
+    if reason:
         raise TrainingError(
             "mlflow_unreachable",
-            f"MLflow at {_shown(uri)} does not answer ({reason}): start it, correct "
-            "MODELPORT_MLFLOW_TRACKING_URI, or give --no-mlflow to register in Modelport alone.",
-        ) from None
-
-
-def _shown(uri: str) -> str:
-    """The tracking URI without a password, for messages."""
-    head, at, tail = uri.rpartition("@")
-    if not at or "://" not in head:
-        return uri
-    scheme = head.split("://", 1)[0]
-    return f"{scheme}://…@{tail}"
+            f"{reason}: start it, correct MODELPORT_MLFLOW_TRACKING_URI, or give --no-mlflow "
+            "to register in Modelport alone.",
+        )
 
 
 def _register(

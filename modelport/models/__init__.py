@@ -3,7 +3,13 @@
 from modelport.models.datasets import Dataset, DatasetVersion
 from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
-from modelport.models.registry import ModelAlias, ModelReport, ModelVersion, RegisteredModel
+from modelport.models.registry import (
+    MlflowDelivery,
+    ModelAlias,
+    ModelReport,
+    ModelVersion,
+    RegisteredModel,
+)
 from modelport.models.rollups import PredictionRollup, RollupState
 from modelport.models.tokens import ApiToken
 from modelport.models.users import Role, User, UserSession
@@ -13,6 +19,7 @@ __all__ = [
     "Dataset",
     "DatasetVersion",
     "Feedback",
+    "MlflowDelivery",
     "ModelAlias",
     "ModelReport",
     "ModelVersion",

@@ -45,6 +45,14 @@ class RegisteredModel(db.Model):
     # after the answer is sent. None: off (``serving.variants``).
     canary_share: Mapped[float | None]
     shadow_share: Mapped[float | None]
+    # The MLflow registered model this one follows: its champion, challenger and shadow
+    # aliases are mirrored here (``mlops.follow``). None: not following.
+    mlflow_model: Mapped[str | None] = mapped_column(String(256))
+    # One sync at a time per model, across workers and servers: a lease, not a held lock,
+    # so that no database lock is held while a version is imported (seconds).
+    mlflow_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mlflow_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mlflow_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -121,3 +129,13 @@ class ModelReport(db.Model):
     row_count: Mapped[int]
     report: Mapped[dict[str, Any]] = mapped_column(JSONDocument())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class MlflowDelivery(db.Model):
+    """An MLflow webhook delivery already acted on, kept for a while so that a replay of it
+    is refused (``mlops.follow``)."""
+
+    __tablename__ = "mlflow_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -88,13 +88,16 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201, ARG001
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201
-    """Each worker rolls up new prediction records every MODELPORT_ROLLUP_SECONDS."""
+    """Each worker rolls up new prediction records every MODELPORT_ROLLUP_SECONDS, and reads
+    the MLflow aliases of the models that follow one every MODELPORT_MLFLOW_POLL_SECONDS."""
     app = worker.app.wsgi()
     if "sqlalchemy" not in getattr(app, "extensions", {}):
         return  # not Modelport
     from modelport.analytics import schedule
+    from modelport.mlops import follow
 
     schedule.start(app)
+    follow.start(app)
 
 
 def on_starting(server):  # noqa: ANN001, ANN201, ARG001

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +39,8 @@ ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SAMPLE_ROWS = 1000
 # Name of the target column in a stored training sample.
 TARGET_COLUMN = "_target"
+# How long an MLflow server's /health may take to answer (it answers in milliseconds).
+PROBE_SECONDS = 5
 # The aliases that choose a version for requests naming none (``serving.variants``).
 CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
@@ -57,6 +62,10 @@ class RegistryConflict(RegistryError):
 
 class RegistryNotFound(RegistryError):
     """The version or alias the request names does not exist."""
+
+
+class RegistryUnavailable(RegistryError):
+    """A server the registry needs (MLflow) does not answer: try again later."""
 
 
 def artifact_store() -> ArtifactStore:
@@ -452,8 +461,25 @@ def _point_alias(model: RegisteredModel, alias: str, version: ModelVersion) -> M
     return row
 
 
-def set_alias(model: RegisteredModel, alias: str, number: int) -> ModelAlias:
-    """Point ``alias`` at version ``number``; workers serve it within the poll interval."""
+def _not_followed(model: RegisteredModel, aliases: set[str]) -> None:
+    """A model following MLflow takes its rollout aliases from there (``mlops.follow``):
+    moving one here would be undone by the next sync."""
+    taken = sorted(aliases & {CHAMPION, CHALLENGER, SHADOW})
+    if model.mlflow_model and taken:
+        raise RegistryConflict(
+            "follows_mlflow",
+            f"{model.name} follows the MLflow model {model.mlflow_model}: move its "
+            f"{', '.join(taken)} alias in MLflow, or stop following it first.",
+        )
+
+
+def set_alias(
+    model: RegisteredModel, alias: str, number: int, *, from_mlflow: bool = False
+) -> ModelAlias:
+    """Point ``alias`` at version ``number``; workers serve it within the poll interval.
+    ``from_mlflow``: the sync of a following model (``mlops.follow``) moves it."""
+    if not from_mlflow:
+        _not_followed(model, {alias})
     version = get_version(model, number)
     if version is None:
         raise RegistryNotFound("version_not_found", f"{model.name} has no version {number}.")
@@ -462,8 +488,10 @@ def set_alias(model: RegisteredModel, alias: str, number: int) -> ModelAlias:
     return row
 
 
-def delete_alias(model: RegisteredModel, alias: str) -> None:
+def delete_alias(model: RegisteredModel, alias: str, *, from_mlflow: bool = False) -> None:
     """Remove ``alias`` from the model."""
+    if not from_mlflow:
+        _not_followed(model, {alias})
     row = db.session.scalar(
         select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
     )
@@ -551,6 +579,7 @@ def set_shares(
 def promote(model: RegisteredModel) -> ModelVersion:
     """Make the challenger the champion: ``champion`` moves to the challenger's version, the
     ``challenger`` alias and the canary share go. Returns the new champion."""
+    _not_followed(model, {CHAMPION, CHALLENGER})
     row = _alias_row(model, CHALLENGER)
     if row is None:
         raise RegistryNotFound("alias_not_found", f"{model.name} has no {CHALLENGER} alias.")
@@ -564,6 +593,7 @@ def promote(model: RegisteredModel) -> ModelVersion:
 
 def rollback(model: RegisteredModel) -> None:
     """End a canary: every caller gets the champion again (share 0, ``challenger`` removed)."""
+    _not_followed(model, {CHALLENGER})
     row = _alias_row(model, CHALLENGER)
     if row is not None:
         db.session.delete(row)
@@ -618,6 +648,9 @@ def configure_mlflow() -> str:
     """Point mlflow at the tracking server and registry (``MODELPORT_MLFLOW_TRACKING_URI``,
     by default ``mlflow.db`` in the instance folder); return its URI."""
     uri = str(current_app.config["MLFLOW_TRACKING_URI"])
+    # MLflow reports usage to its makers over the network unless told not to (its
+    # MLFLOW_DISABLE_TELEMETRY); Modelport talks to no server it was not configured with.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow
     except ImportError:
@@ -625,6 +658,30 @@ def configure_mlflow() -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def mlflow_unreachable(uri: str) -> str | None:
+    """Why the MLflow server at ``uri`` cannot be used right now (it does not answer), or
+    None. Asked before talking to it: MLflow's own client retries a refused connection for
+    minutes. A file or SQLite store is always there."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS):  # noqa: S310 - the configured server
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answers (a proxy's 401 or 404 included); the request says the rest
+    except (OSError, ValueError) as exc:
+        return f"MLflow at {shown_uri(uri)} does not answer ({getattr(exc, 'reason', exc)})"
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI without its password, for messages."""
+    head, at, tail = uri.rpartition("@")
+    if not at or "://" not in head:
+        return uri
+    scheme = head.split("://", 1)[0]
+    return f"{scheme}://…@{tail}"
 
 
 def mlflow_runtime(uri: str, schema: InputSchema, task: str) -> flavors.Runtime:

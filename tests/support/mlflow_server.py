@@ -10,8 +10,11 @@ CI (``MODELPORT_TEST_REQUIRE_SERVICES=1``) fails.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -98,7 +101,20 @@ def running_server(folder: Path) -> Iterator[str]:
         "--workers",
         "1",
     ]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    # Webhooks to this machine's Modelport servers: MLflow delivers over https only and to
+    # public addresses only, unless told otherwise (tests only: production uses https). Its
+    # list of webhooks per event is cached 60 s by default, which would hide a webhook a test
+    # just made from an event that came before. No usage reports leave the machine.
+    env = os.environ | {
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(
+            secrets.token_bytes(32)
+        ).decode(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
     try:
         deadline = time.monotonic() + START_SECONDS
         while not _answers(url):
