@@ -25,6 +25,7 @@ docs/benchmarks.md ("Side by side with MLflow's own server") explains it.
 
     .venv/bin/python bench/peers.py [--rounds 5] [--duration 5] [--single-duration 3]
         [--warmup 2] [--connections 16] [--generator auto|wrk|python] [--mlflow-venv DIR]
+        [--results DIR]
 """
 
 from __future__ import annotations
@@ -243,6 +244,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=MLFLOW_VENV,
         help=f"the virtualenv with mlflow (`make mlflow-venv`; {MLFLOW_VENV})",
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        help="the folder the report is also written to (bench/results)",
+    )
     args = parser.parse_args(argv)
     if min(args.duration, args.single_duration, args.warmup, args.runs, args.connections) < 1:
         parser.error("durations, --rounds and --connections must be at least 1")
@@ -397,10 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text_out = "\n".join(report)
     print(text_out)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    saved = RESULTS_DIR / f"peers-{datetime.now().strftime('%Y%m%d-%H%M%S')}.md"
+    args.results.mkdir(parents=True, exist_ok=True)
+    saved = args.results / f"peers-{datetime.now().strftime('%Y%m%d-%H%M%S')}.md"
     saved.write_text(text_out)
-    print(f"saved to {saved.relative_to(BENCH_DIR.parent)}", file=sys.stderr)
+    print(f"saved to {saved}", file=sys.stderr)
     if any(endpoint.errors for endpoint in endpoints):
         print("some requests failed: see the errors column", file=sys.stderr)
         return 1
