@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export FLASK_APP := modelport
 
-.PHONY: run test test-fast mlflow-venv lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render screenshots
+.PHONY: run test test-fast mlflow-venv lint format bench bench-db bench-serving bench-csv bench-analytics bench-ydata-venv bench-memory bench-group-commit bench-peers install migrate demo wheel requirements translations clean k8s-sync k8s-migration-job k8s-render screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench-serving: install
 # (docs/adr/0001-group-commit.md). Not part of `make bench`: about 10 minutes.
 bench-group-commit: install
 	$(BIN)/python bench/group_commit.py $(GROUP_COMMIT_BENCH_ARGS)
+
+# Modelport against `mlflow models serve`, the same MLflow model, side by side
+# (docs/benchmarks.md). Needs the MLflow virtualenv (mlflow-venv). About 2 minutes.
+bench-peers: mlflow-venv
+	$(BIN)/python bench/peers.py $(PEERS_BENCH_ARGS)
 
 # dist/modelport-*.whl; it carries the migrations, so `modelport db upgrade` works wherever
 # it is installed (tests/test_packaging.py). build/ goes first: setuptools would ship files
