@@ -196,6 +196,28 @@ def test_nothing_to_store_is_refused_and_writes_nothing(served: Flask, token: st
     assert stored_files(served) == files
 
 
+def test_rows_whose_inputs_were_purged_are_left_out_and_counted(served: Flask, token: str) -> None:
+    client = served.test_client()
+    old = predict(client, token, BATCH[:2])
+    give(client, token, old, ["setosa", "virginica"])
+    aged = datetime.now(UTC) - timedelta(days=10)
+    execute(
+        served,
+        sa.update(PredictionRecord).where(PredictionRecord.id == old).values(created_at=aged),
+    )
+    assert cli(served, "purge", "--days", "5").exit_code == 0  # erases the inputs
+    alone = cli(served, "dataset", "from-records", "iris")
+    assert alone.exit_code == 1
+    assert "2 rows of iris predicted have feedback, but none has its inputs stored" in (
+        alone.output
+    )
+    give(client, token, predict(client, token, ONE), ["virginica"])
+    result = cli(served, "dataset", "from-records", "iris")
+    assert result.exit_code == 0, result.output
+    assert "Stored iris-feedback version 1: 1 rows" in result.output
+    assert "Left out 2 rows with feedback whose inputs were not stored" in result.output
+
+
 def test_a_model_without_a_known_target_names_its_column_target(
     served: Flask, token: str, tmp_path: Path
 ) -> None:
