@@ -329,6 +329,67 @@ def dataset_add(file: Path, name: str) -> None:
     )
 
 
+@dataset.command("from-records")
+@click.argument("model_name", metavar="MODEL")
+@click.option("--since", default=None, help="Predicted since: 2026-11-27, an ISO time, 7d or 24h.")
+@click.option("--until", default=None, help="Predicted before this time (same forms).")
+@click.option("--version", type=int, default=None, help="Only records of this model version.")
+@click.option("--name", default=None, help="Dataset name (default MODEL-feedback).")
+@click.option(
+    "--target",
+    default=None,
+    help="Target column (default: the one the model was trained with, else target).",
+)
+@with_appcontext
+def dataset_from_records(
+    model_name: str,
+    since: str | None,
+    until: str | None,
+    version: int | None,
+    name: str | None,
+    target: str | None,
+) -> None:
+    """Store MODEL's predicted rows that have feedback (their inputs and true answers) as the
+    next version of a dataset, to train a challenger on (docs/mlops.md)."""
+    from modelport.analytics import datasets, feedback_datasets, monitoring
+    from modelport.serving.predictor import ModelNotFound
+
+    try:
+        start = monitoring.parse_moment(since) if since else None
+        end = monitoring.parse_moment(until) if until else None
+    except monitoring.WindowError as exc:
+        _fail(str(exc))
+    if start is not None and end is not None and start >= end:
+        _fail("--since must come before --until.")
+    try:
+        made = feedback_datasets.from_records(
+            model_name, since=start, until=end, version=version, name=name, target=target
+        )
+    except ModelNotFound as exc:
+        _fail(str(exc))
+    except datasets.DatasetError as exc:
+        _fail(exc.message)
+    bounds = " ".join(
+        f"{word} {moment.isoformat(timespec='seconds')}"
+        for word, moment in (("since", made.since), ("until", made.until))
+        if moment is not None
+    )
+    window = f", predicted {bounds}" if bounds else ""
+    numbers = ", ".join(map(str, made.versions))
+    versions = f" version{'s' if len(made.versions) > 1 else ''} {numbers}" if numbers else ""
+    click.echo(
+        f"Stored {made.version.dataset.name} version {made.version.number}: {made.rows} rows "
+        f"with feedback from {made.records} prediction records of {made.model}{versions}"
+        f"{window}; target column {made.target}."
+    )
+    if made.left_out:
+        click.echo(
+            f"Left out {made.left_out} rows with feedback whose inputs were not stored "
+            "(purged, erased, or past the recording limit).",
+            err=True,
+        )
+
+
 def _canary_model(name: str) -> RegisteredModel:
     from modelport.serving import registry
 

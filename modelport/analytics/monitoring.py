@@ -18,6 +18,7 @@ counted in the metrics (``modelport_predictions_total``).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,30 @@ def window(
                 rounded(since, grain), rounded(until, grain, up=True), name, seconds, version
             )
     raise AssertionError("unreachable")
+
+
+# A moment relative to now: ``7d`` (days) or ``24h`` (hours) ago.
+_RELATIVE = re.compile(r"^(\d{1,5})([dh])$")
+
+
+def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
+    """A moment written by a person: ``7d`` or ``24h`` (that long before ``now``), an ISO
+    date (its midnight, UTC) or an ISO date and time (UTC unless it names a zone).
+    WindowError says what is accepted."""
+    text = text.strip()
+    if found := _RELATIVE.match(text.lower()):
+        amount, unit = int(found[1]), found[2]
+        return (now or datetime.now(UTC)) - timedelta(
+            **{"days" if unit == "d" else "hours": amount}
+        )
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(
+            f"{text!r} is not a time: give a date (2026-11-27), a date and time "
+            "(2026-11-27T08:00:00Z) or a time ago (7d, 24h)."
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def rounded(moment: datetime, seconds: int, *, up: bool = False) -> datetime:
