@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     env={
                         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                         "MLFLOW_TRACKING_URI": tracking_uri,
+                        # No usage reports leave the machine (Modelport sets the same).
+                        "MLFLOW_DISABLE_TELEMETRY": "true",
                     },
                     log_path=workdir / "mlflow-serve.log",
                     ready_path="/ping",
