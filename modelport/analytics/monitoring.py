@@ -35,7 +35,7 @@ from modelport.extensions import db
 from modelport.models import ApiToken, PredictionRecord, User
 from modelport.models.predictions import Outcome, Source, Variant
 from modelport.models.registry import RegisteredModel
-from modelport.serving import access, registry
+from modelport.serving import access, records, registry
 
 # Bucket widths, chosen from the window's length so that a chart has tens to hundreds of
 # points: up to 6 hours by the minute, up to 14 days by the hour, else by the day.
@@ -341,7 +341,7 @@ def _answers(outputs: Any) -> list[Any]:
     """The labels or values of a record's stored outputs (rows in the public format)."""
     if not isinstance(outputs, list):
         return []
-    return [row.get("label", row.get("value")) for row in outputs if isinstance(row, dict)]
+    return [records.stored_answer(row) for row in outputs if isinstance(row, dict)]
 
 
 def _agree(served: list[Any], shadow: list[Any]) -> bool:

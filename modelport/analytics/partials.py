@@ -21,6 +21,7 @@ import pandas as pd
 
 from modelport.analytics import sketch
 from modelport.models.predictions import Outcome
+from modelport.serving.records import stored_answer
 from modelport.serving.schema.types import NUMERIC_TYPES
 
 MINUTE, HOUR = 60, 3600
@@ -265,8 +266,7 @@ def _prediction_rows(frame: pd.DataFrame, tasks: Mapping[str, str]) -> pd.DataFr
         for row in outputs if isinstance(outputs, list) else []:
             if not isinstance(row, dict):
                 continue
-            # The JSON answer's rows, or a CSV answer's columns (csvstream.prediction_columns).
-            predicted = row.get("value", row.get("label", row.get("prediction")))
+            predicted = stored_answer(row)
             if predicted is None:
                 continue
             index.append(position)

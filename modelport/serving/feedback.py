@@ -76,11 +76,11 @@ def _checked(value: Any, row: int, task: str, classes: list | None) -> tuple[Any
     return by_text[str(value)], None
 
 
-def _predicted(record: PredictionRecord, row: int, task: str) -> Any:
+def _predicted(record: PredictionRecord, row: int) -> Any:
     outputs = record.outputs if isinstance(record.outputs, list) else []
     if row >= len(outputs) or not isinstance(outputs[row], dict):
         return None  # not stored: past the recording limit, purged or erased
-    return outputs[row].get("value" if task == "regression" else "label")
+    return records.stored_answer(outputs[row])
 
 
 def give_feedback(viewer: Caller, record_id: int, actuals: list[Any], *, one: bool) -> Given:
@@ -131,7 +131,7 @@ def give_feedback(viewer: Caller, record_id: int, actuals: list[Any], *, one: bo
                 model_name=record.model_name,
                 version_number=record.version_number,
                 actual=value,
-                predicted=_predicted(record, row, task),
+                predicted=_predicted(record, row),
                 user_id=viewer.user_id,
             )
         )

@@ -101,6 +101,18 @@ def record_values(
     }
 
 
+def stored_answer(row: Any) -> Any:
+    """The predicted label or value of one stored output row, whatever answered it: a JSON
+    answer's row (``label`` or ``value``) or a CSV answer's columns (``prediction``,
+    ``csvstream.prediction_columns``). None when the row holds none."""
+    if not isinstance(row, dict):
+        return None
+    for key in ("value", "label", "prediction"):
+        if row.get(key) is not None:
+            return row[key]
+    return None
+
+
 def _typed_prediction(outputs: Any) -> dict[str, Any]:
     """A one-row answer's predicted class and probability, or value (the typed columns)."""
     label = value = confidence = None

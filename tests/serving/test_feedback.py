@@ -220,3 +220,26 @@ def test_the_page_takes_the_true_answer_of_a_one_row_prediction(served: Flask, t
     assert "The true label must be one of the model" in text(refused)
     assert 'aria-invalid="true"' in text(refused)
     assert [row[2] for row in stored(served)] == ["virginica"]
+
+
+def test_feedback_on_a_csv_upload_knows_what_was_predicted(served: Flask, token: str) -> None:
+    """A CSV answer's rows are stored as its columns (``prediction``), not as a JSON
+    answer's (``label``): the feedback still pairs each true answer with the prediction, so
+    realized accuracy counts it."""
+    client = served.test_client()
+    body = "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    response = client.post(
+        "/api/v1/models/iris/predict",
+        data=body,
+        headers={**bearer(token), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200
+    labels = [line.split(",")[4] for line in response.get_data(as_text=True).splitlines()[1:]]
+    listed = client.get("/api/v1/predictions?model=iris&page_size=1", headers=bearer(token))
+    (record,) = listed.get_json()["items"]
+    assert record["source"] == "csv"
+    given = feedback(client, record["id"], {"actuals": ["setosa", "setosa"]}, bearer(token))
+    assert [row["predicted"] for row in given.get_json()["rows"]] == labels
+    assert [row[3] for row in stored(served)] == labels
+    quality = client.get("/api/v1/models/iris/monitoring", headers=bearer(token)).get_json()
+    assert quality["totals"]["feedback_rows"] == 2
