@@ -103,6 +103,7 @@ ACCEPTANCE = {
     "single_ms": 2.0,  # random forest p50 at one connection, SQLite, recording on
     "baseline": 1.05,  # --baseline: server CPU per request, at most this × the baseline's
     "observed": 1.05,  # metrics and the request log on: server CPU per request, at most this ×
+    "shadow": 1.05,  # every request shadowed: p50 at one connection, at most this × no shadow
 }
 # Metrics and the request log line off: the rows that show what they cost.
 QUIET = {"MODELPORT_METRICS": "false", "MODELPORT_REQUEST_LOG": "false"}
@@ -173,9 +174,12 @@ def clean_environ() -> None:
     os.environ.pop("MODELPORT_WORKER_GROUP", None)  # read by the worker class itself
 
 
-def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: Any) -> str:
+def prepare_database(
+    env: dict[str, str], artifacts: dict[str, Path], features: Any, *, shadow: bool = False
+) -> str:
     """Migrate a fresh database, register both models (alias champion), create a user with a
-    predict token; return the token."""
+    predict token; return the token. ``shadow``: the random forest is also version 2 of
+    ``iris``, its ``shadow`` alias, with a shadow share of 100 %."""
     from flask_migrate import upgrade
 
     from modelport import create_app
@@ -194,6 +198,13 @@ def prepare_database(env: dict[str, str], artifacts: dict[str, Path], features: 
             registry.register_version(
                 model, path, filename=path.name, sample=features, aliases=("champion",)
             )
+        if shadow:
+            model = registry.get_model("iris")
+            forest = artifacts["iris-forest"]
+            registry.register_version(
+                model, forest, filename=forest.name, sample=features, aliases=("shadow",)
+            )
+            registry.set_shares(model, shadow=1.0)
         plaintext = create_bench_token()
         db.session.remove()
         db.engine.dispose()
@@ -401,6 +412,9 @@ def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoin
         if name == "iris":
             setups.append(("quiet", "recording off, no metrics or request log (SQLite)", False))
         setups.append(("sqlite", "recording on, SQLite", True))
+        if name == "iris":
+            # Every request also run on a shadow version (the random forest) after its answer.
+            setups.append(("shadow", "recording on, SQLite, shadow 100 % (RF)", True))
         if postgres:
             setups.append(("postgres", "recording on, PostgreSQL", True))
             if name == "iris" and baseline:
@@ -626,6 +640,73 @@ def acceptance(endpoints: list[Endpoint], ref: str | None = None) -> list[str]:
     return lines
 
 
+def shadow_records(path: Path, settle: float = 30.0) -> dict[str, int]:
+    """The shadow server's records once its workers' queues are done: requests answered
+    (primary records), their shadow runs' records, primaries without one, and primaries
+    with more than one. Read while the server still runs: a queued run is lost with its
+    worker."""
+
+    def count() -> dict[str, int]:
+        with sqlite3.connect(path) as connection:
+            one = connection.execute
+            return {
+                "primary": one(
+                    "SELECT count(*) FROM predictions WHERE shadow_of IS NULL"
+                ).fetchone()[0],
+                "shadow": one(
+                    "SELECT count(*) FROM predictions WHERE shadow_of IS NOT NULL"
+                ).fetchone()[0],
+                "without": one(
+                    "SELECT count(*) FROM predictions p WHERE p.shadow_of IS NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM predictions s WHERE s.shadow_of = p.id)"
+                ).fetchone()[0],
+                "twice": one(
+                    "SELECT count(*) FROM (SELECT shadow_of FROM predictions WHERE shadow_of IS "
+                    "NOT NULL GROUP BY shadow_of HAVING count(*) > 1)"
+                ).fetchone()[0],
+            }
+
+    deadline = time.monotonic() + settle
+    last = count()
+    while time.monotonic() < deadline and last["without"]:
+        time.sleep(1)
+        now = count()
+        if now == last:
+            break  # nothing moved in a second: what is missing was dropped
+        last = now
+    return last
+
+
+def shadow_lines(
+    endpoints: list[Endpoint], counts: dict[str, int] | None, connections: int
+) -> list[str]:
+    """Issue 13's shadow goals: the answer's p50 at one connection with every request also
+    run on a shadow, against the same server without one; the cost at 16 connections; each
+    request's shadow record, one to one."""
+    by_key = {endpoint.key: endpoint for endpoint in endpoints}
+    on, off = by_key.get("shadow-iris"), by_key.get("sqlite-iris")
+    name = f"shadow 100 %: p50 at 1 connection ≤ {ACCEPTANCE['shadow']:.2f}× shadowing off"
+    if on is None or off is None or counts is None:
+        return [f"SKIP  {name}: not measured"]
+    p50_on, p50_off = on.median("p50_ms", on.single), off.median("p50_ms", off.single)
+    ratio = p50_on / p50_off
+    verdict = "PASS" if ratio <= ACCEPTANCE["shadow"] else "FAIL"
+    throughput = on.median("requests_per_second") / off.median("requests_per_second")
+    cpu = baseline_ratio(on, off) if on.cpu_ms and off.cpu_ms else float("nan")
+    matched = counts["primary"] - counts["without"]
+    one_to_one = counts["without"] == 0 and counts["twice"] == 0
+    return [
+        f"{verdict}  {name} (LR, recording on, SQLite): {ratio:.3f}× ({p50_on:.2f} against "
+        f"{p50_off:.2f} ms)",
+        f"INFO  shadow 100 %: throughput at {connections} connections "
+        f"{throughput:.2f}× shadowing off, server CPU per request {cpu:.2f}× (the shadow's "
+        "run is done by the worker, after the answer)",
+        f"{'PASS' if one_to_one else 'FAIL'}  shadow records one to one: {counts['primary']} "
+        f"requests recorded, {counts['shadow']} shadow records, {matched} requests with "
+        f"theirs, {counts['without']} without, {counts['twice']} with more than one",
+    ]
+
+
 def app_line(sides: list[app_cpu.Side]) -> str:
     """The in-process comparison as a PASS/FAIL line, with the same limit as the server's."""
     limit = ACCEPTANCE["baseline"]
@@ -760,6 +841,10 @@ def main(argv: list[str] | None = None) -> int:
         token = prepare_database(envs["sqlite"], artifacts, features)
         # The databases with a user and token of their own: server → token.
         tokens: dict[str, str] = {}
+        # A database of its own: the shadow share is the model's, and the records are counted.
+        shadow_url = f"sqlite:///{workdir / 'shadow.db'}"
+        envs["shadow"] = modelport_env(shadow_url, workdir, record=True, secret=secret)
+        tokens["shadow"] = prepare_database(envs["shadow"], artifacts, features, shadow=True)
         # Where the Modelport servers of another checkout run from: server → tree.
         trees: dict[str, Path] = {}
         if ref:
@@ -861,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
             check_endpoint(endpoint, bases[endpoint.server], headers(endpoint))
         try:
             measure(endpoints, bases, headers, args, generator)
+            counts = shadow_records(workdir / "shadow.db")
             if ref:
                 print("the application alone, in process (bench/app_cpu.py)", file=sys.stderr)
                 sides = [
@@ -893,6 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         *([baseline_table(endpoints, head, ref), ""] if ref else []),
         *([app_cpu.table(sides, args.app_rounds, args.app_calls), ""] if ref else []),
         *acceptance(endpoints, ref),
+        *shadow_lines(endpoints, counts, args.connections),
         *([app_line(sides)] if ref else []),
         "",
     ]

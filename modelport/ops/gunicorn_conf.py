@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 
 _ON = {"1", "true", "yes", "on"}
 _OFF = {"0", "false", "no", "off"}
@@ -55,6 +56,8 @@ timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))
 if head_timeout() >= timeout:
     raise ValueError("MODELPORT_REQUEST_HEAD_TIMEOUT must be below MODELPORT_WORKER_TIMEOUT")
 graceful_timeout = 30
+# How long a stopping worker still does its queued shadow runs (well within the above).
+SHADOW_EXIT_SECONDS = 10
 keepalive = 5
 # The heartbeat file on tmpfs: on a full disk, fchmod would block the worker.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
@@ -119,9 +122,14 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
 
 
 def worker_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
-    """What the worker only noted (metrics, request log lines) is written before it goes."""
+    """What the worker only noted (metrics, request log lines) is written, and the shadow
+    runs it still holds are done, before it goes."""
     from modelport.ops import flusher
+    from modelport.serving import variants
 
+    deadline = time.monotonic() + SHADOW_EXIT_SECONDS
+    while time.monotonic() < deadline and variants.run_queued():
+        pass  # each call does what is queued; a run may queue nothing more, so this ends
     flusher.flush_all()
 
 

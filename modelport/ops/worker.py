@@ -153,6 +153,7 @@ class GroupWorker(SyncWorker):
         # Imported here, in the worker: gunicorn's config imports this module before the
         # master loads the application (MODELPORT_PRELOAD), or when it does not load it at all.
         from modelport.api import fastpath
+        from modelport.serving import variants
         from modelport.serving.records import RecordGroup
 
         self.may_answer = fastpath.may_answer
@@ -161,15 +162,31 @@ class GroupWorker(SyncWorker):
         self.peek_buffer = bytearray(_PEEK_BYTES)
         listener = self.sockets[0]
         size = group_size()
+        # Shadow runs are done here, between requests (see serving.variants).
+        variants.run_in_worker_loop()
         while self.alive:
             self.notify()
             try:
                 client = self._accept(listener)
                 self.handle_group(listener, client, size)
+                # Busy without a pause: catch up before the queue fills and runs are lost.
+                if variants.backlog() >= variants.BATCH:
+                    variants.run_queued()
                 continue  # as SyncWorker: no select() while connections are waiting
             except OSError as e:
                 if e.errno not in _AGAIN:
                     raise
+            if variants.backlog():
+                # Shadow runs wait for a pause (no request for PAUSE_SECONDS) or a batch:
+                # meanwhile this worker takes requests as they come, and while it runs them an
+                # idle worker takes what arrives.
+                try:
+                    waiting = self.wait(variants.PAUSE_SECONDS)
+                except StopWaiting:
+                    return
+                if not waiting or variants.backlog() >= variants.BATCH:
+                    variants.run_queued()
+                continue
             if not self.is_parent_alive():
                 return
             try:

@@ -11,9 +11,16 @@ keeps the first 10 % where they were. The cut is computed once per registry revi
 
 Shadow: a model's ``shadow_share`` of those requests is also run on its ``shadow`` alias's
 version, after the answer has been sent (the channel calls ``prediction.after_answer`` when
-the server closes the response). The run waits in a bounded queue of the worker and is done
-by one background thread: a shadow that is slow or fails only fills the queue (further runs
-are dropped and counted) and never touches the answer. Its record has ``variant`` "shadow",
+the server closes the response). The run waits in a bounded queue of the worker. Under
+gunicorn, the product's worker (``ops.worker``) does the runs itself, between requests: once
+no request has come for ``PAUSE_SECONDS``, or once ``BATCH`` runs wait (a server busy
+without a pause), it does all that wait and writes their records in one transaction. So a
+run never competes for the interpreter with a request of its own worker, a request that
+arrives meanwhile goes to an idle worker, and under load every request still gets its
+shadow run: the cost shows as throughput, not as lost runs. Elsewhere (the development
+server, another worker class) one background thread per process does them, in batches as
+well. A shadow that is slow or fails only fills the queue (further runs are dropped and
+counted) and never touches the answer. Its record has ``variant`` "shadow",
 its outputs and latency, no inputs and no caller (the served record has both), and
 ``shadow_of`` the served record's id.
 """
@@ -41,6 +48,15 @@ from modelport.serving.schema import Batch, InputError, InputSchema, validate_in
 
 # Shadow runs a worker holds at most; more are dropped (counted) until it catches up.
 QUEUE_SIZE = 64
+# Queued runs past which a worker doing them itself runs them before its next request,
+# and the most a background thread runs (and records) together.
+BATCH = 8
+# How long a worker doing the runs itself waits for a request before it runs fewer.
+PAUSE_SECONDS = 0.05
+# Whether this process's worker does the runs itself (``run_in_worker_loop``), and the
+# runners of this process (one per app).
+_in_worker_loop = False
+_runners: list[ShadowRunner] = []
 # Outputs kept in a shadow's record: as many rows as the served record keeps at most.
 SHADOW_ROWS = 100
 
@@ -104,7 +120,7 @@ class ShadowRunner:
 
     def submit(self, job: ShadowJob) -> bool:
         """Queue ``job``; False (counted ``dropped``) when the queue is full."""
-        self._ensure_thread()
+        self._ensure_queue()
         try:
             self.queue.put_nowait(job)
         except queue.Full:
@@ -121,28 +137,82 @@ class ShadowRunner:
             time.sleep(0.01)
         return True
 
-    def _ensure_thread(self) -> None:
+    def run_batch(self) -> int:
+        """Do the queued runs in this thread, their records committed together; how many."""
+        if self.pid != os.getpid():
+            return 0
+        jobs: list[ShadowJob] = []
+        while len(jobs) < self.size:
+            try:
+                jobs.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        if jobs:
+            self._run(self.queue, jobs)
+        return len(jobs)
+
+    def _ensure_queue(self) -> None:
         if self.pid == os.getpid():
             return
         with self.lock:
             if self.pid == os.getpid():
                 return
-            # A forked worker inherits no thread: a queue and a thread of its own.
+            # A forked worker inherits no thread: a queue (and a thread) of its own.
             self.queue = queue.Queue(self.size)
-            threading.Thread(target=self._work, name="modelport-shadow", daemon=True).start()
+            if not _in_worker_loop:
+                threading.Thread(target=self._work, name="modelport-shadow", daemon=True).start()
             self.pid = os.getpid()
+            _runners.append(self)
 
     def _work(self) -> None:
         jobs = self.queue
         while True:
-            job = jobs.get()
-            try:
-                with self.app.app_context():
-                    run_shadow(job)
-            except Exception:  # noqa: BLE001 - a shadow never stops the worker's others
-                self.app.logger.exception("shadow_failed", extra={"model": job.served.name})
-            finally:
+            batch = [jobs.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            self._run(jobs, batch)
+
+    def _run(self, jobs: queue.Queue[ShadowJob], batch: list[ShadowJob]) -> None:
+        """Run ``batch``; their records are written as one transaction (``RecordGroup``)."""
+        group = records.RecordGroup()
+        try:
+            with self.app.app_context():
+                for job in batch:
+                    try:
+                        run_shadow(job, group)
+                    except Exception:  # noqa: BLE001 - a shadow never stops the others
+                        self.app.logger.exception("shadow_failed", extra={"model": job.served.name})
+                group.commit()
+                failed = [pending.error for pending in group.pending if pending.error]
+                if failed:
+                    self.app.logger.warning(
+                        "shadow_records_lost",
+                        extra={"fields": {"records": len(failed), "error": repr(failed[0])}},
+                    )
+        finally:
+            for _job in batch:
                 jobs.task_done()
+
+
+def run_in_worker_loop() -> None:
+    """This process's worker does the shadow runs itself, between requests (``ops.worker``
+    calls it before serving): no background thread is started."""
+    global _in_worker_loop  # noqa: PLW0603 - one switch per process, set once at its start
+    _in_worker_loop = True
+
+
+def backlog() -> int:
+    """Shadow runs queued in this process."""
+    return sum(r.queue.qsize() for r in _runners if r.pid == os.getpid())
+
+
+def run_queued() -> int:
+    """Do the shadow runs queued in this process, each app's records committed together;
+    how many were done."""
+    return sum(r.run_batch() for r in list(_runners))
 
 
 def runner(app: Flask) -> ShadowRunner:
@@ -158,8 +228,9 @@ def submit(job: ShadowJob) -> bool:
     return runner(job.app).submit(job)
 
 
-def run_shadow(job: ShadowJob) -> None:
-    """Run ``job`` on its shadow version and record the outcome (in an app context)."""
+def run_shadow(job: ShadowJob, group: records.RecordGroup | None = None) -> None:
+    """Run ``job`` on its shadow version and record the outcome (in an app context): in
+    ``group`` when given (committed by the caller), else at once."""
     served = job.served
     started = time.perf_counter()
     fields: dict[str, Any] = {
@@ -170,19 +241,21 @@ def run_shadow(job: ShadowJob) -> None:
     }
     try:
         batch = job.batch
-        if served.schema.to_dict() != job.schema.to_dict():
+        # Dataclass equality: field by field, without the copies to_dict() makes.
+        if served.schema != job.schema:
             batch = validate_inputs(served.schema, job.inputs, job.max_rows)
     except InputError:
-        _record(served, fields, Outcome.INVALID, 0, started, error_code="invalid_input")
+        _record(group, served, fields, Outcome.INVALID, 0, started, error_code="invalid_input")
         return
     try:
         computed = compute(served, batch)
     except Exception as exc:  # noqa: BLE001 - whatever the shadow raised is its own outcome
         failure = model_failure(exc)
         code = failure.code if failure is not None else "model_error"
-        _record(served, fields, Outcome.ERROR, batch.rows, started, error_code=code)
+        _record(group, served, fields, Outcome.ERROR, batch.rows, started, error_code=code)
         return
     _record(
+        group,
         served,
         fields,
         Outcome.OK,
@@ -194,6 +267,7 @@ def run_shadow(job: ShadowJob) -> None:
 
 
 def _record(
+    group: records.RecordGroup | None,
     served: Served,
     fields: dict[str, Any],
     outcome: Outcome,
@@ -206,12 +280,15 @@ def _record(
 ) -> None:
     metrics.count_shadow(served.name, served.version, outcome.value)
     elapsed = (time.perf_counter() - started) * 1000 if latency_ms is None else latency_ms
-    records.log_prediction(
-        served,
-        status=outcome.value,
-        rows=rows,
-        latency_ms=elapsed,
-        outputs=outputs,
-        error_code=error_code,
+    values = {
+        "status": outcome.value,
+        "rows": rows,
+        "latency_ms": elapsed,
+        "outputs": outputs,
+        "error_code": error_code,
         **fields,
-    )
+    }
+    if group is None:
+        records.log_prediction(served, **values)
+    else:
+        group.add(served, **values)
