@@ -470,8 +470,10 @@ def encode_infer_response(
     request_id: str | None,
     outputs: list[Tensor],
     request: InferRequest,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """Encode outputs as the request asked (JSON or binary); return body and headers to set."""
+    """Encode outputs as the request asked (JSON or binary); return body and headers to set.
+    ``parameters``: the response's own (the protocol's optional ``parameters`` object)."""
     by_name = {tensor.name: tensor for tensor in outputs}
     check_requested_outputs(request, list(by_name))
     binary_default = bool(request.parameters.get("binary_data_output", False))
@@ -493,15 +495,15 @@ def encode_infer_response(
             "datatype": tensor.datatype,
             "shape": [int(dim) for dim in tensor.shape],
         }
-        parameters = dict(tensor.parameters)
+        own = dict(tensor.parameters)
         if binary:
             raw = _output_bytes(tensor)
             buffers.append(raw)
-            parameters["binary_data_size"] = len(raw)
+            own["binary_data_size"] = len(raw)
         else:
             document["data"] = _output_values(tensor)
-        if parameters:
-            document["parameters"] = parameters
+        if own:
+            document["parameters"] = own
         documents.append(document)
 
     response: dict[str, Any] = {"model_name": model_name}
@@ -509,6 +511,8 @@ def encode_infer_response(
         response["model_version"] = model_version
     if request_id is not None:
         response["id"] = request_id
+    if parameters:
+        response["parameters"] = parameters
     response["outputs"] = documents
     header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode("utf-8")
     if not buffers:

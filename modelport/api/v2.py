@@ -335,6 +335,8 @@ def infer(ref: str, version: str | None = None) -> Response:
             request_id=parsed[0].id,
             outputs=output_tensors(served, result.raw),
             request=parsed[0],
+            # Which variant answered a request naming no version (champion or challenger).
+            parameters={"variant": served.variant} if served.variant else None,
         )
     except ProtocolError as exc:  # e.g. probabilities asked of a model that gave none
         abort(400, description=str(exc))

@@ -128,7 +128,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
             "id": {"type": "string"},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "description": "variant: champion or challenger, when no version was named",
+            },
             "outputs": {
                 "type": "array",
                 "items": {

@@ -253,8 +253,9 @@ def test_infer_2d_tensor_matches_the_api(served: Flask, client: FlaskClient) -> 
     assert response.headers["Content-Type"] == "application/json"
     assert HEADER_LENGTH not in response.headers
     body = response.get_json()
-    assert list(body) == ["model_name", "model_version", "id", "outputs"]
+    assert list(body) == ["model_name", "model_version", "id", "parameters", "outputs"]
     assert (body["model_name"], body["model_version"], body["id"]) == ("iris", "1", "req-1")
+    assert body["parameters"] == {"variant": "champion"}  # no version named: the champion
     outputs = outputs_by_name(body)
     assert outputs["label"] == {
         "name": "label",

@@ -200,10 +200,13 @@ def test_every_channel_gives_a_caller_the_same_variant(two_versions: Flask) -> N
             {"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in IRIS_ROW.items()
         ]
     }
-    assert client.post("/v2/models/iris/infer", json=tensor, headers=bearer(token)).status_code == (
-        200
-    )
-    found = records(app)
+    v2 = client.post("/v2/models/iris/infer", json=tensor, headers=bearer(token))
+    assert v2.status_code == 200
+    assert v2.get_json()["model_version"] == str(version)
+    assert v2.get_json()["parameters"] == {"variant": "challenger" if version == 2 else "champion"}
+    named = client.post("/v2/models/iris/versions/1/infer", json=tensor, headers=bearer(token))
+    assert "parameters" not in named.get_json()
+    found = records(app)[:3]
     assert [r.source for r in found] == ["api", "csv", "v2"]
     assert {r.version_number for r in found} == {version}
     # A signed-in browser is kept by its user id on the model page.
