@@ -41,7 +41,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
 from db_app import SEED_ROWS, TABLE, URL_VARIABLE, BenchItem  # noqa: E402
-from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
+from load import LoadResult, choose_generator, load_label, run_load  # noqa: E402
 from server import gunicorn  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -279,11 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 2
-    generator_label = (
-        f"{wrk_version()}, `wrk -t1 -c{args.connections} -d{args.duration:g}s --latency`"
-        if generator == "wrk"
-        else f"Python threads with keep-alive connections ({args.connections}), not wrk"
-    )
+    generator_label = load_label(generator, args.connections, args.duration)
     started = time.monotonic()
     load_before = load_average()
 

@@ -49,7 +49,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from load import LoadResult, choose_generator, wrk_version  # noqa: E402
+from load import LoadResult, choose_generator, load_label  # noqa: E402
 from machine import load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving import (  # noqa: E402
@@ -336,12 +336,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, star
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 2
-    generator_label = (
-        f"{wrk_version()}, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` and "
-        f"`-c1 -d{args.single_duration}s`"
-        if generator == "wrk"
-        else f"Python threads with keep-alive connections ({args.connections}), not wrk"
-    )
+    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

@@ -59,6 +59,19 @@ def wrk_version() -> str:
     return first[0].split(" Copyright")[0].strip() if first else "wrk (unknown version)"
 
 
+def load_label(
+    generator: str, connections: int, duration: float, single_duration: float | None = None
+) -> str:
+    """How the load was made, for a report: wrk's version and command lines, or the
+    Python fallback (``single_duration``: the one-connection measurement, if any)."""
+    if generator != "wrk":
+        return f"Python threads with keep-alive connections ({connections}), not wrk"
+    label = f"{wrk_version()}, `wrk -t1 -c{connections} -d{duration:g}s --latency`"
+    if single_duration is not None:
+        label += f" and `-c1 -d{single_duration:g}s`"
+    return label
+
+
 def choose_generator(requested: str = "auto") -> str:
     """Resolve "auto" to "wrk" when wrk is installed, else "python" (with a printed hint)."""
     if requested not in {"auto", "wrk", "python"}:

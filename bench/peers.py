@@ -55,7 +55,7 @@ from deployment import (  # noqa: E402
     create_bench_token,
     modelport_env,
 )
-from load import choose_generator, wrk_version  # noqa: E402
+from load import choose_generator, load_label  # noqa: E402
 from machine import describe, load_average  # noqa: E402
 from server import free_port, gunicorn, process_group  # noqa: E402
 from serving import (  # noqa: E402
@@ -273,12 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 2
-    generator_label = (
-        f"{wrk_version()}, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` and "
-        f"`-c1 -d{args.single_duration}s`"
-        if generator == "wrk"
-        else f"Python threads with keep-alive connections ({args.connections}), not wrk"
-    )
+    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

@@ -78,7 +78,7 @@ from deployment import (  # noqa: E402
     create_bench_token,
     modelport_env,
 )
-from load import LoadResult, choose_generator, run_load, wrk_version  # noqa: E402
+from load import LoadResult, choose_generator, load_label, run_load  # noqa: E402
 from machine import describe, load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving_apps import (  # noqa: E402
@@ -105,6 +105,8 @@ ACCEPTANCE = {
     "observed": 1.05,  # metrics and the request log on: server CPU per request, at most this ×
     "shadow": 1.05,  # every request shadowed: p50 at one connection, at most this × no shadow
 }
+# Rows compared with the row listed before them by a goal's line: they take turns first.
+COMPARED = {"quiet-iris": "off-iris", "shadow-iris": "sqlite-iris"}
 # Metrics and the request log line off: the rows that show what they cost.
 QUIET = {"MODELPORT_METRICS": "false", "MODELPORT_REQUEST_LOG": "false"}
 # --baseline REF: the rows served by REF's code too, next to this checkout's.
@@ -131,6 +133,9 @@ class Endpoint:
     cpu_ms: list[float] = field(default_factory=list)  # server CPU per request, 16 connections
     runtime: str = ""
     baseline_of: str | None = None  # --baseline: the key of this checkout's row it mirrors
+    # A row compared with the row listed just before it (a PASS/FAIL line of its own):
+    # the two take turns going first (``round_order``).
+    compared_with: str | None = None
 
     def median(self, field_name: str, runs: list[LoadResult] | None = None) -> float:
         return statistics.median(getattr(run, field_name) for run in (runs or self.runs))
@@ -436,6 +441,7 @@ def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoin
                     body=BODY,
                     modelport=True,
                     record=record,
+                    compared_with=COMPARED.get(f"{server}-{name}"),
                 )
             )
             if baseline and rows[-1].key in BASELINE_ROWS:
@@ -455,13 +461,23 @@ def build_endpoints(postgres: bool, baseline: str | None = None) -> list[Endpoin
 
 
 def round_order(endpoints: list[Endpoint], round_number: int) -> list[Endpoint]:
-    """The order of one round: as listed, except that in every second round a baseline row
-    goes before the row it mirrors, so that neither side is always measured first."""
-    order = list(endpoints)
-    if round_number % 2 == 0:
-        for index, endpoint in enumerate(order):
-            if endpoint.baseline_of and index and order[index - 1].key == endpoint.baseline_of:
-                order[index - 1], order[index] = endpoint, order[index - 1]
+    """The order of one round: as listed, except that in every second round each run of
+    rows compared with one another (a baseline row and the row it mirrors, a row and the one
+    it is ``compared_with``) goes in reverse, so that none of them is always measured first.
+    What a row leaves behind (a database's background writes after the durable rows, say)
+    then weighs on each side of a comparison alike."""
+    if round_number % 2:
+        return list(endpoints)
+    order: list[Endpoint] = []
+    run: list[Endpoint] = []
+    for endpoint in endpoints:
+        partner = endpoint.baseline_of or endpoint.compared_with
+        if run and partner in {row.key for row in run}:
+            run.append(endpoint)
+            continue
+        order.extend(reversed(run))
+        run = [endpoint]
+    order.extend(reversed(run))
     return order
 
 
@@ -803,12 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 2
-    generator_label = (
-        f"{wrk_version()}, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` and "
-        f"`-c1 -d{args.single_duration}s`"
-        if generator == "wrk"
-        else f"Python threads with keep-alive connections ({args.connections}), not wrk"
-    )
+    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

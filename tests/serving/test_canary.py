@@ -474,12 +474,12 @@ def test_a_csv_upload_is_not_shadowed(shadowed: Flask) -> None:
 # --- a real gunicorn with two workers ---------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_two_gunicorn_workers_give_each_of_200_tokens_one_version(
-    tmp_path: Path, demo_models: dict[str, Any]
-) -> None:
-    from tests.support.servers import gunicorn
-
+def served_twice(
+    tmp_path: Path, demo_models: dict[str, Any], alias: str, **shares: float
+) -> tuple[str, Flask]:
+    """A migrated SQLite file for a real server: iris registered twice, version 1 the
+    champion, version 2 ``alias`` (``challenger`` or ``shadow``), the ``shares`` set, Ann
+    signed up; its URL and an app on it (close it with ``closed`` before serving)."""
     url = migrated_sqlite(tmp_path)
     app = create_app(
         {"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")}
@@ -490,14 +490,29 @@ def test_two_gunicorn_workers_give_each_of_200_tokens_one_version(
         model = registry.get_model("iris")
         assert model is not None
         registry.set_alias(model, "champion", 1)
-        registry.set_alias(model, "challenger", 2)
-        registry.set_shares(model, canary=0.3)
+        registry.set_alias(model, alias, 2)
+        registry.set_shares(model, **shares)
     make_user(app)
-    make_user(app, "bob@example.com", name="Bob")
-    tokens = token_ids(app, 100) + token_ids(app, 100, 2)  # at most 100 tokens per account
+    return url, app
+
+
+def closed(app: Flask) -> None:
+    """Let go of the app's connections, so that only the server uses the database."""
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.slow
+def test_two_gunicorn_workers_give_each_of_200_tokens_one_version(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    from tests.support.servers import gunicorn
+
+    url, app = served_twice(tmp_path, demo_models, "challenger", canary=0.3)
+    make_user(app, "bob@example.com", name="Bob")
+    tokens = token_ids(app, 100) + token_ids(app, 100, 2)  # at most 100 tokens per account
+    closed(app)
 
     def ask(token: str) -> tuple[int, str]:
         answer = requests.post(
@@ -527,23 +542,9 @@ def test_gunicorn_workers_shadow_every_request_between_requests_and_before_they_
     load: they are caught up in batches), and those it still holds when it stops."""
     from tests.support.servers import gunicorn
 
-    url = migrated_sqlite(tmp_path)
-    app = create_app(
-        {"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")}
-    )
-    register_demo(app, demo_models, "iris")
-    register_demo(app, demo_models, "iris")
-    with app.app_context():
-        model = registry.get_model("iris")
-        assert model is not None
-        registry.set_alias(model, "champion", 1)
-        registry.set_alias(model, "shadow", 2)
-        registry.set_shares(model, shadow=1.0)
-    make_user(app)
+    url, app = served_twice(tmp_path, demo_models, "shadow", shadow=1.0)
     ((token, _id),) = token_ids(app, 1)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    closed(app)
 
     def ask(_: int) -> int:
         answer = requests.post(
