@@ -147,6 +147,9 @@ MATRIX: dict[str, Row] = {
     "serving.admin_canary": Row(
         "/admin/models/nothing/canary", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
     ),
+    "serving.admin_follow": Row(
+        "/admin/models/nothing/follow", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
+    ),
     "serving.admin_archive": Row(
         "/admin/models/nothing/versions/1/archive", {"POST": (LOGIN, 403, 404, 404, 403, 403)}
     ),

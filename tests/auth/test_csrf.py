@@ -221,6 +221,20 @@ def case_model_canary(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/admin/models/iris/canary", data, "/admin/models")
 
 
+def case_model_follow(app: Flask, mailbox: Any) -> Case:
+    # iris follows an MLflow model; the form stops that (no MLflow needed).
+    import sqlalchemy as sa
+
+    from modelport.extensions import db
+    from modelport.models import RegisteredModel
+
+    with app.app_context():
+        db.session.execute(sa.update(RegisteredModel).values(mlflow_model="iris"))
+        db.session.commit()
+    data = {"action": "unfollow", "mlflow_model": "iris"}
+    return Case(_admin(app), "/admin/models/iris/follow", data, "/admin/models")
+
+
 def case_model_archive(app: Flask, mailbox: Any) -> Case:
     return Case(_admin(app), "/admin/models/iris/versions/1/archive", {}, "/admin/models")
 
@@ -267,6 +281,7 @@ CASES: dict[str, Callable[[Flask, Any], Case]] = {
     "model-alias": case_model_alias,
     "model-archive": case_model_archive,
     "model-canary": case_model_canary,
+    "model-follow": case_model_follow,
     "model-schema": case_model_schema,
     "dataset-upload": case_dataset_upload,
     "record-feedback": case_record_feedback,
@@ -279,6 +294,7 @@ WITH_MODELS = {
     "model-alias",
     "model-archive",
     "model-canary",
+    "model-follow",
     "model-schema",
     "record-feedback",
 }
@@ -347,6 +363,7 @@ def test_every_form_endpoint_is_covered_by_the_csrf_test(app):
         "serving.admin_alias",
         "serving.admin_archive",
         "serving.admin_canary",
+        "serving.admin_follow",
         "serving.admin_schema",
         "analytics.upload",
         "serving.record_feedback",

@@ -147,3 +147,37 @@ def test_an_untrusted_server_is_not_followed(app_factory: Any, mlflow_server: st
     assert "MODELPORT_MLFLOW_TRUSTED" in refused.output
     assert table_counts(app) == before
     assert rows(app, "registered_models")[0]["mlflow_model"] is None
+
+
+def test_the_admin_page_follows_syncs_and_stops(
+    trained: tuple[Flask, str], mlflow_server: str
+) -> None:
+    from tests.support.html import csrf_token, text
+    from tests.support.users import login
+
+    app, name = trained
+    client(mlflow_server).set_registered_model_alias(name, "champion", "2")
+    _mirror(app)
+    make_user(app, email="admin@example.com", role="admin")
+    browser = app.test_client()
+    login(browser, "admin@example.com")
+
+    def post(action: str, mlflow_model: str) -> str:
+        form = {
+            "action": action,
+            "mlflow_model": mlflow_model,
+            "csrf_token": csrf_token(browser, "/admin/models"),
+        }
+        answer = browser.post("/admin/models/mirror/follow", data=form, follow_redirects=True)
+        return text(answer)
+
+    refused = post("follow", "no-such-model")
+    assert "MLflow has no registered model no-such-model." in refused
+    assert rows(app, "registered_models")[-1]["mlflow_model"] is None
+    page = post("follow", name)
+    assert f"mirror follows the MLflow model {name}" in page
+    assert "champion → version 1 (MLflow 2)" in page
+    assert f"Follows the MLflow model {name}" in page and "Last sync:" in page
+    assert "nothing to change" in post("sync", name)
+    assert "mirror no longer follows MLflow." in post("unfollow", name)
+    assert rows(app, "registered_models")[-1]["mlflow_model"] is None

@@ -22,6 +22,7 @@ from modelport.auth.web.forms import EmptyForm
 from modelport.auth.web.identity import current_caller
 from modelport.errors import registry_status
 from modelport.extensions import db
+from modelport.mlops import follow
 from modelport.models.predictions import Source
 from modelport.models.registry import RegisteredModel, VersionStatus
 from modelport.ops.inputs import body_limit
@@ -31,6 +32,7 @@ from modelport.serving.web.blueprint import bp, csrf_checked, upload_limit
 from modelport.serving.web.forms import (
     AliasForm,
     CanaryForm,
+    FollowForm,
     ModelForm,
     UploadForm,
     schema_from_form,
@@ -83,6 +85,7 @@ def _admin_models_page(status: int = 200) -> tuple[str, int]:
         serving=serving,
         alias_form=AliasForm(formdata=None),
         canary_form=CanaryForm(formdata=None),
+        follow_form=FollowForm(formdata=None),
         action_form=EmptyForm(),
         ready=VersionStatus.READY.value,
     ), status
@@ -268,6 +271,48 @@ def admin_canary(name: str) -> Response | tuple[str, int]:
         flash(registry_message(exc), "error")
         return _admin_models_page(registry_status(exc))
     flash(message, "success")
+    return redirect(url_for("serving.admin_models"))
+
+
+@bp.post("/admin/models/<name>/follow")
+@admin_required
+def admin_follow(name: str) -> Response | tuple[str, int]:
+    """Follow an MLflow registered model, sync with it now, or stop following it (``action``:
+    follow, sync or unfollow; docs/mlops.md)."""
+    model = _admin_model(name)
+    form = FollowForm()
+    action = request.form.get("action", "follow")
+    wanted = (form.mlflow_model.data or "").strip()
+    if not form.validate_on_submit() or action not in ("follow", "sync", "unfollow"):
+        flash(_("Name the MLflow registered model (1–256 characters)."), "error")
+        return _admin_models_page(400)
+    try:
+        if action == "unfollow":
+            follow.unfollow(model)
+            flash(_("%(name)s no longer follows MLflow.", name=model.name), "success")
+            return redirect(url_for("serving.admin_models"))
+        if action == "follow":
+            if not wanted:
+                flash(_("Name the MLflow registered model (1–256 characters)."), "error")
+                return _admin_models_page(400)
+            result = follow.follow(model, wanted)
+        else:
+            result = follow.sync(model, wait=follow.WAIT_SECONDS)
+    except registry.RegistryError as exc:
+        db.session.rollback()
+        flash(registry_message(exc), "error")
+        return _admin_models_page(registry_status(exc))
+    if result.busy:
+        flash(_("Another sync of %(name)s is still running; try again.", name=model.name), "error")
+    elif result.error:
+        flash(_("The sync with MLflow failed: %(error)s", error=result.error), "error")
+    else:
+        done = "; ".join(result.changes) or _("nothing to change")
+        flash(
+            _("%(name)s follows the MLflow model %(mlflow)s: %(done)s.",
+              name=model.name, mlflow=result.mlflow_model, done=done),
+            "success",
+        )  # fmt: skip
     return redirect(url_for("serving.admin_models"))
 
 

@@ -104,6 +104,12 @@ class CanaryForm(FlaskForm):
     )
 
 
+class FollowForm(FlaskForm):
+    """The MLflow registered model to follow (``mlops.follow``); the button says what to do."""
+
+    mlflow_model = StringField(_l("MLflow model"), validators=[Optional(), Length(max=256)])
+
+
 # The schema editor's fields, one set per feature: type-0, required-0, minimum-0, ...
 SCHEMA_FIELDS = ("type", "required", "minimum", "maximum", "categories", "description")
 MAX_DESCRIPTION = 1000

@@ -93,5 +93,10 @@ def registry_message(exc: registry.RegistryError) -> str:
         "no_challenger": _("Point the challenger alias at a version before a canary share."),
         "no_shadow": _("Point the shadow alias at a version before a shadow share."),
         "alias_not_found": _("This model has no such alias."),
+        "follows_mlflow": _(
+            "This model follows an MLflow model: move its champion, challenger and shadow "
+            "aliases in MLflow, or stop following it first."
+        ),
+        "not_following": _("This model follows no MLflow model."),
     }
     return messages.get(exc.code, exc.message)
