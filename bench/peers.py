@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                     env={
                         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                         "MLFLOW_TRACKING_URI": tracking_uri,
+                        # mlflow.set_registry_uri() exports this for child processes: a
+                        # caller that used MLflow (a test process) would point it elsewhere.
+                        "MLFLOW_REGISTRY_URI": tracking_uri,
                         # No usage reports leave the machine (Modelport sets the same).
                         "MLFLOW_DISABLE_TELEMETRY": "true",
                     },
