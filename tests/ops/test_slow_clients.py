@@ -309,9 +309,15 @@ def test_behind_nginx_slow_and_silent_clients_do_not_hold_the_workers(
 
 
 def _access(master: Master, request_id: str) -> str:
-    """The app's access-log line of the request with ``request_id``."""
+    """gunicorn's access-log line (``ACCESS_LOG``: it starts with the method) of the request
+    with ``request_id``; the app's own request line ends with the id too, written by the
+    worker's flusher a moment before or after it."""
     for _ in range(50):
-        lines = [line for line in master.server.text().splitlines() if line.endswith(request_id)]
+        lines = [
+            line
+            for line in master.server.text().splitlines()
+            if line.endswith(request_id) and re.match(r"^[A-Z]+ /", line)
+        ]
         if lines:
             return lines[-1]
         time.sleep(0.1)
