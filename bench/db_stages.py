@@ -41,7 +41,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(BENCH_DIR))
 
 from db_app import SEED_ROWS, TABLE, URL_VARIABLE, BenchItem  # noqa: E402
-from load import LoadResult, choose_generator, load_label, run_load  # noqa: E402
+from load import LoadResult, generator_for, run_load  # noqa: E402
 from server import gunicorn  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -274,12 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so gunicorn is stopped and the table dropped either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        generator = choose_generator(args.generator)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
+    chosen = generator_for(args.generator, args.connections, args.duration)
+    if chosen is None:
         return 2
-    generator_label = load_label(generator, args.connections, args.duration)
+    generator, generator_label = chosen
     started = time.monotonic()
     load_before = load_average()
 

@@ -49,7 +49,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from load import LoadResult, choose_generator, load_label  # noqa: E402
+from load import LoadResult, generator_for  # noqa: E402
 from machine import load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving import (  # noqa: E402
@@ -331,12 +331,10 @@ def reversed_every_second_round(endpoints: list[Endpoint], round_number: int) ->
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, start to end
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        generator = choose_generator(args.generator)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
+    chosen = generator_for(args.generator, args.connections, args.duration, args.single_duration)
+    if chosen is None:
         return 2
-    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
+    generator, generator_label = chosen
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -70,6 +71,19 @@ def load_label(
     if single_duration is not None:
         label += f" and `-c1 -d{single_duration:g}s`"
     return label
+
+
+def generator_for(
+    requested: str, connections: int, duration: float, single_duration: float | None = None
+) -> tuple[str, str] | None:
+    """The load generator asked for (``choose_generator``) and how a report names it
+    (``load_label``); None, with the reason on stderr, when it cannot be had."""
+    try:
+        generator = choose_generator(requested)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return None
+    return generator, load_label(generator, connections, duration, single_duration)
 
 
 def choose_generator(requested: str = "auto") -> str:

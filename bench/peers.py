@@ -55,7 +55,7 @@ from deployment import (  # noqa: E402
     create_bench_token,
     modelport_env,
 )
-from load import choose_generator, load_label  # noqa: E402
+from load import generator_for  # noqa: E402
 from machine import describe, load_average  # noqa: E402
 from server import free_port, gunicorn, process_group  # noqa: E402
 from serving import (  # noqa: E402
@@ -268,12 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGTERM unwinds like Ctrl-C, so both servers are stopped and the folder removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        generator = choose_generator(args.generator)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
+    chosen = generator_for(args.generator, args.connections, args.duration, args.single_duration)
+    if chosen is None:
         return 2
-    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
+    generator, generator_label = chosen
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

@@ -78,7 +78,7 @@ from deployment import (  # noqa: E402
     create_bench_token,
     modelport_env,
 )
-from load import LoadResult, choose_generator, load_label, run_load  # noqa: E402
+from load import LoadResult, generator_for, run_load  # noqa: E402
 from machine import describe, load_average  # noqa: E402
 from server import gunicorn  # noqa: E402
 from serving_apps import (  # noqa: E402
@@ -814,12 +814,10 @@ def main(argv: list[str] | None = None) -> int:
         return prepare_from_spec(args.prepare)
     # SIGTERM unwinds like Ctrl-C, so every gunicorn is stopped and the database dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        generator = choose_generator(args.generator)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
+    chosen = generator_for(args.generator, args.connections, args.duration, args.single_duration)
+    if chosen is None:
         return 2
-    generator_label = load_label(generator, args.connections, args.duration, args.single_duration)
+    generator, generator_label = chosen
     started = time.monotonic()
     load_before = load_average()
     clean_environ()

@@ -88,15 +88,23 @@ def two_versions(app_factory: Any, demo_models: dict[str, Any]) -> Flask:
         REGISTRY_POLL_SECONDS="0.001",
         PREDICT_LIMIT_USER="10000 per minute",
     )
+    register_twice(app, demo_models, "challenger")
+    return app
+
+
+def register_twice(app: Flask, demo_models: dict[str, Any], alias: str, **shares: float) -> None:
+    """iris registered twice: version 1 the champion, version 2 ``alias`` (``challenger``
+    or ``shadow``), the ``shares`` set if any; Ann signed up."""
     register_demo(app, demo_models, "iris")
     register_demo(app, demo_models, "iris")
     with app.app_context():
         model = registry.get_model("iris")
         assert model is not None
         registry.set_alias(model, "champion", 1)
-        registry.set_alias(model, "challenger", 2)
+        registry.set_alias(model, alias, 2)
+        if shares:
+            registry.set_shares(model, **shares)
     make_user(app)
-    return app
 
 
 def set_shares(app: Flask, canary: float | None = None, shadow: float | None = None) -> None:
@@ -477,22 +485,13 @@ def test_a_csv_upload_is_not_shadowed(shadowed: Flask) -> None:
 def served_twice(
     tmp_path: Path, demo_models: dict[str, Any], alias: str, **shares: float
 ) -> tuple[str, Flask]:
-    """A migrated SQLite file for a real server: iris registered twice, version 1 the
-    champion, version 2 ``alias`` (``challenger`` or ``shadow``), the ``shares`` set, Ann
-    signed up; its URL and an app on it (close it with ``closed`` before serving)."""
+    """A migrated SQLite file for a real server, set up by ``register_twice``; its URL and
+    an app on it (close it with ``closed`` before serving)."""
     url = migrated_sqlite(tmp_path)
     app = create_app(
         {"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path / "instance")}
     )
-    register_demo(app, demo_models, "iris")
-    register_demo(app, demo_models, "iris")
-    with app.app_context():
-        model = registry.get_model("iris")
-        assert model is not None
-        registry.set_alias(model, "champion", 1)
-        registry.set_alias(model, alias, 2)
-        registry.set_shares(model, **shares)
-    make_user(app)
+    register_twice(app, demo_models, alias, **shares)
     return url, app
 
 
