@@ -61,8 +61,10 @@ def test_a_head_that_trickles_in_is_closed_at_its_deadline_and_the_worker_goes_o
     # One worker, so that the request below waits for the very worker the trickle holds.
     with gunicorn_master(tmp_path, database, "-w", "1", "--log-level", "debug", env=env) as master:
         wait_for_workers(master, 1)
-        trickle = socket.create_connection(("127.0.0.1", master.server.port), timeout=10)
+        # The clock starts before the connect: the worker may take the connection (and start
+        # its deadline) before this thread runs again after connect() returns.
         connected = time.monotonic()
+        trickle = socket.create_connection(("127.0.0.1", master.server.port), timeout=10)
         trickle.sendall(b"GET /healthz HTTP/1.1\r\n")
         answered: dict[str, Any] = {}
 
