@@ -1,10 +1,13 @@
 """Memory of a Modelport server (gunicorn's master and 2 workers), with and without preload.
 
-One command, one run, two servers one after the other on the same fresh SQLite database with
-the four ``modelport demo`` models: gunicorn with the product's config
+One command, one run, three servers one after the other on the same fresh SQLite database
+with the four ``modelport demo`` models: gunicorn with the product's config
 (``modelport/ops/gunicorn_conf.py``, 2 workers of its class), first with
 ``MODELPORT_PRELOAD=false`` (each worker imports the application itself: the baseline), then
-with the default, preload on (the master imports it once and the workers share its pages).
+with the default, preload on (the master imports it once and the workers share its pages),
+then preload on with ``MODELPORT_PRELOAD_LIBRARIES`` naming what a CSV upload imports. The
+last two are measured twice: after the JSON predictions, and again once each worker has also
+answered CSV uploads (which import pandas and pyarrow in the worker: ``modelport.lazy``).
 
 Each server gets predictions of one row for every demo model on fresh connections, from a
 few threads at once, until each worker has answered at least ``--predictions`` (100) for
@@ -52,9 +55,16 @@ from server import gunicorn  # noqa: E402
 
 GOAL_MB = 250  # total PSS of master and workers with preload on (issue 12, item 3)
 MB = 1024 * 1024
-# The access log line of each answer: worker pid, path, status (gunicorn's %(p)s is "<pid>").
-ACCESS_FORMAT = "%(p)s %(U)s %(s)s"
-ACCESS_LINE = re.compile(r"^<(\d+)> /api/v1/models/([^/\s]+)/predict (\d{3})$", re.MULTILINE)
+# The access log line of each answer: worker pid, path, status, the request's content type
+# (gunicorn's %(p)s is "<pid>").
+ACCESS_FORMAT = "%(p)s %(U)s %(s)s %({content-type}i)s"
+ACCESS_LINE = re.compile(r"^<(\d+)> /api/v1/models/([^/\s]+)/predict (\d{3}) (\S+)$", re.MULTILINE)
+# The libraries a server imports on first use (modelport/lazy.py) that map shared objects,
+# so /proc/<pid>/maps tells whether a process has imported them.
+LAZY_MAPPED = ("pandas", "pyarrow", "scipy", "sklearn")
+CSV_MODEL = "iris"  # the model the CSV uploads go to
+# What the CSV uploads import, for the server that preloads it (MODELPORT_PRELOAD_LIBRARIES).
+CSV_LIBRARIES = "pandas,pyarrow.csv,pyarrow.compute"
 # Enough requests for any sane spread over two workers; a run that needs more is broken.
 MOST_REQUESTS = 20_000
 LIBRARIES = (
@@ -83,6 +93,7 @@ class Process:
     rss: int = 0
     pss: int = 0
     private: int = 0
+    lazy: tuple[str, ...] = ()  # the libraries of LAZY_MAPPED it has imported
 
 
 @dataclass
@@ -91,6 +102,8 @@ class Run:
 
     label: str
     preload: bool
+    csv: bool = False  # whether each worker has also answered CSV uploads
+    libraries: str = ""  # MODELPORT_PRELOAD_LIBRARIES
     processes: list[Process] = field(default_factory=list)
     served: Counter = field(default_factory=Counter)  # (worker pid, model) → 200 answers
     failed: Counter = field(default_factory=Counter)  # status → count, or "connection"
@@ -203,25 +216,37 @@ def memory(role: str, pid: int) -> Process:
         parts = rest.split()
         if len(parts) == 2 and parts[1] == "kB":
             fields[name] = int(parts[0]) * 1024
+    maps = Path(f"/proc/{pid}/maps").read_text()
     return Process(
         role,
         pid,
         rss=fields["Rss"],
         pss=fields["Pss"],
         private=fields["Private_Clean"] + fields["Private_Dirty"],
+        lazy=tuple(name for name in LAZY_MAPPED if f"/site-packages/{name}/" in maps),
     )
 
 
 # ---- load ----------------------------------------------------------------------------------
 
 
-def predict(base: str, token: str, model: str, row: dict[str, float]) -> int | str:
-    """One prediction on a new connection: its status, or "connection" when it failed."""
+def predict(
+    base: str, token: str, model: str, row: dict[str, float], *, csv: bool = False
+) -> int | str:
+    """One prediction on a new connection, of JSON or of a CSV upload of one row: its status,
+    or "connection" when it failed."""
+    if csv:
+        body = f"{','.join(row)}\n{','.join(str(value) for value in row.values())}\n".encode()
+    else:
+        body = json.dumps({"inputs": row}).encode()
     request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
         f"{base}/api/v1/models/{model}/predict",
-        data=json.dumps({"inputs": row}).encode(),
+        data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        headers={
+            "Content-Type": "text/csv" if csv else "application/json",
+            "Authorization": f"Bearer {token}",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
@@ -233,21 +258,27 @@ def predict(base: str, token: str, model: str, row: dict[str, float]) -> int | s
         return "connection"
 
 
-def served(log: Path) -> Counter:
-    """(worker pid, model) → answers with status 200, from the access log so far."""
+def served(log: Path, *, csv: bool = False) -> Counter:
+    """(worker pid, model) → answers with status 200 to JSON (or to CSV uploads), from the
+    access log so far."""
     text = log.read_text(errors="replace")
     return Counter(
-        (int(pid), model) for pid, model, status in ACCESS_LINE.findall(text) if status == "200"
+        (int(pid), model)
+        for pid, model, status, kind in ACCESS_LINE.findall(text)
+        if status == "200" and kind.startswith("text/csv") == csv
     )
 
 
 def drive(run: Run, base: str, token: str, rows: dict[str, dict], log: Path, args) -> None:  # noqa: ANN001
-    """Predict until every worker has answered ``args.predictions`` for every model."""
+    """Predict until every worker has answered ``args.predictions`` for every model (CSV
+    uploads of one model's rows for a ``csv`` run)."""
     workers = all_workers(base)
     started = time.monotonic()
+    if run.csv:
+        rows = {CSV_MODEL: rows[CSV_MODEL]}
     with ThreadPoolExecutor(args.threads) as pool:
         while True:
-            run.served = served(log)
+            run.served = served(log, csv=run.csv)
             missing = {
                 model: max(args.predictions - run.served[(pid, model)] for pid in workers)
                 for model in rows
@@ -262,7 +293,9 @@ def drive(run: Run, base: str, token: str, rows: dict[str, dict], log: Path, arg
                 )
             # Twice what is missing: each request goes to whichever worker accepts it first.
             batch = [model for model, count in missing.items() for _ in range(2 * count)]
-            for status in pool.map(lambda model: predict(base, token, model, rows[model]), batch):
+            for status in pool.map(
+                lambda model: predict(base, token, model, rows[model], csv=run.csv), batch
+            ):
                 if status != 200:
                     run.failed[status] += 1
             run.requests += len(batch)
@@ -270,11 +303,18 @@ def drive(run: Run, base: str, token: str, rows: dict[str, dict], log: Path, arg
     run.seconds = time.monotonic() - started
 
 
-def measure(run: Run, env: dict[str, str], token: str, rows: dict, workdir: Path, args) -> None:  # noqa: ANN001
-    """Start the server, drive it, read its processes' memory, stop it."""
-    log = workdir / f"gunicorn-{'preload' if run.preload else 'no-preload'}.log"
+def measure(
+    runs: list[Run], env: dict[str, str], token: str, rows: dict, workdir: Path, args
+) -> None:  # noqa: ANN001
+    """Start the server, and for each run in turn drive it and read its processes' memory;
+    stop it."""
+    run = runs[0]
+    log = workdir / f"gunicorn-{'preload' if run.preload else 'no-preload'}-{len(runs)}.log"
     options = ("--access-logfile", "-", "--access-logformat", ACCESS_FORMAT)
-    server_env = env | {"MODELPORT_PRELOAD": "true" if run.preload else "false"}
+    server_env = env | {
+        "MODELPORT_PRELOAD": "true" if run.preload else "false",
+        "MODELPORT_PRELOAD_LIBRARIES": run.libraries,
+    }
     print(f"{run.label}: starting the server", file=sys.stderr, flush=True)
     with gunicorn(
         "modelport:create_app()",
@@ -286,20 +326,21 @@ def measure(run: Run, env: dict[str, str], token: str, rows: dict, workdir: Path
         options=options,
         startup_timeout=120,
     ) as base:
-        drive(run, base, token, rows, log, args)
-        time.sleep(1)  # anything a request left to finish (a record's commit) is done
-        master, workers = server_processes(base)
-        if set(workers) != {pid for pid, _model in run.served}:
-            raise RuntimeError(f"{run.label}: a worker was replaced during the run")
-        run.processes = [memory("master", master)] + [
-            memory(f"worker {number}", pid) for number, pid in enumerate(workers, 1)
-        ]
-    print(
-        f"{run.label}: {run.requests} predictions in {run.seconds:.0f} s, total PSS "
-        f"{run.total('pss') / MB:.1f} MB",
-        file=sys.stderr,
-        flush=True,
-    )
+        for run in runs:
+            drive(run, base, token, rows, log, args)
+            time.sleep(1)  # anything a request left to finish (a record's commit) is done
+            master, workers = server_processes(base)
+            if set(workers) != {pid for pid, _model in run.served}:
+                raise RuntimeError(f"{run.label}: a worker was replaced during the run")
+            run.processes = [memory("master", master)] + [
+                memory(f"worker {number}", pid) for number, pid in enumerate(workers, 1)
+            ]
+            print(
+                f"{run.label}: {run.requests} predictions in {run.seconds:.0f} s, total PSS "
+                f"{run.total('pss') / MB:.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -326,26 +367,31 @@ def summary(runs: list[Run]) -> str:
 def details(runs: list[Run], models: list[str]) -> str:
     """One line per process: RSS, PSS, private pages and the predictions it answered."""
     lines = [
-        "| server | process | RSS MB | PSS MB | private MB | 200 answers per model |",
-        "|---|---|---:|---:|---:|---|",
+        "| server | process | RSS MB | PSS MB | private MB | 200 answers per model "
+        "| imported on first use |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for run in runs:
         for process in run.processes:
-            answers = (
-                ", ".join(f"{model} {run.served[(process.pid, model)]}" for model in models)
-                if process.role != "master"
-                else "–"
-            )
+            if process.role == "master":
+                answers = "–"
+            elif run.csv:
+                answers = f"CSV uploads to {CSV_MODEL} {run.served[(process.pid, CSV_MODEL)]}"
+            else:
+                answers = ", ".join(
+                    f"{model} {run.served[(process.pid, model)]}" for model in models
+                )
             lines.append(
                 f"| {run.label} | {process.role} | {process.rss / MB:.1f} "
-                f"| {process.pss / MB:.1f} | {process.private / MB:.1f} | {answers} |"
+                f"| {process.pss / MB:.1f} | {process.private / MB:.1f} | {answers} "
+                f"| {', '.join(process.lazy) or 'none'} |"
             )
     return "\n".join(lines)
 
 
 def goal(runs: list[Run]) -> str:
     """The goal as a PASS/FAIL line."""
-    preloaded = next(run for run in runs if run.preload)
+    preloaded = next(run for run in runs if run.preload and not run.csv and not run.libraries)
     total = preloaded.total("pss") / MB
     verdict = "PASS" if total < GOAL_MB else "FAIL"
     return (
@@ -387,7 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_before = load_average()
     forget_settings()
-    runs = [Run("preload off (baseline)", preload=False), Run("preload on", preload=True)]
+    runs = [
+        Run("preload off (baseline)", preload=False),
+        Run("preload on", preload=True),
+        Run("preload on, then CSV uploads", preload=True, csv=True),
+        Run("preload on + CSV libraries", preload=True, libraries=CSV_LIBRARIES),
+        Run("preload on + CSV libraries, then CSV uploads", True, True, CSV_LIBRARIES),
+    ]
     with tempfile.TemporaryDirectory(prefix="mp-memory-") as folder:
         workdir = Path(folder)
         env = modelport_env(
@@ -399,8 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         print("migrating a fresh database and loading the demo models", file=sys.stderr)
         try:
             token, rows = prepare(env, workdir)
-            for run in runs:
-                measure(run, env, token, rows, workdir, args)
+            measure(runs[:1], env, token, rows, workdir, args)
+            measure(runs[1:3], env, token, rows, workdir, args)
+            measure(runs[3:], env, token, rows, workdir, args)
         except KeyboardInterrupt:
             print("interrupted: servers stopped", file=sys.stderr)
             return 130
@@ -417,11 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         f"- Servers: gunicorn with `modelport/ops/gunicorn_conf.py`, {WORKERS} workers of its "
         "class, MODELPORT_ENV=production, SQLite, predictions recorded; one after the other "
         "on the same database with the 4 `modelport demo` models "
-        f"({', '.join(models)}); preload off is `MODELPORT_PRELOAD=false`",
+        f'({", ".join(models)}); preload off is `MODELPORT_PRELOAD=false`; "CSV '
+        f'libraries" is `MODELPORT_PRELOAD_LIBRARIES={CSV_LIBRARIES}`',
         f"- Load: one-row predictions on fresh connections, {args.threads} at a time, until "
         f"each worker had answered at least {args.predictions} for each model (worker pid "
         "from gunicorn's access log); then PSS, RSS and private pages of each process from "
-        "/proc/<pid>/smaps_rollup. MB = 2^20 bytes",
+        '/proc/<pid>/smaps_rollup; "then CSV uploads": the same server again once each '
+        f"worker had also answered {args.predictions} CSV uploads of one {CSV_MODEL} row. "
+        "MB = 2^20 bytes",
         f"- Command: `{command.strip()}` (took {time.monotonic() - started:.0f} s)",
         "",
         summary(runs),

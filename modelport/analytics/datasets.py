@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -21,10 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,9 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from modelport.analytics import profile
 from modelport.config import current_settings
 from modelport.extensions import db
+from modelport.lazy import lazy
 from modelport.models.datasets import Dataset, DatasetVersion, FileFormat
 from modelport.models.users import User
 from modelport.serving.artifacts import ArtifactStore
+
+pd = lazy("pandas")
+pa = lazy("pyarrow")
+pa_csv = lazy("pyarrow.csv")
+pq = lazy("pyarrow.parquet")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PARQUET_MAGIC = b"PAR1"
@@ -47,9 +50,13 @@ SNIFF_BYTES = 64 * 1024
 CHUNK = 1024 * 1024
 # The steps ``add_version`` reports to its ``progress`` callback, in order.
 STEPS = ("read", *profile.STEPS, "store")
-# A quoted cell may hold a line break, as spreadsheets write them.
-PARSE_OPTIONS = pa_csv.ParseOptions(newlines_in_values=True)
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+@functools.cache
+def parse_options() -> pa_csv.ParseOptions:
+    """A quoted cell may hold a line break, as spreadsheets write them."""
+    return pa_csv.ParseOptions(newlines_in_values=True)
 
 
 class DatasetError(Exception):
@@ -203,7 +210,7 @@ def read_table(path: Path, file_format: FileFormat) -> pa.Table:
     try:
         if file_format == FileFormat.PARQUET:
             return pq.read_table(path)
-        return pa_csv.read_csv(path, parse_options=PARSE_OPTIONS)
+        return pa_csv.read_csv(path, parse_options=parse_options())
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if match := _RAGGED.search(message):
@@ -248,7 +255,7 @@ def _batches(path: Path, file_format: str, names: list[str]) -> Iterator[pa.Reco
         return
     # As text: the stored file was checked whole; a block's own type inference could differ.
     convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
-    with pa_csv.open_csv(path, parse_options=PARSE_OPTIONS, convert_options=convert) as reader:
+    with pa_csv.open_csv(path, parse_options=parse_options(), convert_options=convert) as reader:
         yield from reader
 
 

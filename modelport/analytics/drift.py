@@ -35,21 +35,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from modelport.analytics import rollups, sketch
 from modelport.analytics.monitoring import Window, rounded
 from modelport.analytics.partials import HOUR, Key, Partial, window_sample
 from modelport.auth.caller import Caller
 from modelport.config import current_settings
+from modelport.lazy import lazy
 from modelport.models.predictions import Source
 from modelport.models.registry import ModelVersion, RegisteredModel
 from modelport.serving import access, registry
 from modelport.serving.predictor import ModelNotFound
 from modelport.serving.schema import InputSchema
 from modelport.serving.schema.types import NUMERIC_TYPES
+
+pd = lazy("pandas")
+stats = lazy("scipy.stats")
+scipy_distance = lazy("scipy.spatial.distance")
 
 SMALL_REFERENCE = 1000
 MAX_SAMPLE_ROWS = 20_000
@@ -150,7 +152,7 @@ def categorical_test(name: str, reference: pd.Series, current: pd.Series | Count
     ``current`` may be counts per value (a rollup's)."""
     ref, cur = _shares(reference, current)
     if len(reference) > SMALL_REFERENCE:
-        distance = jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2)
+        distance = scipy_distance.jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2)
         return _distance(name, "jensenshannon", 0.0 if math.isnan(distance) else distance)
     if len(ref) <= 1:
         return _p_test(name, "chisquare", 0.0, 1.0)  # one value on both sides: nothing moved

@@ -20,17 +20,12 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    precision_recall_curve,
-    precision_recall_fscore_support,
-    roc_auc_score,
-    roc_curve,
-)
 
+from modelport.lazy import lazy
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
+
+pd = lazy("pandas")
+sk_metrics = lazy("sklearn.metrics")
 
 EVALUATION_ROWS = 20_000  # rows evaluated (a random subset, seed SEED, beyond that)
 IMPORTANCE_ROWS = 2_000
@@ -167,10 +162,10 @@ def _classification(truth: np.ndarray, prediction: Any) -> dict[str, Any]:
     )
     # Answers the model never gives still count: as classes it misses every time.
     labels = classes + sorted(set(truth) - set(classes))
-    precision, recall, f1, support = precision_recall_fscore_support(
+    precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
         truth, predicted, labels=labels, zero_division=0
     )
-    macro = precision_recall_fscore_support(
+    macro = sk_metrics.precision_recall_fscore_support(
         truth, predicted, labels=labels, average="macro", zero_division=0
     )
     found: dict[str, Any] = {
@@ -193,7 +188,7 @@ def _classification(truth: np.ndarray, prediction: Any) -> dict[str, Any]:
         ],
         "confusion": {
             "labels": labels,
-            "matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+            "matrix": sk_metrics.confusion_matrix(truth, predicted, labels=labels).tolist(),
         },
         "roc": [],
         "pr": [],
@@ -209,19 +204,23 @@ def _classification(truth: np.ndarray, prediction: Any) -> dict[str, Any]:
         positive = truth == classes[i]
         if positive.all() or not positive.any():
             continue  # a curve needs both kinds of rows
-        fpr, tpr, _ = roc_curve(positive, proba[:, i])
+        fpr, tpr, _ = sk_metrics.roc_curve(positive, proba[:, i])
         fpr, tpr = _thin(fpr, tpr)
-        auc = roc_auc_score(positive, proba[:, i])
+        auc = sk_metrics.roc_auc_score(positive, proba[:, i])
         aucs.append(auc)
         found["roc"].append(
             {"class": classes[i], "auc": _round(auc), "fpr": _rounded(fpr), "tpr": _rounded(tpr)}
         )
-        precision_points, recall_points, _ = precision_recall_curve(positive, proba[:, i])
+        precision_points, recall_points, _ = sk_metrics.precision_recall_curve(
+            positive, proba[:, i]
+        )
         precision_points, recall_points = _thin(precision_points, recall_points)
         found["pr"].append(
             {
                 "class": classes[i],
-                "average_precision": _round(average_precision_score(positive, proba[:, i])),
+                "average_precision": _round(
+                    sk_metrics.average_precision_score(positive, proba[:, i])
+                ),
                 "recall": _rounded(recall_points),
                 "precision": _rounded(precision_points),
             }

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import select
 
 from modelport.analytics import datasets
 from modelport.extensions import db
+from modelport.lazy import lazy
 from modelport.models.datasets import DatasetVersion
 from modelport.models.feedback import Feedback
 from modelport.models.predictions import PredictionRecord
@@ -39,6 +39,8 @@ from modelport.models.registry import ModelReport, ModelVersion, RegisteredModel
 from modelport.serving import registry
 from modelport.serving.predictor import ModelNotFound
 from modelport.serving.schema import InputSchema
+
+pd = lazy("pandas")
 
 DEFAULT_TARGET = "target"
 # Records whose inputs are read in one query.

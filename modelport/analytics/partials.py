@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from modelport.analytics import sketch
+from modelport.lazy import lazy
 from modelport.models.predictions import Outcome
 from modelport.serving.records import stored_answer
 from modelport.serving.schema.types import NUMERIC_TYPES
+
+pd = lazy("pandas")
 
 MINUTE, HOUR = 60, 3600
 GRAINS = (MINUTE, HOUR)

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from modelport.lazy import lazy
+
+pd = lazy("pandas")
 
 PROFILE_FORMAT = 1
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

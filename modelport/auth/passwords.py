@@ -9,10 +9,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from zxcvbn import zxcvbn
 
 from modelport.config import current_settings
+from modelport.lazy import lazy
 
+# Imported by the first password chosen, not at start-up: its lists take about 13 MB.
+zxcvbn = lazy("zxcvbn")
 # zxcvbn ships its frequency lists (common passwords, words, names) inside the package, so
 # the check is offline. A score below 2 means fewer than ~10^6 guesses: refused, with a reason.
 _MIN_ZXCVBN_SCORE = 2
@@ -73,7 +75,7 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 def _is_guessable(password: str, personal: list[str]) -> bool:
-    result = zxcvbn(password[:_ZXCVBN_MAX_INPUT], user_inputs=[p for p in personal if p])
+    result = zxcvbn.zxcvbn(password[:_ZXCVBN_MAX_INPUT], user_inputs=[p for p in personal if p])
     return result["score"] < _MIN_ZXCVBN_SCORE
 
 

@@ -9,22 +9,21 @@ transformer, so that skl2onnx can compile it and serving runs it through onnxrun
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from modelport.lazy import lazy
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn is imported when a pipeline is built (modelport.lazy).
+sk_compose = lazy("sklearn.compose")
+sk_impute = lazy("sklearn.impute")
+sk_pipeline = lazy("sklearn.pipeline")
+sk_preprocessing = lazy("sklearn.preprocessing")
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -63,7 +62,7 @@ class Recipe:
     name: str
     task: str
     summary: str
-    estimator: Callable[..., BaseEstimator]
+    estimator: str  # its class, "module.Class", imported when a pipeline is built
     defaults: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Parser] = field(default_factory=dict)
 
@@ -98,23 +97,26 @@ class Recipe:
         settings = dict(params)
         if "random_state" in self.params or "random_state" in self.defaults:
             settings.setdefault("random_state", seed)
-        estimator = self.estimator(**settings)
+        module, _, name = self.estimator.rpartition(".")
+        estimator = getattr(importlib.import_module(module), name)(**settings)
+        Pipeline = sk_pipeline.Pipeline  # noqa: N806 - the class, named as scikit-learn does
         numbers = [
-            ("impute", SimpleImputer(strategy="median")),
-            ("scale", StandardScaler()),
+            ("impute", sk_impute.SimpleImputer(strategy="median")),
+            ("scale", sk_preprocessing.StandardScaler()),
         ]
         if not categorical:
             return Pipeline([*numbers, ("model", estimator)])
         categories = Pipeline(
             [
-                ("impute", SimpleImputer(strategy="most_frequent")),
-                ("encode", OneHotEncoder(handle_unknown="ignore")),
+                ("impute", sk_impute.SimpleImputer(strategy="most_frequent")),
+                ("encode", sk_preprocessing.OneHotEncoder(handle_unknown="ignore")),
             ]
         )
         transformers: list[tuple[str, Any, list[str]]] = [("categories", categories, categorical)]
         if numeric:
             transformers.insert(0, ("numbers", Pipeline(numbers), numeric))
-        return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", estimator)])
+        preprocess = sk_compose.ColumnTransformer(transformers)
+        return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
 _FOREST = {
@@ -137,7 +139,7 @@ RECIPES: tuple[Recipe, ...] = (
         "logistic-regression",
         CLASSIFICATION,
         "Logistic regression (L2), probabilities for every class.",
-        LogisticRegression,
+        "sklearn.linear_model.LogisticRegression",
         {"C": 1.0, "max_iter": 1000},
         {"C": float, "max_iter": int},
     ),
@@ -145,7 +147,7 @@ RECIPES: tuple[Recipe, ...] = (
         "random-forest-classifier",
         CLASSIFICATION,
         "A random forest of decision trees.",
-        RandomForestClassifier,
+        "sklearn.ensemble.RandomForestClassifier",
         {"n_estimators": 100, "random_state": 0},
         _FOREST,
     ),
@@ -153,7 +155,7 @@ RECIPES: tuple[Recipe, ...] = (
         "hist-gradient-boosting-classifier",
         CLASSIFICATION,
         "Histogram gradient boosting (LightGBM-style trees).",
-        HistGradientBoostingClassifier,
+        "sklearn.ensemble.HistGradientBoostingClassifier",
         {"max_iter": 100, "early_stopping": False, "random_state": 0},
         _BOOSTING,
     ),
@@ -161,7 +163,7 @@ RECIPES: tuple[Recipe, ...] = (
         "ridge",
         REGRESSION,
         "Ridge regression (linear, L2).",
-        Ridge,
+        "sklearn.linear_model.Ridge",
         {"alpha": 1.0},
         {"alpha": float},
     ),
@@ -169,7 +171,7 @@ RECIPES: tuple[Recipe, ...] = (
         "random-forest-regressor",
         REGRESSION,
         "A random forest of regression trees.",
-        RandomForestRegressor,
+        "sklearn.ensemble.RandomForestRegressor",
         {"n_estimators": 100, "random_state": 0},
         _FOREST,
     ),
@@ -177,7 +179,7 @@ RECIPES: tuple[Recipe, ...] = (
         "hist-gradient-boosting-regressor",
         REGRESSION,
         "Histogram gradient boosting for numbers.",
-        HistGradientBoostingRegressor,
+        "sklearn.ensemble.HistGradientBoostingRegressor",
         {"max_iter": 100, "early_stopping": False, "random_state": 0},
         _BOOSTING,
     ),

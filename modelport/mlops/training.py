@@ -17,26 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import sklearn
-import skops.io as sio
 from flask import current_app
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-    roc_auc_score,
-)
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 
 from modelport.analytics import datasets
+from modelport.lazy import lazy
 from modelport.mlops.recipes import CLASSIFICATION, Recipe, RecipeError, get_recipe
 from modelport.models.datasets import FileFormat
 from modelport.models.registry import ModelVersion
 from modelport.serving import flavors, registry
+
+pd = lazy("pandas")
+sklearn = lazy("sklearn")
+sio = lazy("skops.io")
+sk_metrics = lazy("sklearn.metrics")
+sk_model_selection = lazy("sklearn.model_selection")
+sk_pipeline = lazy("sklearn.pipeline")
 
 STEPS = ("read", "split", "fit", "evaluate", "mlflow", "register")
 TEST_SIZE = 0.25
@@ -265,7 +260,7 @@ def train(
     stratify = None
     if classifier and chosen.answers.value_counts().min() >= 2:
         stratify = chosen.answers
-    x_train, x_test, y_train, y_test = train_test_split(
+    x_train, x_test, y_train, y_test = sk_model_selection.train_test_split(
         chosen.features, chosen.answers, test_size=TEST_SIZE, random_state=seed, stratify=stratify
     )
     report("split")
@@ -320,24 +315,24 @@ def train(
 
 
 def _metrics(
-    pipeline: Pipeline, x_test: pd.DataFrame, y_test: pd.Series, classifier: bool
+    pipeline: sk_pipeline.Pipeline, x_test: pd.DataFrame, y_test: pd.Series, classifier: bool
 ) -> dict[str, float]:
     """Held-out figures for the MLflow run and the version's list of metrics."""
     predicted = pipeline.predict(x_test)
     if not classifier:
         return {
-            "r2": float(r2_score(y_test, predicted)),
-            "mae": float(mean_absolute_error(y_test, predicted)),
-            "rmse": float(math.sqrt(mean_squared_error(y_test, predicted))),
+            "r2": float(sk_metrics.r2_score(y_test, predicted)),
+            "mae": float(sk_metrics.mean_absolute_error(y_test, predicted)),
+            "rmse": float(math.sqrt(sk_metrics.mean_squared_error(y_test, predicted))),
         }
     metrics = {
-        "accuracy": float(accuracy_score(y_test, predicted)),
-        "f1_macro": float(f1_score(y_test, predicted, average="macro")),
+        "accuracy": float(sk_metrics.accuracy_score(y_test, predicted)),
+        "f1_macro": float(sk_metrics.f1_score(y_test, predicted, average="macro")),
     }
     classes = pipeline.classes_
     if len(classes) == 2 and y_test.nunique() == 2:
         scores = pipeline.predict_proba(x_test)[:, 1]
-        metrics["roc_auc"] = float(roc_auc_score(y_test == classes[1], scores))
+        metrics["roc_auc"] = float(sk_metrics.roc_auc_score(y_test == classes[1], scores))
     return metrics
 
 
@@ -351,7 +346,7 @@ def _local_store(uri: str) -> bool:
 
 def _log_to_mlflow(
     chosen: TrainingPlan,
-    pipeline: Pipeline,
+    pipeline: sk_pipeline.Pipeline,
     artifact: bytes,
     x_train: pd.DataFrame,
     metrics: dict[str, float],

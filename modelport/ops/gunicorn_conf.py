@@ -5,6 +5,7 @@ Each can be overridden by gunicorn's own environment variable ``GUNICORN_CMD_ARG
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -36,6 +37,7 @@ if _switch("MODELPORT_METRICS", default=True):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
+from modelport.lazy import LAZY  # noqa: E402
 from modelport.ops.worker import group_size, head_timeout  # noqa: E402
 
 bind = os.environ.get("MODELPORT_BIND", "127.0.0.1:5000")
@@ -44,11 +46,34 @@ workers = int(os.environ.get("MODELPORT_WORKERS", min(4, multiprocessing.cpu_cou
 worker_class = "modelport.ops.worker.GroupWorker"
 # The application and every module it imports are loaded once, in the master, before the
 # workers fork: the workers share those pages instead of each holding a copy of its own
-# (docs/benchmarks.md, "Memory"). What must not cross a fork is made after it: post_fork
-# below drops the master's database connections, and each worker loads its models (and
-# imports onnxruntime for them: serving/flavors.py) on first use. MODELPORT_PRELOAD=false:
-# each worker imports the application itself, as gunicorn does by default.
+# (docs/benchmarks.md, "Memory"); libraries only some requests need are imported by the
+# worker that first needs them (modelport.lazy). What must not cross a fork is made after
+# it: post_fork below drops the master's database connections, and each worker loads its
+# models (and imports onnxruntime for them: serving/flavors.py) on first use.
+# MODELPORT_PRELOAD=false: each worker imports the application itself, as gunicorn does by
+# default.
 preload_app = _switch("MODELPORT_PRELOAD", default=True)
+
+
+def _preload_libraries(value: str) -> list[str]:
+    """The modules of MODELPORT_PRELOAD_LIBRARIES; one that is not of a library imported on
+    first use (modelport.lazy) stops the server here."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        if name.split(".")[0] not in LAZY:
+            raise ValueError(
+                f"MODELPORT_PRELOAD_LIBRARIES: {name!r} is not a module of {', '.join(LAZY)}"
+            )
+    return names
+
+
+# Libraries that features import on first use (modelport.lazy), imported here in the master
+# too, so that the workers share them instead of each importing its own copy: worth it when
+# every worker will need them (all take CSV uploads, say). Without preload, nothing is.
+preload_libraries = _preload_libraries(os.environ.get("MODELPORT_PRELOAD_LIBRARIES", ""))
+if preload_app:
+    for _name in preload_libraries:
+        importlib.import_module(_name)
 group_size()  # a bad MODELPORT_WORKER_GROUP stops the server here, not each worker at boot
 # Inference must finish well below this, or a worker is killed mid-request.
 timeout = int(os.environ.get("MODELPORT_WORKER_TIMEOUT", "60"))

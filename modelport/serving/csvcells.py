@@ -23,8 +23,11 @@ import re
 from typing import IO, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+
+from modelport.lazy import lazy
+
+pa = lazy("pyarrow")
+pc = lazy("pyarrow.compute")
 
 TRIGGERS = frozenset("=+-@\t\r")
 PREFIX = "'"

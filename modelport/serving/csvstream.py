@@ -19,6 +19,7 @@ predicts each and writes it out, so a million rows never sit in memory; the reco
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import tempfile
 import time
@@ -27,12 +28,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from modelport.config import current_settings
+from modelport.lazy import lazy
 from modelport.models.predictions import Outcome, Source
 from modelport.serving import csvcells, records
 from modelport.serving.inference import (
@@ -44,6 +42,11 @@ from modelport.serving.inference import (
 )
 from modelport.serving.predictor import Served
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
+
+pd = lazy("pandas")
+pa = lazy("pyarrow")
+pc = lazy("pyarrow.compute")
+pacsv = lazy("pyarrow.csv")
 
 CHUNK_ROWS = 50_000  # rows predicted (and sent) at a time
 CHUNK_BYTES = 8 << 20  # fewer when their CSV text is longer than this
@@ -295,7 +298,9 @@ def _parsed(body: _Body, rest: bytearray, width: int) -> Iterator[tuple[pa.Table
         yield table, b'"' in piece
 
 
-_PARSE = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True)
+@functools.cache
+def _parse_options() -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True)
 
 
 def _parse(piece: bytes, width: int, first_row: int) -> pa.Table:
@@ -326,7 +331,7 @@ def _parse_arrow(piece: bytes, width: int) -> pa.Table | None:
             read_options=pacsv.ReadOptions(
                 column_names=names, use_threads=False, block_size=len(piece) + 1
             ),
-            parse_options=_PARSE,
+            parse_options=_parse_options(),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except pa.ArrowInvalid as exc:

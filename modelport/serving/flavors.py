@@ -1,12 +1,14 @@
 """Model flavors: recognise, load safely and run scikit-learn, ONNX and MLflow models.
 
-The libraries are imported here, with the module, not when a model first loads: under
-gunicorn the master imports the application before it forks (``preload_app``), so the
-workers share one copy of them. Sessions and estimators are made in each worker, on first
-use (``serving.predictor``). Two are imported on first use instead: MLflow, an optional
-extra, and onnxruntime, which must not be imported before a fork: it starts a thread at
-import, and a forked worker, which has its state but not the thread, then hangs at exit
-(onnxruntime 1.32, in a static destructor), until gunicorn kills it.
+numpy and onnx are imported with the module: under gunicorn the master imports the
+application before it forks (``preload_app``), so the workers share one copy, and every
+worker needs them to load an ONNX model. Sessions and estimators are made in each worker, on
+first use (``serving.predictor``). The rest is imported on first use (``modelport.lazy``):
+pandas, scikit-learn, skops and skl2onnx, by the worker that loads a scikit-learn model or
+compiles one; MLflow, an optional extra; and onnxruntime, which must not be imported before
+a fork: it starts a thread at import, and a forked worker, which has its state but not the
+thread, then hangs at exit (onnxruntime 1.32, in a static destructor), until gunicorn kills
+it.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from typing import Any, Protocol
 
 import numpy as np
 import onnx
-import pandas as pd
-import skl2onnx
-import skops.io as sio
 from onnx import TensorProto, helper
-from skl2onnx.common.data_types import FloatTensorType
-from sklearn.base import is_classifier
 
+from modelport.lazy import lazy
 from modelport.serving.artifacts import ArtifactError
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_frame
+
+pd = lazy("pandas")
+skl2onnx = lazy("skl2onnx")
+skl2onnx_types = lazy("skl2onnx.common.data_types")
+sio = lazy("skops.io")
+sklearn_base = lazy("sklearn.base")
 
 __all__ = [
     "FLAVORS",
@@ -236,7 +240,7 @@ def _short(exc: BaseException) -> str:
 
 def describe(estimator: Any) -> dict:
     """Task guess, classes (JSON-safe) and class name of a scikit-learn model."""
-    task = "classification" if is_classifier(estimator) else "regression"
+    task = "classification" if sklearn_base.is_classifier(estimator) else "regression"
     classes = getattr(estimator, "classes_", None) if task == "classification" else None
     info: dict[str, Any] = {
         "task": task,
@@ -823,7 +827,7 @@ def compile_sklearn(
 
 def _convert(estimator: Any, schema: InputSchema, task: str) -> bytes:
     options = {"zipmap": False} if task == "classification" else None
-    initial = [("input", FloatTensorType([None, len(schema.features)]))]
+    initial = [("input", skl2onnx_types.FloatTensorType([None, len(schema.features)]))]
     onnx_model = skl2onnx.to_onnx(
         estimator, initial_types=initial, options=options, target_opset=_ort_max_opset()
     )

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pandas as pd
 from flask import current_app
 from sqlalchemy import func, or_, select
 
 from modelport.analytics import evaluation as evaluations
 from modelport.config import current_settings
 from modelport.extensions import db
+from modelport.lazy import lazy
 from modelport.models.registry import (
     ModelAlias,
     ModelReport,
@@ -32,6 +32,8 @@ from modelport.models.users import User
 from modelport.serving import flavors
 from modelport.serving.artifacts import ArtifactError, ArtifactStore
 from modelport.serving.schema import InputSchema, infer_schema
+
+pd = lazy("pandas")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")

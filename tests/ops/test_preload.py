@@ -2,9 +2,10 @@
 once, before it forks, and every model loads in a worker, after the fork.
 
 The master is checked by running gunicorn's own loading code in a process of its own (what
-``Arbiter.setup`` does with ``preload_app``) and looking into it: the libraries imported, but
-not onnxruntime (a worker forked after importing it hangs at exit: serving/flavors.py), no
-session, no loaded model. Real gunicorns, preloading as configured by default, then answer
+``Arbiter.setup`` does with ``preload_app``) and looking into it: the libraries every worker
+needs imported, those only some requests need not (``modelport.lazy``) unless
+``MODELPORT_PRELOAD_LIBRARIES`` names them, not onnxruntime (a worker forked after importing
+it hangs at exit: serving/flavors.py), no session, no loaded model. Real gunicorns, preloading as configured by default, then answer
 predictions from both workers on SQLite and PostgreSQL, and stop on SIGTERM without a
 worker having to be killed.
 """
@@ -25,6 +26,7 @@ import requests
 
 from modelport import create_app
 from modelport.extensions import db
+from modelport.lazy import LAZY
 from tests.support.databases import empty_database_url
 from tests.support.models import IRIS_ROW, register_demo
 from tests.support.servers import (
@@ -39,23 +41,13 @@ from tests.support.users import make_user
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 # The libraries whose pages the workers should share: imported by the master.
-LIBRARIES = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "scipy",
-    "sklearn",
-    "skops",
-    "onnx",
-    "skl2onnx",
-    "prometheus_client",
-)
+LIBRARIES = ("numpy", "onnx", "prometheus_client", "sqlalchemy", "flask")
 # iris is compiled to ONNX from scikit-learn, digits is an ONNX model: both run on onnxruntime.
 MODELS = {"iris": IRIS_ROW, "digits": {f"pixel_{r}_{c}": 0.0 for r in range(8) for c in range(8)}}
 # What gunicorn's master does before forking when preload_app is on, then what it holds.
 MASTER = """
 import gc, json, sys
-libraries = json.loads(sys.stdin.read())
+libraries, lazy = json.loads(sys.stdin.read())
 sys.argv = ["gunicorn", "--config", "python:modelport.ops.gunicorn_conf", "modelport:create_app()"]
 from gunicorn.app.wsgiapp import WSGIApplication
 
@@ -69,6 +61,8 @@ def state():
     return {
         "preload": server.cfg.preload_app,
         "libraries": sorted(m for m in libraries if m in sys.modules),
+        "lazy": sorted(m for m in lazy if m in sys.modules),
+        "pyarrow.csv": "pyarrow.csv" in sys.modules,
         "onnxruntime": ort is not None,
         "sessions": len(sessions),
         "models": len(cache.runtimes) if cache else 0,
@@ -114,20 +108,19 @@ def test_preload_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> N
         settings._switch("MODELPORT_PRELOAD", default=True)
 
 
-def test_the_master_imports_the_libraries_and_loads_no_model(
-    tmp_path: Path, demo_models: dict[str, Any]
-) -> None:
-    url, _token = served_database(tmp_path, "sqlite", demo_models)
+def _master(tmp_path: Path, url: str, **settings: str) -> dict[str, Any]:
+    """What a preloading gunicorn master holds, and holds once it has loaded the models."""
     environment = {key: value for key, value in os.environ.items() if "MODELPORT_" not in key}
     environment |= {
         "MODELPORT_ENV": "testing",
         "MODELPORT_DATABASE_URL": url,
         "MODELPORT_INSTANCE_PATH": str(tmp_path / "instance"),
         "MODELPORT_LOG_LEVEL": "WARNING",
+        **settings,
     }
     result = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", MASTER],
-        input=json.dumps(LIBRARIES),
+        input=json.dumps([LIBRARIES, LAZY]),
         env=environment,
         cwd=tmp_path,
         capture_output=True,
@@ -136,10 +129,19 @@ def test_the_master_imports_the_libraries_and_loads_no_model(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_the_master_imports_the_libraries_and_loads_no_model(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    url, _token = served_database(tmp_path, "sqlite", demo_models)
+    found = _master(tmp_path, url)
     assert found["master"] == {
         "preload": True,
         "libraries": sorted(LIBRARIES),
+        "lazy": [],
+        "pyarrow.csv": False,
         "onnxruntime": False,
         "sessions": 0,
         "models": 0,
@@ -148,6 +150,28 @@ def test_the_master_imports_the_libraries_and_loads_no_model(
     assert found["loaded"]["onnxruntime"] is True
     assert found["loaded"]["sessions"] >= len(MODELS)
     assert found["loaded"]["models"] == len(MODELS)
+
+
+def test_the_master_imports_the_libraries_named_to_preload(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    url, _token = served_database(tmp_path, "sqlite", demo_models)
+    found = _master(tmp_path, url, MODELPORT_PRELOAD_LIBRARIES="pandas, pyarrow.csv")
+    assert found["master"]["lazy"] == ["pandas", "pyarrow"]
+    assert found["master"]["pyarrow.csv"] is True
+    assert found["master"]["onnxruntime"] is False
+    # Off without preload: the master imports nothing of the application then.
+    off = _master(tmp_path, url, MODELPORT_PRELOAD="false", MODELPORT_PRELOAD_LIBRARIES="pandas")
+    assert off["master"]["lazy"] == []
+
+
+def test_a_library_to_preload_that_is_not_imported_on_first_use_stops_the_server() -> None:
+    settings = server_settings()
+    assert settings.preload_libraries == []
+    assert settings._preload_libraries(" pandas , scipy.stats,") == ["pandas", "scipy.stats"]
+    for value in ("os", "onnxruntime", "pandasx"):
+        with pytest.raises(ValueError, match="MODELPORT_PRELOAD_LIBRARIES"):
+            settings._preload_libraries(value)
 
 
 @pytest.mark.parametrize(
@@ -170,8 +194,11 @@ def test_preloaded_workers_load_their_own_models_and_answer(
 
     with gunicorn_master(tmp_path, url, "-w", "2") as master:
         workers = wait_for_workers(master, 2)
-        # The master has imported the libraries (their files are mapped).
-        assert "scikit_learn.libs" in Path(f"/proc/{master.pid}/maps").read_text()
+        # The master has imported the libraries (their files are mapped), but not those only
+        # some requests need.
+        maps = Path(f"/proc/{master.pid}/maps").read_text()
+        assert "/site-packages/numpy/" in maps
+        assert "/site-packages/pandas/" not in maps
         answered: dict[str, set[int]] = {model: set() for model in MODELS}
         results = []
         with ThreadPoolExecutor(4) as pool:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 
-import plotly
-
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# Found, not imported: the page needs the package's JavaScript, not its Python (about 10 MB
+# in every process that imports it).
+PLOTLY_JS = Path(find_spec("plotly").origin).parent / "package_data" / "plotly.min.js"
 GLOBAL_STYLE_ID = "plotly.js-style-global"
 # plotly's build/plotcss.js, {"selector": "declarations", ...}: X and Y in a selector stand
 # for the two prefixes below.

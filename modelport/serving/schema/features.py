@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from modelport.lazy import lazy
 from modelport.serving.schema.coercion import _MISSING, _Problem, _show, _Spec
 from modelport.serving.schema.types import FEATURE_TYPES, NUMERIC_TYPES
+
+pd = lazy("pandas")
 
 
 @dataclass

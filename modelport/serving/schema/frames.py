@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
+from modelport.lazy import lazy
 from modelport.serving.schema.coercion import _MISSING, _TRUE_WORDS, _Problem, _Spec, _specs, _types
 from modelport.serving.schema.features import Batch, InputSchema
 from modelport.serving.schema.problems import _fail, _raise, _sorted
 from modelport.serving.schema.rows import _column_array, _range_warnings
 from modelport.serving.schema.types import _EXACT_FLOAT, MAX_DETAILS, NUMERIC_TYPES
+
+pd = lazy("pandas")
 
 # --- validate_frame ---------------------------------------------------------------------
 

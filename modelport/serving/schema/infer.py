@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
+from modelport.lazy import lazy
 from modelport.serving.schema.features import Feature, InputSchema
 from modelport.serving.schema.types import MAX_CATEGORIES
+
+pd = lazy("pandas")
 
 # --- infer_schema -----------------------------------------------------------------------
 
