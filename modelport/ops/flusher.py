@@ -7,7 +7,9 @@ tuple to a queue (``collections.deque``: appends and pops are safe between threa
 thread of the process writes out every queue registered here every ``INTERVAL`` seconds; a
 scrape, a worker leaving (``ops.gunicorn_conf.worker_exit``) and tests call ``flush_all``
 to have it done at once. Each process starts its own thread with its first note: a thread
-does not cross a fork.
+does not cross a fork. Under gunicorn the product's worker (``ops.worker``) writes them out
+itself instead, between requests (``flush_if_due``): a thread would take the interpreter
+from the request being answered for as long as it writes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ INTERVAL = 0.5
 _flushers: list[Callable[[], Callable[[], None] | None]] = []
 _lock = threading.Lock()
 _running = False
+# Whether this process's worker writes the notes out itself (``run_in_worker_loop``), and
+# when it is next due to.
+_in_worker_loop = False
+_next_flush = 0.0
 
 
 def register(flush: Callable[[], None]) -> None:
@@ -38,7 +44,7 @@ def register(flush: Callable[[], None]) -> None:
 def ensure_running() -> None:
     """Start this process's thread, once (cheap to call for every note)."""
     global _running
-    if _running:
+    if _running or _in_worker_loop:
         return
     with _lock:
         if _running:
@@ -57,6 +63,23 @@ def flush_all() -> None:
             flush()
 
 
+def run_in_worker_loop() -> None:
+    """This process's worker writes the notes out itself, calling ``flush_if_due`` between
+    requests at least every ``INTERVAL`` (``ops.worker``): no thread is started."""
+    global _in_worker_loop, _next_flush  # noqa: PLW0603 - one switch per process, set at its start
+    _in_worker_loop = True
+    _next_flush = time.monotonic() + INTERVAL
+
+
+def flush_if_due() -> None:
+    """Write out everything noted when ``INTERVAL`` has passed since the last time."""
+    global _next_flush  # noqa: PLW0603 - the worker loop's own clock
+    now = time.monotonic()
+    if now >= _next_flush:
+        _next_flush = now + INTERVAL
+        flush_all()
+
+
 def _run() -> None:
     while True:
         time.sleep(INTERVAL)
@@ -64,9 +87,10 @@ def _run() -> None:
 
 
 def _forked() -> None:
-    global _lock, _running
+    global _lock, _running, _in_worker_loop
     _lock = threading.Lock()
     _running = False
+    _in_worker_loop = False
 
 
 os.register_at_fork(after_in_child=_forked)

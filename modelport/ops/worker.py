@@ -153,6 +153,7 @@ class GroupWorker(SyncWorker):
         # Imported here, in the worker: gunicorn's config imports this module before the
         # master loads the application (MODELPORT_PRELOAD), or when it does not load it at all.
         from modelport.api import fastpath
+        from modelport.ops import flusher
         from modelport.serving import variants
         from modelport.serving.records import RecordGroup
 
@@ -162,8 +163,13 @@ class GroupWorker(SyncWorker):
         self.peek_buffer = bytearray(_PEEK_BYTES)
         listener = self.sockets[0]
         size = group_size()
-        # Shadow runs are done here, between requests (see serving.variants).
+        # Shadow runs, and writing out metrics and request log lines, are done here, between
+        # requests (see serving.variants, ops.flusher): a thread would hold the interpreter
+        # while a request waits for it.
         variants.run_in_worker_loop()
+        flusher.run_in_worker_loop()
+        # An idle worker still writes out what it noted within the flusher's interval.
+        idle_wait = min(timeout, flusher.INTERVAL)
         while self.alive:
             self.notify()
             try:
@@ -172,10 +178,12 @@ class GroupWorker(SyncWorker):
                 # Busy without a pause: catch up before the queue fills and runs are lost.
                 if variants.backlog() >= variants.BATCH:
                     variants.run_queued()
+                flusher.flush_if_due()
                 continue  # as SyncWorker: no select() while connections are waiting
             except OSError as e:
                 if e.errno not in _AGAIN:
                     raise
+            flusher.flush_if_due()
             if variants.backlog():
                 # Shadow runs wait for a pause (no request for PAUSE_SECONDS) or a batch:
                 # meanwhile this worker takes requests as they come, and while it runs them an
@@ -190,7 +198,7 @@ class GroupWorker(SyncWorker):
             if not self.is_parent_alive():
                 return
             try:
-                self.wait(timeout)
+                self.wait(idle_wait)
             except StopWaiting:
                 return
 

@@ -47,10 +47,10 @@ from modelport.serving.predictor import Route, Served
 from modelport.serving.schema import Batch, InputError, InputSchema, validate_inputs
 
 # Shadow runs a worker holds at most; more are dropped (counted) until it catches up.
-QUEUE_SIZE = 64
+QUEUE_SIZE = 128
 # Queued runs past which a worker doing them itself runs them before its next request,
 # and the most a background thread runs (and records) together.
-BATCH = 8
+BATCH = 32
 # How long a worker doing the runs itself waits for a request before it runs fewer.
 PAUSE_SECONDS = 0.05
 # Whether this process's worker does the runs itself (``run_in_worker_loop``), and the
