@@ -239,6 +239,26 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Any, int]:
     return error_response(error)
 
 
+def handle_os_error(error: OSError) -> Response | tuple[Any, int]:
+    """A full disk (or spent quota) while a request is read or answered: werkzeug keeps a large
+    upload in a temporary file, and a full temporary folder is no fault of the request. 507,
+    as a full artifact store is (``StoreFull``); any other OSError is unexpected."""
+    from modelport.serving.artifacts import DISK_FULL
+
+    if error.errno not in DISK_FULL:
+        return handle_unexpected(error)
+    with contextlib.suppress(SQLAlchemyError):
+        db.session.rollback()
+    log.warning("disk_full", extra={"fields": {"request_id": g.get("request_id")}})
+    return error_response(
+        ApiError(
+            507,
+            "insufficient_storage",
+            _("The server has no room for this request now: nothing was stored. Try again later."),
+        )
+    )
+
+
 def handle_unexpected(error: Exception) -> Response | tuple[Any, int]:
     """The last resort: log with the request id, answer a generic 500, commit nothing."""
     with contextlib.suppress(SQLAlchemyError):
@@ -498,4 +518,5 @@ def register_error_handlers(app: Flask) -> None:
     app.teardown_appcontext(close_session)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(SATimeoutError, handle_database_error)
+    app.register_error_handler(OSError, handle_os_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 CHUNK_SIZE = 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # What a full disk or a spent quota reports, at whichever step of a write it happens.
-_FULL = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ArtifactStore:
         try:
             return self._put(source)
         except OSError as exc:
-            if exc.errno in _FULL:
+            if exc.errno in DISK_FULL:
                 # The operator's signal: uploads are refused until space is freed.
                 log.warning("the artifact store is full: %s", os.strerror(exc.errno))
                 raise StoreFull("The model store has no room left.") from exc

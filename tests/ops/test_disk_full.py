@@ -148,3 +148,38 @@ def test_a_full_disk_refuses_an_upload_and_leaves_nothing_behind(
     assert versions() == 2
     # The artifact, its compiled (ONNX) form and its sample.
     assert len(set(after_accepted) - set(stored)) == 3, accepted.json()
+
+
+def test_a_full_temporary_folder_refuses_an_upload_and_the_server_goes_on(
+    tmp_path: Path, demo_models: dict[str, Any]
+) -> None:
+    """werkzeug keeps an uploaded part over 500 KiB in a temporary file while it reads the
+    request: with the temporary folder full, the upload gets 507 with a JSON error (it was a
+    500), nothing is stored, and the same workers answer the next upload."""
+    deployment = deploy(tmp_path, empty_database_url("sqlite", tmp_path, "scratch"), demo_models)
+    artifact = iris_with_swapped_labels()
+    sample = demo_models["iris"].sample.to_csv(index=False).encode()
+    stored = file_tree(deployment.artifacts)
+    try:
+        with small_disk(tmp_path / "scratch", 1024 * 1024) as scratch:
+            env = {"TMPDIR": str(scratch), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+            with deployment.serve(env=env) as master:
+                url = master.server.url
+                workers = master.workers()
+                big = b"\0" * (free_bytes(scratch) + 2 * PAGE)
+                refused = _upload(url, deployment.token, big, sample)
+                after_refused = file_tree(deployment.artifacts)
+                ready = requests.get(f"{url}/readyz", timeout=30)
+                accepted = _upload(url, deployment.token, artifact, sample)
+                assert master.workers() == workers
+            log = master.server.text()
+    finally:
+        deployment.close()
+
+    assert refused.status_code == 507, refused.text
+    assert refused.json()["error"]["code"] == "insufficient_storage"
+    assert "nothing was stored" in refused.json()["error"]["message"]
+    assert after_refused == stored
+    assert ready.status_code == 200
+    assert accepted.status_code == 201, accepted.text
+    assert "Traceback" not in log
