@@ -17,9 +17,10 @@ With ``MODELPORT_LOG_FORMAT=json`` the line is one JSON object: ``time`` (UTC), 
 short line for people. gunicorn's own access log can then stay off, as it does by default.
 The line goes to the stream of the app's log handler (stderr, ``ops.logging``) while the
 ``modelport.request`` logger is enabled for INFO (``MODELPORT_LOG_LEVEL``). A request only
-notes its fields; ``ops.flusher`` renders the lines and writes them, many at once, within
-half a second (and when a worker leaves): rendered and written mid-request, a line cost
-several times more, and a LogRecord with a formatter more still.
+notes its fields; ``ops.flusher`` renders the lines and writes them, many at once, every
+half second (under gunicorn between requests, so a long request delays them to its end; and
+when a worker leaves): rendered and written mid-request, a line cost several times more,
+and a LogRecord with a formatter more still.
 """
 
 from __future__ import annotations

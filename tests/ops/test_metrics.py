@@ -369,3 +369,37 @@ def test_every_metric_is_in_the_operations_guide() -> None:
     assert len(names) == 16
     missing = [name for name in names if f"| `{name}` |" not in guide]
     assert not missing, f"docs/operations.md lacks a row for {missing}"
+
+
+def test_a_worker_loop_writes_the_notes_out_itself_without_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under gunicorn the worker calls ``flush_if_due`` between requests (ops.worker): no
+    thread is started, and the notes go out once ``INTERVAL`` has passed, once."""
+    import threading
+    import time
+
+    monkeypatch.setattr(flusher, "_in_worker_loop", False)
+    monkeypatch.setattr(flusher, "_running", False)
+    written: list[float] = []
+    this_thread = threading.current_thread()
+
+    def flush() -> None:
+        # Only this thread's calls: an earlier test's flusher thread may still be running.
+        if threading.current_thread() is this_thread:
+            written.append(time.monotonic())
+
+    monkeypatch.setattr(flusher, "_flushers", [lambda: flush])
+    flusher.run_in_worker_loop()
+    threads = threading.active_count()
+    flusher.ensure_running()
+    assert threading.active_count() == threads
+    assert flusher._running is False
+    flusher.flush_if_due()
+    assert written == []  # not due yet
+    started = time.monotonic()
+    time.sleep(flusher.INTERVAL)
+    flusher.flush_if_due()
+    flusher.flush_if_due()
+    assert len(written) == 1
+    assert written[0] - started >= flusher.INTERVAL - 0.05
