@@ -455,15 +455,20 @@ def promote(model_name: str) -> None:
 @click.argument("model_name", metavar="MODEL")
 @with_appcontext
 def rollback(model_name: str) -> None:
-    """End MODEL's canary: every caller gets the champion (challenger alias removed)."""
+    """One step back for MODEL: end its canary (every caller gets the champion, challenger
+    alias removed); without one, undo its last promote (the champion before it again)."""
     from modelport.serving import registry
 
     model = _canary_model(model_name)
     try:
-        registry.rollback(model)
+        restored = registry.rollback(model)
     except registry.RegistryError as exc:
         _fail(exc.message)
-    click.echo("Rolled back. " + _canary_summary(model))
+    if restored is not None:
+        click.echo(f"Rolled back: version {restored.number} is the champion again. ", nl=False)
+    else:
+        click.echo("Rolled back. ", nl=False)
+    click.echo(_canary_summary(model))
 
 
 def _sync_lines(result: SyncResult) -> str:

@@ -350,7 +350,7 @@ def put_canary(body: dict[str, Any], name: str) -> dict[str, Any]:
 @blp.post("/models/<name>/canary/promote")
 @admin_only
 @blp.response(200, CanaryResultSchema)
-@blp.errors(404)
+@blp.errors(404, 409)
 @blp.doc(security=SECURITY)
 def promote(name: str) -> dict[str, Any]:
     """The challenger becomes the champion; the canary ends (admin)."""
@@ -362,10 +362,11 @@ def promote(name: str) -> dict[str, Any]:
 @blp.post("/models/<name>/canary/rollback")
 @admin_only
 @blp.response(200, CanaryResultSchema)
-@blp.errors(404)
+@blp.errors(404, 409)
 @blp.doc(security=SECURITY)
 def rollback(name: str) -> dict[str, Any]:
-    """End the canary: the challenger alias and the share go (admin)."""
+    """One step back: end the canary (the challenger alias and the share go); without one,
+    undo the last promote, the champion before it serving again (admin)."""
     model = _model_or_404(name)
     registry.rollback(model)
     return canary_state(model)

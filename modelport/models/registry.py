@@ -45,6 +45,9 @@ class RegisteredModel(db.Model):
     # after the answer is sent. None: off (``serving.variants``).
     canary_share: Mapped[float | None]
     shadow_share: Mapped[float | None]
+    # The champion's version number before the last promote: what a rollback restores once
+    # no canary is left. Any other move of the champion forgets it (``serving.registry``).
+    previous_champion: Mapped[int | None]
     # The MLflow registered model this one follows: its champion, challenger and shadow
     # aliases are mirrored here (``mlops.follow``). None: not following.
     mlflow_model: Mapped[str | None] = mapped_column(String(256))

@@ -459,6 +459,8 @@ def _point_alias(model: RegisteredModel, alias: str, version: ModelVersion) -> M
     else:
         row.version_id = version.id
         row.updated_at = utcnow()
+    if alias == CHAMPION:
+        model.previous_champion = None  # a promote sets it again, after this
     _touch(model)
     return row
 
@@ -586,30 +588,53 @@ def promote(model: RegisteredModel) -> ModelVersion:
     if row is None:
         raise RegistryNotFound("alias_not_found", f"{model.name} has no {CHALLENGER} alias.")
     version = row.version
+    before = _alias_row(model, CHAMPION)
+    previous = before.version.number if before is not None else None
     _point_alias(model, CHAMPION, version)
+    model.previous_champion = previous if previous != version.number else None
     db.session.delete(row)
     model.canary_share = None
     db.session.commit()
     return version
 
 
-def rollback(model: RegisteredModel) -> None:
-    """End a canary: every caller gets the champion again (share 0, ``challenger`` removed)."""
+def rollback(model: RegisteredModel) -> ModelVersion | None:
+    """One step back. During a canary: end it, every caller gets the champion again (share 0,
+    ``challenger`` removed). Without one, after a promote: the champion goes back to the
+    version it had before, which is returned (once: a second rollback does nothing). Else
+    nothing changes."""
     _not_followed(model, {CHALLENGER})
     row = _alias_row(model, CHALLENGER)
-    if row is not None:
-        db.session.delete(row)
-    model.canary_share = None
-    _touch(model)
+    number = model.previous_champion
+    if row is not None or number is None:
+        if row is not None:
+            db.session.delete(row)
+        model.canary_share = None
+        _touch(model)
+        db.session.commit()
+        return None
+    _not_followed(model, {CHAMPION})
+    version = get_version(model, number)
+    if version is None or version.status != VersionStatus.READY.value:
+        raise RegistryConflict(
+            "rollback_unavailable",
+            f"Version {number}, the champion before the last promote, is no longer served: "
+            "there is nothing to roll back to. Move the champion alias instead.",
+        )
+    _point_alias(model, CHAMPION, version)
     db.session.commit()
+    return version
 
 
 def _end_shares(model: RegisteredModel, removed: set[str]) -> None:
-    """A share ends with its alias: set again later, the alias starts with none."""
+    """A share ends with its alias: set again later, the alias starts with none. A removed
+    champion leaves no promote to roll back."""
     if CHALLENGER in removed:
         model.canary_share = None
     if SHADOW in removed:
         model.shadow_share = None
+    if CHAMPION in removed:
+        model.previous_champion = None
 
 
 def _alias_row(model: RegisteredModel, alias: str) -> ModelAlias | None:

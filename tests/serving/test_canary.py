@@ -269,6 +269,82 @@ def test_shares_need_their_alias_and_promote_and_rollback_end_the_canary(
         assert model.shadow_share is None and model.alias_map() == {"champion": 2}
 
 
+@pytest.mark.db
+def test_a_rollback_without_a_canary_undoes_the_last_promote_once(two_versions: Flask) -> None:
+    app = two_versions
+    with app.app_context():
+        model = registry.get_model("iris")
+        assert model is not None
+        assert registry.rollback(model) is None  # nothing promoted yet: nothing changes
+        assert model.alias_map() == {"champion": 1}
+        registry.set_alias(model, "challenger", 2)
+        registry.promote(model)
+        assert (model.alias_map(), model.previous_champion) == ({"champion": 2}, 1)
+        # A canary started after the promote is ended first; the next step undoes the promote.
+        registry.set_alias(model, "challenger", 1)
+        registry.set_shares(model, canary=0.5)
+        assert registry.rollback(model) is None
+        assert (model.alias_map(), model.canary_share) == ({"champion": 2}, None)
+        restored = registry.rollback(model)
+        assert restored is not None and restored.number == 1
+        assert (model.alias_map(), model.previous_champion) == ({"champion": 1}, None)
+        assert registry.rollback(model) is None  # once
+        assert model.alias_map() == {"champion": 1}
+        # Moving the champion by hand forgets the promote.
+        registry.set_alias(model, "challenger", 2)
+        registry.promote(model)
+        registry.set_alias(model, "champion", 2)
+        assert model.previous_champion is None
+        assert registry.rollback(model) is None and model.alias_map() == {"champion": 2}
+        # The version to go back to is archived: refused, nothing moves.
+        registry.set_alias(model, "challenger", 1)
+        registry.promote(model)
+        assert model.previous_champion == 2
+        registry.archive_version(model, 2)
+        with pytest.raises(registry.RegistryConflict) as refused:
+            registry.rollback(model)
+        assert refused.value.code == "rollback_unavailable"
+        assert model.alias_map() == {"champion": 1}
+
+
+def test_the_api_the_cli_and_the_page_undo_a_promote(two_versions: Flask) -> None:
+    app = two_versions
+    make_user(app, "root@example.com", role="admin")
+    admin = issue_token(app, 2, ["full"])
+    client = app.test_client()
+    url = "/api/v1/models/iris/canary"
+    assert client.post(f"{url}/promote", headers=bearer(admin)).json["champion"] == 2
+    undone = client.post(f"{url}/rollback", headers=bearer(admin))
+    assert undone.status_code == 200, undone.json
+    assert (undone.json["champion"], undone.json["challenger"]) == (1, None)
+    # The CLI.
+    with app.app_context():
+        registry.set_alias(registry.get_model("iris"), "challenger", 2)  # type: ignore[arg-type]
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["promote", "iris"]).exit_code == 0
+    result = runner.invoke(args=["rollback", "iris"])
+    assert result.exit_code == 0, result.output
+    assert "Rolled back: version 1 is the champion again." in result.output
+    # The page offers it after a promote, and does it.
+    with app.app_context():
+        registry.set_alias(registry.get_model("iris"), "challenger", 2)  # type: ignore[arg-type]
+    assert runner.invoke(args=["promote", "iris"]).exit_code == 0
+    login(client, "root@example.com")
+    page = client.get("/admin/models").get_data(as_text=True)
+    assert "Undo the promote: version 1 is the champion again" in page
+    token = csrf_token(client, "/admin/models")
+    done = client.post(
+        "/admin/models/iris/canary",
+        data={"csrf_token": token, "action": "rollback"},
+        follow_redirects=True,
+    )
+    assert done.status_code == 200
+    assert "Version 1 of iris is the champion again." in done.get_data(as_text=True)
+    with app.app_context():
+        model = registry.get_model("iris")
+        assert model is not None and model.alias_map() == {"champion": 1}
+
+
 def test_the_api_and_the_cli_set_promote_and_roll_back(two_versions: Flask) -> None:
     app = two_versions
     make_user(app, "root@example.com", role="admin")

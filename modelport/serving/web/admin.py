@@ -257,8 +257,15 @@ def admin_canary(name: str) -> Response | tuple[str, int]:
                 name=model.name,
             )
         elif action == "rollback":
-            registry.rollback(model)
-            message = _("The canary of %(name)s is rolled back.", name=model.name)
+            restored = registry.rollback(model)
+            if restored is None:
+                message = _("The canary of %(name)s is rolled back.", name=model.name)
+            else:
+                message = _(
+                    "Version %(number)d of %(name)s is the champion again.",
+                    number=restored.number,
+                    name=model.name,
+                )
         else:
             registry.set_shares(
                 model,

@@ -98,5 +98,9 @@ def registry_message(exc: registry.RegistryError) -> str:
             "aliases in MLflow, or stop following it first."
         ),
         "not_following": _("This model follows no MLflow model."),
+        "rollback_unavailable": _(
+            "The champion before the last promote is no longer served: there is nothing to "
+            "roll back to. Move the champion alias instead."
+        ),
     }
     return messages.get(exc.code, exc.message)
