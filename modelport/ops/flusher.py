@@ -26,6 +26,8 @@ INTERVAL = 0.5
 _flushers: list[Callable[[], Callable[[], None] | None]] = []
 _lock = threading.Lock()
 _running = False
+# One flush at a time in a process: the thread's last one may meet the worker loop's first.
+_flushing = threading.Lock()
 # Whether this process's worker writes the notes out itself (``run_in_worker_loop``), and
 # when it is next due to.
 _in_worker_loop = False
@@ -55,12 +57,13 @@ def ensure_running() -> None:
 
 def flush_all() -> None:
     """Write out everything noted so far, now."""
-    for reference in list(_flushers):
-        flush = reference()
-        if flush is None:
-            _flushers.remove(reference)
-        else:
-            flush()
+    with _flushing:
+        for reference in list(_flushers):
+            flush = reference()
+            if flush is None:
+                _flushers.remove(reference)
+            else:
+                flush()
 
 
 def run_in_worker_loop() -> None:
@@ -83,12 +86,17 @@ def flush_if_due() -> None:
 def _run() -> None:
     while True:
         time.sleep(INTERVAL)
+        if _in_worker_loop:
+            # A note made while the worker started (before its loop) started this thread:
+            # the loop writes them out from now on.
+            return
         flush_all()
 
 
 def _forked() -> None:
-    global _lock, _running, _in_worker_loop
+    global _lock, _flushing, _running, _in_worker_loop
     _lock = threading.Lock()
+    _flushing = threading.Lock()
     _running = False
     _in_worker_loop = False
 

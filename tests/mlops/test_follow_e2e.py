@@ -117,6 +117,16 @@ def test_a_moved_alias_is_served_by_every_worker_within_the_interval(
         finally:
             if hook is not None:
                 mlflow.delete_webhook(hook.webhook_id)
+        # gunicorn writes a request's access line after its answer has left: the last
+        # answers may be in before their lines.
+        ids = {o.request_id for o in outcomes if o.request_id}
+        wait_for(
+            lambda: (
+                ids <= set(re.findall(r"^<\d+> (\w+) \d{3}$", master.server.text(), re.M)) or None
+            ),
+            "an access line for every answer",
+            10,
+        )
         log = master.server.text()
 
     served = {rid: pid for pid, rid in re.findall(r"^<(\d+)> (\w+) 200$", log, re.MULTILINE)}
